@@ -1,0 +1,109 @@
+"""gsim-async: an asyncio-first SDK for the gsim API.
+
+>>> async with gsim_async.Client() as gsim:
+...     order = await gsim.orders.create("telegram", "russia")
+...     code = await gsim_async.wait_for_code(order)
+"""
+
+from __future__ import annotations
+
+from ._client import Client
+from ._codes import extract_code
+from ._enums import Direction, NumberType, OrderStatus, RentalStatus
+from ._exceptions import (
+    APIConnectionError,
+    APIError,
+    APIResponseValidationError,
+    APITimeoutError,
+    CodeTimeoutError,
+    ConflictError,
+    ForbiddenError,
+    GsimError,
+    InsufficientBalanceError,
+    InvalidArgumentError,
+    NoCodeError,
+    NotFoundError,
+    OutcomeUnknownError,
+    PriceTooHighError,
+    ProviderError,
+    RateLimitedError,
+    UnauthorizedError,
+    ValidationError,
+)
+from ._models import (
+    AvailableNumber,
+    Balance,
+    Call,
+    Capabilities,
+    Country,
+    Message,
+    Operator,
+    Order,
+    Page,
+    PlacedCall,
+    Refund,
+    Rental,
+    RentalUpdate,
+    SentMessage,
+    Service,
+)
+from ._retry import RetryEvent
+from ._types import NOT_GIVEN, NotGiven
+from ._version import __version__
+from ._waiting import Activation, WaitResult, wait_for_code
+
+__all__ = [
+    "NOT_GIVEN",
+    "APIConnectionError",
+    "APIError",
+    "APIResponseValidationError",
+    "APITimeoutError",
+    "Activation",
+    "AvailableNumber",
+    "Balance",
+    "Call",
+    "Capabilities",
+    "Client",
+    "CodeTimeoutError",
+    "ConflictError",
+    "Country",
+    "Direction",
+    "ForbiddenError",
+    "GsimError",
+    "InsufficientBalanceError",
+    "InvalidArgumentError",
+    "Message",
+    "NoCodeError",
+    "NotFoundError",
+    "NotGiven",
+    "NumberType",
+    "Operator",
+    "Order",
+    "OrderStatus",
+    "OutcomeUnknownError",
+    "Page",
+    "PlacedCall",
+    "PriceTooHighError",
+    "ProviderError",
+    "RateLimitedError",
+    "Refund",
+    "Rental",
+    "RentalStatus",
+    "RentalUpdate",
+    "RetryEvent",
+    "SentMessage",
+    "Service",
+    "UnauthorizedError",
+    "ValidationError",
+    "WaitResult",
+    "__version__",
+    "extract_code",
+    "wait_for_code",
+]
+
+# Public names report the package as their home (gsim_async.Client, not _client.Client).
+for _name in __all__:
+    _obj = globals()[_name]
+    if isinstance(_obj, type) and _obj.__module__.startswith("gsim_async._"):
+        _obj.__module__ = __name__
+del _name, _obj

@@ -1,0 +1,227 @@
+"""Every error the SDK raises.
+
+::
+
+    GsimError
+    ├── InvalidArgumentError (also ValueError)     bad input, raised before any request
+    ├── APIError                                   the server answered with an error
+    │   ├── UnauthorizedError          401 UNAUTHORIZED
+    │   ├── ForbiddenError             403 FORBIDDEN
+    │   ├── NotFoundError              404 NOT_FOUND
+    │   ├── InsufficientBalanceError   402 INSUFFICIENT_BALANCE
+    │   ├── RateLimitedError           429 RATE_LIMITED (.retry_after)
+    │   ├── ValidationError            400 VALIDATION_ERROR
+    │   ├── ProviderError              503 PROVIDER_ERROR
+    │   ├── ConflictError              409 CONFLICT (.order: the order re-read, when known)
+    │   └── APIResponseValidationError a 2xx whose body is not what the API documents
+    ├── APIConnectionError                         no usable answer (refused, reset, cut)
+    │   ├── APITimeoutError            the request's deadline passed
+    │   └── OutcomeUnknownError        a charging request may have gone through
+    ├── PriceTooHighError                          activation(max_price=...) refused a price
+    └── NoCodeError                                a wait ended without a code (.order)
+        └── CodeTimeoutError           ... because its timeout passed (also TimeoutError)
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._models import Order
+
+__all__ = [
+    "APIConnectionError",
+    "APIError",
+    "APIResponseValidationError",
+    "APITimeoutError",
+    "CodeTimeoutError",
+    "ConflictError",
+    "ForbiddenError",
+    "GsimError",
+    "InsufficientBalanceError",
+    "InvalidArgumentError",
+    "NoCodeError",
+    "NotFoundError",
+    "OutcomeUnknownError",
+    "PriceTooHighError",
+    "ProviderError",
+    "RateLimitedError",
+    "UnauthorizedError",
+    "ValidationError",
+]
+
+
+class GsimError(Exception):
+    """Base class of every error raised by gsim-async."""
+
+
+class InvalidArgumentError(GsimError, ValueError):
+    """An argument is invalid; raised before any request is sent (so nothing is charged)."""
+
+
+class APIError(GsimError):
+    """The API answered with an error status.
+
+    ``status`` is the HTTP status, ``code`` the API's error code (``None`` when the
+    body was not the API's JSON, e.g. an HTML page from a proxy), ``message`` the
+    server's human message (or a short excerpt of a non-JSON body), and ``method`` /
+    ``path`` name the request.
+    """
+
+    status: int
+    code: str | None
+    message: str
+    method: str
+    path: str
+    #: How many times the request was sent before this answer (retries included).
+    attempts: int = 1
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        code: str | None = None,
+        method: str = "",
+        path: str = "",
+    ) -> None:
+        self.message = message
+        self.status = status
+        self.code = code
+        self.method = method
+        self.path = path
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = f" ({self.method} {self.path})" if self.method else ""
+        code = f" {self.code}" if self.code else ""
+        return f"{self.status}{code}: {self.message}{where}"
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]  # keep pickling working with kw-only init
+        return (_rebuild, (type(self), self.__dict__.copy()))
+
+
+def _rebuild(cls: type[APIError], state: dict[str, object]) -> APIError:
+    err = cls.__new__(cls)
+    err.__dict__.update(state)
+    Exception.__init__(err, str(err))
+    return err
+
+
+class UnauthorizedError(APIError):
+    """401: the API key is missing or invalid."""
+
+
+class ForbiddenError(APIError):
+    """403: the API key has been revoked."""
+
+
+class NotFoundError(APIError):
+    """404: no such resource (or it belongs to another account)."""
+
+
+class InsufficientBalanceError(APIError):
+    """402: the balance is too low for this purchase."""
+
+
+class RateLimitedError(APIError):
+    """429: too many requests; ``retry_after`` is the wait the server asked for, in seconds."""
+
+    retry_after: float | None
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kw: object) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+
+
+class ValidationError(APIError):
+    """400: the server rejected the request's parameters."""
+
+
+class ProviderError(APIError):
+    """503: the upstream SMS provider is temporarily unavailable (nothing was charged)."""
+
+
+class ConflictError(APIError):
+    """409: the order (or rental) is no longer in a state that allows this.
+
+    ``order`` is the order as re-read after the conflict, when the SDK could read it:
+    check ``order.sms_code`` — a code may have arrived.
+    """
+
+    order: Order | None
+
+    def __init__(self, message: str, *, order: Order | None = None, **kw: object) -> None:
+        self.order = order
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+
+
+class APIResponseValidationError(APIError):
+    """A successful response whose body does not have the documented shape."""
+
+
+ERROR_CODES: dict[str, type[APIError]] = {
+    "UNAUTHORIZED": UnauthorizedError,
+    "FORBIDDEN": ForbiddenError,
+    "NOT_FOUND": NotFoundError,
+    "INSUFFICIENT_BALANCE": InsufficientBalanceError,
+    "RATE_LIMITED": RateLimitedError,
+    "VALIDATION_ERROR": ValidationError,
+    "PROVIDER_ERROR": ProviderError,
+    "CONFLICT": ConflictError,
+}
+
+
+class APIConnectionError(GsimError):
+    """No usable answer: the connection failed, was reset or cut before a response."""
+
+    method: str
+    path: str
+
+    def __init__(self, message: str, *, method: str = "", path: str = "") -> None:
+        self.method = method
+        self.path = path
+        where = f" ({method} {path})" if method else ""
+        super().__init__(f"{message}{where}")
+
+
+class APITimeoutError(APIConnectionError):
+    """The request did not complete before its deadline."""
+
+
+class OutcomeUnknownError(APIConnectionError):
+    """A request that charges money may or may not have gone through.
+
+    Raised for ``send_sms`` and ``call`` (never repeated, so a message is not sent twice)
+    and for a purchase whose reconciliation could not run. Check the account before
+    trying again.
+    """
+
+
+class PriceTooHighError(GsimError):
+    """The number costs more than ``max_price``; nothing was spent (or it was refunded)."""
+
+    price: Decimal
+    max_price: Decimal
+
+    def __init__(self, message: str, *, price: Decimal, max_price: Decimal) -> None:
+        self.price = price
+        self.max_price = max_price
+        super().__init__(message)
+
+
+class NoCodeError(GsimError):
+    """A wait for a code ended without one; ``order`` is the order's last known state."""
+
+    order: Order
+    refunded: Decimal | None
+
+    def __init__(self, message: str, *, order: Order, refunded: Decimal | None = None) -> None:
+        self.order = order
+        self.refunded = refunded
+        super().__init__(message)
+
+
+class CodeTimeoutError(NoCodeError, TimeoutError):
+    """No code before the wait's timeout. ``refunded`` is what the ban/cancel gave back."""

@@ -1,0 +1,231 @@
+"""What the API returns, as frozen, slotted attrs classes (snake_case, Decimal, aware UTC)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Generic, TypeVar
+
+from attrs import field, frozen
+
+from ._enums import Direction, NumberType, OrderStatus, RentalStatus
+
+T = TypeVar("T")
+
+__all__ = [
+    "AvailableNumber",
+    "Balance",
+    "Call",
+    "Capabilities",
+    "Country",
+    "Message",
+    "Operator",
+    "Order",
+    "Page",
+    "PlacedCall",
+    "Refund",
+    "Rental",
+    "RentalUpdate",
+    "SentMessage",
+    "Service",
+]
+
+
+@frozen
+class Balance:
+    """The account's balance."""
+
+    balance: Decimal
+    currency: str = "USD"
+
+
+@frozen
+class Service:
+    """A service numbers can be bought for (``telegram``)."""
+
+    id: str
+    name: str
+    min_price: Decimal
+    count: int = 0
+
+
+@frozen
+class Country:
+    """A country numbers can be bought in."""
+
+    id: str
+    name: str
+    iso: str | None = None
+    min_price: Decimal | None = None
+    count: int = 0
+
+
+@frozen
+class Operator:
+    """A mobile operator of a country, with the price of one activation."""
+
+    id: str
+    name: str
+    price: Decimal
+    count: int = 0
+
+
+@frozen
+class Order:
+    """A one-time activation number; ``sms_code`` is set once the code arrived."""
+
+    id: str
+    service: str
+    phone_number: str
+    status: OrderStatus
+    price: Decimal
+    country: str | None = None
+    operator: str | None = None
+    sms_code: str | None = None
+    created_at: datetime | None = None
+    expires_at: datetime | None = None
+
+    def merged(self, newer: Order) -> Order:
+        """``newer``, with the fields it omits taken from this (older) copy."""
+        if newer.country is not None and newer.operator is not None and newer.created_at:
+            return newer
+        return Order(
+            id=newer.id,
+            service=newer.service,
+            phone_number=newer.phone_number,
+            status=newer.status,
+            price=newer.price,
+            country=newer.country if newer.country is not None else self.country,
+            operator=newer.operator if newer.operator is not None else self.operator,
+            sms_code=newer.sms_code if newer.sms_code is not None else self.sms_code,
+            created_at=newer.created_at or self.created_at,
+            expires_at=newer.expires_at or self.expires_at,
+        )
+
+
+@frozen
+class Refund:
+    """The answer to a cancel or ban: what was given back to the balance."""
+
+    success: bool
+    refunded: Decimal
+
+
+@frozen
+class Capabilities:
+    """What a rentable number can do."""
+
+    voice: bool = False
+    sms: bool = False
+    mms: bool = False
+
+
+@frozen
+class AvailableNumber:
+    """A number offered by ``rentals.search``; ``monthly_price`` is the base price, if given."""
+
+    phone_number: str
+    friendly_name: str | None = None
+    locality: str | None = None
+    region: str | None = None
+    iso_country: str | None = None
+    capabilities: Capabilities = field(factory=Capabilities)
+    monthly_price: Decimal | None = None
+
+
+@frozen
+class Message:
+    """An SMS received on or sent from a rental."""
+
+    id: str
+    direction: Direction
+    from_: str
+    to: str
+    body: str
+    status: str | None = None
+    created_at: datetime | None = None
+
+
+@frozen
+class Call:
+    """A call received on or placed from a rental."""
+
+    id: str
+    direction: Direction
+    from_: str
+    to: str
+    status: str | None = None
+    duration: int | None = None
+    created_at: datetime | None = None
+
+
+@frozen
+class Rental:
+    """A long-term virtual number; ``messages`` and ``calls`` are filled by ``rentals.get``."""
+
+    id: str
+    phone_number: str
+    status: RentalStatus
+    country: str | None = None
+    number_type: NumberType | None = None
+    monthly_price: Decimal | None = None
+    auto_renew: bool | None = None
+    renews_at: datetime | None = None
+    forwarding_number: str | None = None
+    voicemail_enabled: bool | None = None
+    friendly_name: str | None = None
+    created_at: datetime | None = None
+    messages: tuple[Message, ...] = ()
+    calls: tuple[Call, ...] = ()
+
+
+@frozen
+class RentalUpdate:
+    """What ``rentals.update`` set; a field the server did not echo is ``None``."""
+
+    id: str
+    auto_renew: bool | None = None
+    forwarding_number: str | None = None
+    voicemail_enabled: bool | None = None
+    friendly_name: str | None = None
+
+
+@frozen
+class SentMessage:
+    """An outbound SMS accepted for delivery."""
+
+    id: str
+    status: str
+    twilio_sid: str | None = None
+
+
+@frozen
+class PlacedCall:
+    """An outbound call that was started."""
+
+    id: str
+    status: str
+    twilio_sid: str | None = None
+
+
+@frozen
+class Page(Generic[T]):
+    """One page of a list; iterate it directly or read ``items``."""
+
+    items: Sequence[T]
+    total: int
+    page: int
+    limit: int
+    total_pages: int
+
+    def __iter__(self) -> Iterator[T]:
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    @property
+    def has_next(self) -> bool:
+        """Whether a later page exists."""
+        return self.page < self.total_pages

@@ -1,0 +1,1 @@
+"""Resource namespaces: thin wrappers that validate, then call the transport."""

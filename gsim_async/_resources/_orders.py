@@ -1,0 +1,293 @@
+"""``client.orders``: buy, read, list, cancel and ban one-time activation numbers."""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import AsyncIterator, Iterable
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+from .. import _validation as v
+from .._constants import MAX_PAGE_SIZE
+from .._converter import OrderList
+from .._enums import OrderStatus
+from .._exceptions import APIConnectionError, ConflictError, NotFoundError, OutcomeUnknownError
+from .._models import Order, Page, Refund
+from .._pagination import iterate_pages, make_page
+from .._retry import Operation
+from .._waiting import (
+    Activation,
+    OnTimeout,
+    WaitResult,
+    as_completed,
+    cancel_stale,
+    check_wait_args,
+    remember,
+    wait,
+)
+from .._watcher import OrderHook, Watcher
+
+if TYPE_CHECKING:
+    from .._client import Client
+
+OrderRef = Order | str
+
+
+def order_id(order: OrderRef) -> str:
+    """The id of an Order or of an id string."""
+    if isinstance(order, Order):
+        return order.id
+    return v.identifier("order", order)
+
+
+class Orders:
+    """One-time activation numbers: ``await client.orders.create("telegram", "russia")``."""
+
+    def __init__(self, client: Client, on_update: OrderHook | None = None) -> None:
+        self._client = client
+        self._transport = client._transport
+        self._book = client._purchases
+        self._watcher = Watcher(self, client.poll_interval, on_update)
+
+    async def create(self, service: str, country: str, operator: str | None = None) -> Order:
+        """Buy a number for ``service`` in ``country``; its price is taken from the balance.
+
+        A purchase whose answer is lost is reconciled, never blindly repeated: the
+        order it created is found and returned, so the account is charged once.
+        Raises ``InsufficientBalanceError``, ``NotFoundError``/``ValidationError`` for an
+        unknown service or country, ``OutcomeUnknownError`` if a lost purchase could not
+        be checked.
+        """
+        service = v.text("service", service)
+        country = v.text("country", country)
+        body = {"service": service, "country": country}
+        if operator is not None:
+            body["operator"] = v.text("operator", operator)
+        key = (service, country)
+        retries = self._transport.settings.max_retries
+        for _ in range(retries + 1):
+            await self._book.begin(key)
+            since = datetime.now(timezone.utc)
+            try:
+                order = await self._transport.request(
+                    "POST", "/orders", Order, json=body, op=Operation.PURCHASE
+                )
+            except OutcomeUnknownError as exc:
+                self._book.end(key)
+                lost = exc
+            else:
+                self._book.end(key)
+                self._book.hold(order.id)
+                return self._remember(_with_defaults(order, country, operator))
+            try:
+                adopted = await self._book.reconcile(key, since, operator, self._recent)
+            except Exception as exc:
+                raise OutcomeUnknownError(
+                    f"a purchase of {service}/{country} got no answer and the account could "
+                    f"not be checked for it ({exc}); it may have been charged — look for a "
+                    "new PENDING order before buying again",
+                    method="POST",
+                    path="/api/v1/orders",
+                ) from lost
+            if adopted is not None:
+                return self._remember(_with_defaults(adopted, country, operator))
+            # Nothing was created: the purchase provably did not happen; buy again.
+        raise APIConnectionError(
+            f"a purchase of {service}/{country} failed {retries + 1} times without reaching "
+            "the server; nothing was charged",
+            method="POST",
+            path="/api/v1/orders",
+        )
+
+    async def _recent(self, since: datetime) -> list[Order]:
+        return [order async for order in self._iterate(None, stop_before=since)]
+
+    async def get(self, order: OrderRef) -> Order:
+        """The order's current state, with ``sms_code`` once the code arrived."""
+        fresh = await self._fetch(order_id(order))
+        return self._remember(order.merged(fresh) if isinstance(order, Order) else fresh)
+
+    async def _fetch(self, oid: str) -> Order:
+        return await self._transport.request("GET", f"/orders/{oid}", Order)
+
+    def _remember(self, order: Order) -> Order:
+        remember(order, self)
+        return order
+
+    async def list(
+        self, page: int = 1, limit: int = 20, status: OrderStatus | str | None = None
+    ) -> Page[Order]:
+        """One page of this account's orders, newest first."""
+        params = {"page": str(v.page(page)), "limit": str(v.limit(limit))}
+        if status is not None:
+            params["status"] = v.status("status", status, OrderStatus).value
+        data = await self._transport.request("GET", "/orders", OrderList, params=params)
+        return make_page(
+            data.orders,
+            total=data.total,
+            page=data.page,
+            limit=data.limit,
+            total_pages=data.total_pages,
+            requested_page=page,
+            requested_limit=limit,
+        )
+
+    def iterate(self, status: OrderStatus | str | None = None) -> AsyncIterator[Order]:
+        """Every order (of ``status``, if given), newest first, fetched 100 per request."""
+        if status is not None:
+            status = v.status("status", status, OrderStatus)
+        return self._iterate(status)
+
+    async def _iterate(
+        self, status: OrderStatus | str | None, stop_before: datetime | None = None
+    ) -> AsyncIterator[Order]:
+        async def fetch(number: int) -> Page[Order]:
+            return await self.list(page=number, limit=MAX_PAGE_SIZE, status=status)
+
+        async for order in iterate_pages(fetch):
+            if (
+                stop_before is not None
+                and order.created_at is not None
+                and order.created_at < stop_before
+            ):
+                # Newest first: the rest is older still.
+                return
+            yield order
+
+    async def cancel(self, order: OrderRef) -> Refund:
+        """Cancel a PENDING order; its price is refunded.
+
+        Raises ``ConflictError`` when the order is no longer PENDING, with the order
+        re-read on ``.order`` (check its ``sms_code``: the code may have arrived).
+        """
+        return await self._finish(order, "cancel", OrderStatus.CANCELLED)
+
+    async def ban(self, order: OrderRef) -> Refund:
+        """Report a PENDING order's number as not receiving; its price is refunded.
+
+        Raises ``ConflictError`` like :meth:`cancel`.
+        """
+        return await self._finish(order, "ban", OrderStatus.BANNED)
+
+    async def _finish(self, order: OrderRef, action: str, target: OrderStatus) -> Refund:
+        oid = order_id(order)
+        try:
+            return await self._transport.request("POST", f"/orders/{oid}/{action}", Refund)
+        except (ConflictError, NotFoundError) as exc:
+            if exc.attempts <= 1 and isinstance(exc, NotFoundError):
+                raise
+            current = await self._reread(order)
+            if current is not None and current.status == target and exc.attempts > 1:
+                # An earlier attempt of ours went through and only its answer was lost.
+                return Refund(success=True, refunded=current.price)
+            if isinstance(exc, ConflictError):
+                exc.order = current
+            raise
+
+    # -- waiting ---------------------------------------------------------------------
+
+    async def wait_for_code(
+        self,
+        order: OrderRef,
+        *,
+        timeout: float | None = None,
+        on_timeout: OnTimeout = "ban",
+        poll_interval: float | None = None,
+    ) -> str:
+        """Wait for the order's SMS code and return it.
+
+        ``timeout`` (seconds) defaults to the order's ``expires_at``; when it passes the
+        order is banned (``on_timeout="ban"``), cancelled (``"cancel"``) or kept
+        (``"keep"``) and ``CodeTimeoutError`` is raised, carrying the refund. A code
+        that arrived meanwhile is returned instead. Raises ``NoCodeError`` if the order
+        ends without a code. Cancelling the waiting task leaves the order as it is.
+        """
+        check_wait_args(timeout, on_timeout, poll_interval)
+        current = order if isinstance(order, Order) else await self.get(order)
+        final = await wait(
+            self,
+            current,
+            timeout=timeout,
+            on_timeout=on_timeout,
+            poll_interval=poll_interval,
+        )
+        assert final.sms_code is not None
+        return final.sms_code
+
+    def as_completed(
+        self,
+        orders: Iterable[OrderRef],
+        *,
+        timeout: float | None = None,
+        on_timeout: OnTimeout = "ban",
+        poll_interval: float | None = None,
+    ) -> AsyncIterator[WaitResult]:
+        """Wait for many orders at once; yield a ``WaitResult`` for each as it finishes.
+
+        Each result has ``order`` and either ``code`` or ``error`` (``NoCodeError``,
+        ``CodeTimeoutError`` after the ban, ...): one failure never stops the others.
+        Leaving the loop early stops waiting on the rest (they are kept as they are).
+        """
+        check_wait_args(timeout, on_timeout, poll_interval)
+        return as_completed(
+            self,
+            list(orders),
+            timeout=timeout,
+            on_timeout=on_timeout,
+            poll_interval=poll_interval,
+        )
+
+    def activation(
+        self,
+        service: str,
+        country: str,
+        operator: str | None = None,
+        *,
+        max_price: Decimal | str | int | float | None = None,
+    ) -> Activation:
+        """Buy a number for the length of an ``async with`` block; refunded unless used.
+
+        With ``max_price`` the price is checked before buying (``PriceTooHighError``,
+        nothing bought) and an order that came back dearer is cancelled at once.
+        """
+        return Activation(
+            self,
+            v.text("service", service),
+            v.text("country", country),
+            v.text("operator", operator) if operator is not None else None,
+            v.price("max_price", max_price) if max_price is not None else None,
+        )
+
+    async def cancel_stale(
+        self, older_than: float | timedelta = timedelta(minutes=5)
+    ) -> builtins.list[tuple[Order, Refund]]:
+        """Cancel this account's PENDING orders older than ``older_than``; return refunds.
+
+        For recovery after a crash: orders a dead process was waiting on are refunded
+        instead of expiring. Orders this client is waiting on are left alone.
+        """
+        return await cancel_stale(self, older_than)
+
+    async def _reread(self, order: OrderRef) -> Order | None:
+        try:
+            return await self.get(order)
+        except Exception:  # the original error is the one to report
+            return None
+
+
+def _with_defaults(order: Order, country: str, operator: str | None) -> Order:
+    if order.country is not None and (order.operator is not None or operator is None):
+        return order
+    return Order(
+        id=order.id,
+        service=order.service,
+        phone_number=order.phone_number,
+        status=order.status,
+        price=order.price,
+        country=order.country or country,
+        operator=order.operator or operator,
+        sms_code=order.sms_code,
+        created_at=order.created_at,
+        expires_at=order.expires_at,
+    )

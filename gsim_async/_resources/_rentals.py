@@ -1,0 +1,273 @@
+"""``client.rentals``: search, rent, configure and use long-term virtual numbers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from .. import _validation as v
+from .._constants import MAX_PAGE_SIZE
+from .._converter import CallList, MessageList, RentalList, SearchResult, Success
+from .._enums import NumberType, RentalStatus
+from .._exceptions import (
+    APIConnectionError,
+    InvalidArgumentError,
+    NotFoundError,
+    OutcomeUnknownError,
+)
+from .._models import (
+    AvailableNumber,
+    Call,
+    Message,
+    Page,
+    PlacedCall,
+    Rental,
+    RentalUpdate,
+    SentMessage,
+)
+from .._pagination import iterate_pages, make_page
+from .._retry import Operation
+from .._types import NOT_GIVEN, NotGiven
+
+if TYPE_CHECKING:
+    from .._client import Client
+
+RentalRef = Rental | str
+
+
+def rental_id(rental: RentalRef) -> str:
+    """The id of a Rental or of an id string."""
+    if isinstance(rental, Rental):
+        return rental.id
+    return v.identifier("rental", rental)
+
+
+def _flag(value: bool) -> str:
+    return "true" if value else "false"
+
+
+class Rentals:
+    """Long-term virtual numbers: ``await client.rentals.search("US")``."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+        self._transport = client._transport
+
+    async def search(
+        self,
+        country: str,
+        *,
+        type: NumberType | str | None = None,  # the API's own name
+        sms_enabled: bool | None = None,
+        voice_enabled: bool | None = None,
+        area_code: str | int | None = None,
+        contains: str | int | None = None,
+        page_size: int | None = None,
+    ) -> list[AvailableNumber]:
+        """Numbers available to rent in ``country`` (2-letter ISO code such as ``"US"``).
+
+        ``type`` is ``"Local"`` (default), ``"Mobile"`` or ``"TollFree"`` (or a
+        ``NumberType``); ``page_size`` is 1 to 50.
+        """
+        params = {"country": v.iso_country(country)}
+        if type is not None:
+            params["type"] = v.search_type(type)
+        if sms_enabled is not None:
+            params["smsEnabled"] = _flag(v.boolean("sms_enabled", sms_enabled))
+        if voice_enabled is not None:
+            params["voiceEnabled"] = _flag(v.boolean("voice_enabled", voice_enabled))
+        if area_code is not None:
+            params["areaCode"] = v.digits("area_code", area_code)
+        if contains is not None:
+            params["contains"] = v.digits("contains", contains)
+        if page_size is not None:
+            params["pageSize"] = str(v.integer("page_size", page_size, 1, 50))
+        data = await self._transport.request("GET", "/rentals/search", SearchResult, params=params)
+        return data.numbers
+
+    async def create(
+        self,
+        phone_number: str,
+        number_type: NumberType | str,
+        country: str,
+        monthly_price: Decimal | str | int | float,
+    ) -> Rental:
+        """Rent ``phone_number`` (from ``search``); the monthly fee is taken from the balance.
+
+        ``monthly_price`` is the base price ``search`` showed; the rental's own
+        ``monthly_price`` includes the provider's markup. A purchase whose answer is
+        lost is reconciled by phone number, never blindly repeated.
+        """
+        body = {
+            "phoneNumber": v.e164("phone_number", phone_number),
+            "numberType": v.number_type(number_type).value,
+            "country": v.iso_country(country),
+            "monthlyPrice": v.price("monthly_price", monthly_price),
+        }
+        retries = self._transport.settings.max_retries
+        for _ in range(retries + 1):
+            try:
+                return await self._transport.request(
+                    "POST", "/rentals", Rental, json=body, op=Operation.PURCHASE
+                )
+            except OutcomeUnknownError as lost:
+                try:
+                    found = await self._find(phone_number)
+                except Exception as exc:
+                    raise OutcomeUnknownError(
+                        f"renting {phone_number} got no answer and the account could not be "
+                        f"checked for it ({exc}); it may have been charged — look for it in "
+                        "rentals.list() before trying again",
+                        method="POST",
+                        path="/api/v1/rentals",
+                    ) from lost
+                if found is not None:
+                    return found
+        raise APIConnectionError(
+            f"renting {phone_number} failed {retries + 1} times without reaching the server; "
+            "nothing was charged",
+            method="POST",
+            path="/api/v1/rentals",
+        )
+
+    async def _find(self, phone_number: str) -> Rental | None:
+        async for rental in self._iterate(None):
+            if rental.phone_number == phone_number and rental.status != RentalStatus.CANCELLED:
+                return rental
+        return None
+
+    async def get(self, rental: RentalRef) -> Rental:
+        """The rental with its recent ``messages`` and ``calls``."""
+        return await self._transport.request("GET", f"/rentals/{rental_id(rental)}", Rental)
+
+    async def list(
+        self, page: int = 1, limit: int = 20, status: RentalStatus | str | None = None
+    ) -> Page[Rental]:
+        """One page of this account's rentals."""
+        params = {"page": str(v.page(page)), "limit": str(v.limit(limit))}
+        if status is not None:
+            params["status"] = v.status("status", status, RentalStatus).value
+        data = await self._transport.request("GET", "/rentals", RentalList, params=params)
+        return make_page(
+            data.rentals,
+            total=data.total,
+            page=data.page,
+            limit=data.limit,
+            total_pages=data.total_pages,
+            requested_page=page,
+            requested_limit=limit,
+        )
+
+    def iterate(self, status: RentalStatus | str | None = None) -> AsyncIterator[Rental]:
+        """Every rental (of ``status``, if given), fetched 100 per request."""
+        if status is not None:
+            status = v.status("status", status, RentalStatus)
+        return self._iterate(status)
+
+    def _iterate(self, status: RentalStatus | str | None) -> AsyncIterator[Rental]:
+        async def fetch(number: int) -> Page[Rental]:
+            return await self.list(page=number, limit=MAX_PAGE_SIZE, status=status)
+
+        return iterate_pages(fetch)
+
+    async def update(
+        self,
+        rental: RentalRef,
+        *,
+        auto_renew: bool | NotGiven = NOT_GIVEN,
+        forwarding_number: str | NotGiven | None = NOT_GIVEN,
+        voicemail_enabled: bool | NotGiven = NOT_GIVEN,
+        friendly_name: str | NotGiven = NOT_GIVEN,
+    ) -> RentalUpdate:
+        """Change a rental's settings; only the arguments given are sent.
+
+        ``forwarding_number=None`` disables forwarding.
+        """
+        rid = rental_id(rental)
+        body: dict[str, Any] = {}
+        if not isinstance(auto_renew, NotGiven):
+            body["autoRenew"] = v.boolean("auto_renew", auto_renew)
+        if not isinstance(forwarding_number, NotGiven):
+            body["forwardingNumber"] = (
+                None
+                if forwarding_number is None
+                else v.e164("forwarding_number", forwarding_number)
+            )
+        if not isinstance(voicemail_enabled, NotGiven):
+            body["voicemailEnabled"] = v.boolean("voicemail_enabled", voicemail_enabled)
+        if not isinstance(friendly_name, NotGiven):
+            body["friendlyName"] = v.friendly_name(friendly_name)
+        if not body:
+            raise InvalidArgumentError(
+                "update needs at least one of auto_renew, forwarding_number, "
+                "voicemail_enabled, friendly_name"
+            )
+        return await self._transport.request("PATCH", f"/rentals/{rid}", RentalUpdate, json=body)
+
+    async def release(self, rental: RentalRef) -> None:
+        """Give the number back at once; it cannot be recovered."""
+        rid = rental_id(rental)
+        try:
+            await self._transport.request("DELETE", f"/rentals/{rid}", Success)
+        except NotFoundError as exc:
+            # A retry of ours after a lost answer finds it gone: that is success.
+            if exc.attempts <= 1:
+                raise
+
+    async def messages(self, rental: RentalRef, page: int = 1, limit: int = 50) -> Page[Message]:
+        """One page of the rental's SMS, newest first."""
+        params = {"page": str(v.page(page)), "limit": str(v.limit(limit))}
+        data = await self._transport.request(
+            "GET", f"/rentals/{rental_id(rental)}/sms", MessageList, params=params
+        )
+        return make_page(
+            data.messages,
+            total=data.total,
+            page=data.page,
+            limit=data.limit,
+            total_pages=data.total_pages,
+            requested_page=page,
+            requested_limit=limit,
+        )
+
+    async def send_sms(self, rental: RentalRef, to: str, body: str) -> SentMessage:
+        """Send an SMS from the rental's number (a per-SMS fee is charged).
+
+        Never repeated after a lost answer: raises ``OutcomeUnknownError`` saying the
+        message may have gone out.
+        """
+        payload = {"to": v.e164("to", to), "body": v.sms_body(body)}
+        return await self._transport.request(
+            "POST",
+            f"/rentals/{rental_id(rental)}/sms",
+            SentMessage,
+            json=payload,
+            op=Operation.ONCE,
+        )
+
+    async def calls(self, rental: RentalRef, page: int = 1, limit: int = 50) -> Page[Call]:
+        """One page of the rental's calls, newest first."""
+        params = {"page": str(v.page(page)), "limit": str(v.limit(limit))}
+        data = await self._transport.request(
+            "GET", f"/rentals/{rental_id(rental)}/calls", CallList, params=params
+        )
+        return make_page(
+            data.calls,
+            total=data.total,
+            page=data.page,
+            limit=data.limit,
+            total_pages=data.total_pages,
+            requested_page=page,
+            requested_limit=limit,
+        )
+
+    async def call(self, rental: RentalRef, to: str) -> PlacedCall:
+        """Place a call from the rental's number; never repeated after a lost answer."""
+        return await self._transport.request(
+            "POST",
+            f"/rentals/{rental_id(rental)}/calls",
+            PlacedCall,
+            json={"to": v.e164("to", to)},
+            op=Operation.ONCE,
+        )
