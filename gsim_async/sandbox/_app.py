@@ -1,0 +1,513 @@
+"""The aiohttp.web application: the ``/api/v1`` routes of gsim-api.md and their middleware.
+
+The middleware counts every API request, injects the faults that happen in
+front of the API (drop, proxy 502, rate limit, latency) and turns
+:class:`ApiError` into the documented error body. Handlers parse and validate
+the wire format, then call :class:`State`, which owns the rules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from . import _catalogue, _control, _errors
+from ._errors import ApiError
+from ._faults import DroppedResponse, FaultInjector, drop, html_502
+from ._json import dumps, loads
+from ._state import ORDER_STATUSES, RENTAL_STATUSES, Account, State, page_of
+from ._stats import Counters
+
+if TYPE_CHECKING:
+    from ._sandbox import Sandbox
+
+API = "/api/v1"
+log = logging.getLogger("gsim_async.sandbox")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_E164 = re.compile(r"\+[1-9][0-9]{6,14}")
+_ISO2 = re.compile(r"[A-Za-z]{2}")
+_HTTP_CODES = {400: "VALIDATION_ERROR", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}
+
+
+def json_response(text: str, status: int = 200) -> web.Response:
+    """A JSON answer from already-encoded text."""
+    return web.Response(body=text.encode(), status=status, content_type="application/json")
+
+
+def error_response(
+    status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    """``{"error": message, "code": code}`` with ``status``."""
+    resp = json_response(dumps({"error": message, "code": code}), status)
+    if headers:
+        resp.headers.update(headers)
+    return resp
+
+
+# -- wire parsing ------------------------------------------------------------
+
+
+def int_param(query: Mapping[str, str], name: str, default: int, high: int | None) -> int:
+    """A positive integer query parameter, at most ``high``; 400 naming it otherwise."""
+    raw = query.get(name)
+    if raw is None:
+        return default
+    value = int(raw) if raw.isascii() and raw.isdigit() else 0
+    if value < 1 or (high is not None and value > high):
+        if high is None:
+            raise _errors.validation(f"{name} must be an integer >= 1")
+        raise _errors.validation(f"{name} must be between 1 and {high}")
+    return value
+
+
+def choice_param(query: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> str | None:
+    """An optional query parameter restricted to ``allowed``."""
+    raw = query.get(name)
+    if raw is None or raw == "":
+        return None
+    if raw not in allowed:
+        raise _errors.validation(f"{name} must be one of {', '.join(allowed)}")
+    return raw
+
+
+def bool_param(query: Mapping[str, str], name: str) -> bool | None:
+    """An optional ``true``/``false`` query parameter."""
+    raw = query.get(name)
+    if raw is None or raw == "":
+        return None
+    lowered = raw.lower()
+    if lowered not in ("true", "false"):
+        raise _errors.validation(f"{name} must be true or false")
+    return lowered == "true"
+
+
+async def json_object(request: web.Request) -> dict[str, Any]:
+    """The request body, which must be a JSON object."""
+    raw = await request.read()
+    if not raw.strip():
+        raise _errors.validation("request body must be a JSON object")
+    try:
+        data = loads(raw)
+    except ValueError as exc:
+        raise _errors.validation(f"request body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise _errors.validation("request body must be a JSON object")
+    return data
+
+
+def required_str(body: Mapping[str, Any], name: str) -> str:
+    """A required non-empty string field."""
+    value = body.get(name)
+    if value is None:
+        raise _errors.validation(f"{name} is required")
+    if not isinstance(value, str) or not value.strip():
+        raise _errors.validation(f"{name} must be a non-empty string")
+    return value
+
+
+def phone_field(body: Mapping[str, Any], name: str) -> str:
+    """A required E.164 phone number field."""
+    value = required_str(body, name)
+    if not _E164.fullmatch(value):
+        raise _errors.validation(f"{name} must be an E.164 phone number like +14155551234")
+    return value
+
+
+def bool_field(body: Mapping[str, Any], name: str) -> bool:
+    """A JSON boolean field (0/1 and strings are rejected)."""
+    value = body[name]
+    if not isinstance(value, bool):
+        raise _errors.validation(f"{name} must be true or false")
+    return value
+
+
+def money_field(body: Mapping[str, Any], name: str) -> Decimal:
+    """A required positive JSON number field."""
+    value = body.get(name)
+    if value is None:
+        raise _errors.validation(f"{name} is required")
+    if isinstance(value, bool) or not isinstance(value, (int, Decimal)) or value <= 0:
+        raise _errors.validation(f"{name} must be a positive number")
+    return Decimal(value)
+
+
+# -- the API -------------------------------------------------------------------
+
+
+class Api:
+    """Handlers of ``/api/v1`` bound to one sandbox's state, faults and counters."""
+
+    def __init__(self, state: State, injector: FaultInjector, counters: Counters) -> None:
+        self.state = state
+        self.injector = injector
+        self.counters = counters
+        self.route_keys: dict[object, str] = {}
+        self._cache: dict[str, tuple[int, str]] = {}
+
+    def add_routes(self, app: web.Application) -> None:
+        """Register every documented route (search before ``{id}``, so it wins)."""
+        table: list[tuple[str, str, Handler]] = [
+            ("GET", "/balance", self.balance),
+            ("GET", "/services", self.services),
+            ("GET", "/countries", self.countries),
+            ("GET", "/operators", self.operators),
+            ("GET", "/orders", self.list_orders),
+            ("POST", "/orders", self.create_order),
+            ("GET", "/orders/{id}", self.get_order),
+            ("POST", "/orders/{id}/cancel", self.cancel_order),
+            ("POST", "/orders/{id}/ban", self.ban_order),
+            ("GET", "/rentals/search", self.search_rentals),
+            ("GET", "/rentals", self.list_rentals),
+            ("POST", "/rentals", self.create_rental),
+            ("GET", "/rentals/{id}", self.get_rental),
+            ("PATCH", "/rentals/{id}", self.update_rental),
+            ("DELETE", "/rentals/{id}", self.delete_rental),
+            ("GET", "/rentals/{id}/sms", self.list_sms),
+            ("POST", "/rentals/{id}/sms", self.send_sms),
+            ("GET", "/rentals/{id}/calls", self.list_calls),
+            ("POST", "/rentals/{id}/calls", self.place_call),
+        ]
+        for method, path, handler in table:
+            route = app.router.add_route(method, API + path, handler)
+            self.route_keys[route] = f"{method} {API}{path}"
+
+    # -- middleware --
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Count, inject faults and render errors for everything outside ``/_sandbox/``."""
+        if request.path.startswith(_control.PREFIX):
+            return await _control.call(request, handler)
+        key = self.route_keys.get(request.match_info.route)
+        if key is None:
+            key = f"{request.method} (unmatched)"
+        try:
+            resp = await self._serve(request, handler)
+        except ApiError as exc:
+            resp = error_response(exc.status, exc.code, exc.message)
+        except web.HTTPException as exc:
+            code = _HTTP_CODES.get(exc.status, f"HTTP_{exc.status}")
+            resp = error_response(exc.status, code, exc.reason)
+        except Exception as exc:
+            log.exception("sandbox handler failed on %s %s", request.method, request.path)
+            resp = error_response(500, "INTERNAL_ERROR", f"sandbox bug: {exc!r}")
+        self.counters.count(key, 0 if type(resp) is DroppedResponse else resp.status)
+        return resp
+
+    async def _serve(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        injector = self.injector
+        faults = injector.faults
+        if injector.roll(faults.drop_before_rate):
+            return drop(request)
+        if injector.roll(faults.html_502_rate):
+            return html_502()
+        if faults.rate_limit is not None:
+            wait = injector.throttle(request.headers.get("Authorization", ""))
+            if wait is not None:
+                return error_response(
+                    429,
+                    "RATE_LIMITED",
+                    f"rate limit exceeded, retry after {wait} seconds",
+                    {"Retry-After": str(wait)},
+                )
+        delay = injector.latency()
+        if delay > 0.0:
+            await asyncio.sleep(delay)
+        exc = request.match_info.http_exception
+        if exc is not None:
+            if exc.status == 405:
+                return error_response(
+                    405,
+                    "METHOD_NOT_ALLOWED",
+                    f"method {request.method} is not allowed on {request.path}",
+                    {"Allow": exc.headers.get("Allow", "")},
+                )
+            return error_response(404, "NOT_FOUND", f"no such endpoint: {request.path}")
+        return await handler(request)
+
+    def _account(self, request: web.Request) -> Account:
+        return self.state.authenticate(request.headers.get("Authorization"))
+
+    def _cached(self, key: str, build: Callable[[], object]) -> web.Response:
+        # Catalogue answers change only with stock; re-render after a purchase.
+        version = self.state.catalogue.version
+        hit = self._cache.get(key)
+        if hit is None or hit[0] != version:
+            hit = (version, dumps(build()))
+            self._cache[key] = hit
+        return json_response(hit[1])
+
+    # -- account and catalogue --
+
+    async def balance(self, request: web.Request) -> web.Response:
+        """GET /balance."""
+        account = self._account(request)
+        return json_response(dumps({"balance": account.balance, "currency": "USD"}))
+
+    async def services(self, request: web.Request) -> web.Response:
+        """GET /services."""
+        self._account(request)
+        return self._cached("services", self.state.catalogue.services_payload)
+
+    async def countries(self, request: web.Request) -> web.Response:
+        """GET /countries?service=."""
+        self._account(request)
+        catalogue = self.state.catalogue
+        service = request.query.get("service") or None
+        if service is not None:
+            catalogue.check_service(service)
+        return self._cached(f"countries:{service}", lambda: catalogue.countries_payload(service))
+
+    async def operators(self, request: web.Request) -> web.Response:
+        """GET /operators?service=&country= (both required)."""
+        self._account(request)
+        catalogue = self.state.catalogue
+        service = request.query.get("service")
+        country = request.query.get("country")
+        if not service:
+            raise _errors.validation("service is required")
+        if not country:
+            raise _errors.validation("country is required")
+        catalogue.check_service(service)
+        catalogue.check_country(country)
+        return self._cached(
+            f"operators:{service}:{country}",
+            lambda: catalogue.operators_payload(service, country),
+        )
+
+    # -- orders --
+
+    async def list_orders(self, request: web.Request) -> web.Response:
+        """GET /orders?page=&limit=&status=, newest first."""
+        account = self._account(request)
+        query = request.query
+        page = int_param(query, "page", 1, None)
+        limit = int_param(query, "limit", 20, 100)
+        status = choice_param(query, "status", ORDER_STATUSES)
+        items, total = self.state.list_orders(account, status, page, limit)
+        return json_response(
+            dumps(
+                {
+                    "orders": [o.wire() for o in items],
+                    "total": total,
+                    "page": page,
+                    "limit": limit,
+                    "totalPages": -(-total // limit),
+                }
+            )
+        )
+
+    async def create_order(self, request: web.Request) -> web.StreamResponse:
+        """POST /orders: charge and return a PENDING order."""
+        account = self._account(request)
+        body = await json_object(request)
+        service = required_str(body, "service")
+        country = required_str(body, "country")
+        operator = body.get("operator")
+        if operator is not None and (not isinstance(operator, str) or not operator):
+            raise _errors.validation("operator must be a non-empty string (omit it for any)")
+        offer = self.state.quote_order(account, service, country, operator)
+        injector = self.injector
+        if injector.roll(injector.faults.provider_error_rate):
+            raise _errors.provider_error()
+        order = self.state.place_order(account, offer)
+        if injector.roll(injector.faults.drop_after_purchase_rate):
+            return drop(request)
+        return json_response(dumps(order.purchase_payload()))
+
+    async def get_order(self, request: web.Request) -> web.Response:
+        """GET /orders/{id}."""
+        account = self._account(request)
+        order = self.state.get_order(account, request.match_info["id"])
+        return json_response(order.wire().text)
+
+    async def cancel_order(self, request: web.Request) -> web.Response:
+        """POST /orders/{id}/cancel: refund a PENDING order."""
+        return self._end_order(request, "CANCELLED")
+
+    async def ban_order(self, request: web.Request) -> web.Response:
+        """POST /orders/{id}/ban: report the number, refund a PENDING order."""
+        return self._end_order(request, "BANNED")
+
+    def _end_order(self, request: web.Request, status: str) -> web.Response:
+        account = self._account(request)
+        refunded = self.state.end_order(account, request.match_info["id"], status)
+        return json_response(dumps({"success": True, "refunded": refunded}))
+
+    # -- rentals --
+
+    async def search_rentals(self, request: web.Request) -> web.Response:
+        """GET /rentals/search?country=&type=&smsEnabled=&voiceEnabled=&areaCode=&contains=."""
+        self._account(request)
+        query = request.query
+        country = query.get("country")
+        if not country:
+            raise _errors.validation("country is required (2-letter ISO code, e.g. US)")
+        if not _ISO2.fullmatch(country):
+            raise _errors.validation("country must be a 2-letter ISO code, e.g. US")
+        raw_type = query.get("type") or "Local"
+        number_type = _catalogue.SEARCH_TYPES.get(raw_type)
+        if number_type is None and raw_type in _catalogue.NUMBER_TYPES:
+            number_type = raw_type
+        if number_type is None:
+            raise _errors.validation("type must be one of Local, Mobile, TollFree")
+        sms = bool_param(query, "smsEnabled")
+        voice = bool_param(query, "voiceEnabled")
+        area_code = query.get("areaCode") or None
+        if area_code is not None and not (area_code.isascii() and area_code.isdigit()):
+            raise _errors.validation("areaCode must be digits, e.g. 510")
+        contains = query.get("contains") or None
+        if contains is not None and not (contains.isascii() and contains.isdigit()):
+            raise _errors.validation("contains must be a pattern of digits, e.g. 555")
+        page_size = int_param(query, "pageSize", 20, 50)
+        numbers = self.state.search_numbers(
+            country.upper(),
+            number_type,
+            page_size=page_size,
+            area_code=area_code,
+            contains=contains,
+            sms=sms,
+            voice=voice,
+        )
+        return json_response(dumps({"numbers": [n.payload() for n in numbers]}))
+
+    async def list_rentals(self, request: web.Request) -> web.Response:
+        """GET /rentals?page=&limit=&status= (answer has no limit/totalPages, as documented)."""
+        account = self._account(request)
+        query = request.query
+        page = int_param(query, "page", 1, None)
+        limit = int_param(query, "limit", 20, 100)
+        status = choice_param(query, "status", RENTAL_STATUSES)
+        items, total = self.state.list_rentals(account, status, page, limit)
+        return json_response(
+            dumps({"rentals": [r.payload() for r in items], "total": total, "page": page})
+        )
+
+    async def create_rental(self, request: web.Request) -> web.StreamResponse:
+        """POST /rentals: buy a number found by search, at the provider's markup."""
+        account = self._account(request)
+        body = await json_object(request)
+        phone = phone_field(body, "phoneNumber")
+        number_type = required_str(body, "numberType")
+        if number_type not in _catalogue.NUMBER_TYPES:
+            raise _errors.validation(
+                f"numberType must be one of {', '.join(_catalogue.NUMBER_TYPES)}"
+            )
+        country = required_str(body, "country")
+        if not _ISO2.fullmatch(country):
+            raise _errors.validation("country must be a 2-letter ISO code, e.g. US")
+        price = money_field(body, "monthlyPrice")
+        offered = self.state.quote_rental(account, phone, number_type, country.upper(), price)
+        injector = self.injector
+        if injector.roll(injector.faults.provider_error_rate):
+            raise _errors.provider_error()
+        rental = self.state.place_rental(account, offered)
+        if injector.roll(injector.faults.drop_after_purchase_rate):
+            return drop(request)
+        return json_response(dumps(rental.payload()))
+
+    async def get_rental(self, request: web.Request) -> web.Response:
+        """GET /rentals/{id}: the rental with its recent messages and calls."""
+        account = self._account(request)
+        rental = self.state.get_rental(account, request.match_info["id"])
+        return json_response(dumps(rental.payload(detail=True)))
+
+    async def update_rental(self, request: web.Request) -> web.Response:
+        """PATCH /rentals/{id}: set only the fields sent; answer with exactly those."""
+        account = self._account(request)
+        rental_id = request.match_info["id"]
+        self.state.get_rental(account, rental_id)
+        body = await json_object(request)
+        # Validate every field before applying any, so a bad request changes nothing.
+        auto_renew = bool_field(body, "autoRenew") if "autoRenew" in body else None
+        voicemail = bool_field(body, "voicemailEnabled") if "voicemailEnabled" in body else None
+        forwarding: str | None = None
+        if body.get("forwardingNumber") is not None:
+            forwarding = phone_field(body, "forwardingNumber")
+        name = body.get("friendlyName")
+        if name is not None and (not isinstance(name, str) or len(name) > 64):
+            raise _errors.validation("friendlyName must be a string of at most 64 characters")
+        rental = self.state.live_rental(account, rental_id)
+        changes: dict[str, object] = {"id": rental.id}
+        if auto_renew is not None:
+            rental.auto_renew = changes["autoRenew"] = auto_renew
+        if "forwardingNumber" in body:
+            # null turns forwarding off.
+            rental.forwarding_number = changes["forwardingNumber"] = forwarding
+        if voicemail is not None:
+            rental.voicemail_enabled = changes["voicemailEnabled"] = voicemail
+        if "friendlyName" in body:
+            rental.friendly_name = changes["friendlyName"] = name
+        return json_response(dumps(changes))
+
+    async def delete_rental(self, request: web.Request) -> web.Response:
+        """DELETE /rentals/{id}: release the number (the rental stays listed as CANCELLED)."""
+        account = self._account(request)
+        self.state.release_rental(account, request.match_info["id"])
+        return json_response('{"success":true}')
+
+    async def list_sms(self, request: web.Request) -> web.Response:
+        """GET /rentals/{id}/sms?page=&limit=, newest first."""
+        account = self._account(request)
+        rental = self.state.get_rental(account, request.match_info["id"])
+        page = int_param(request.query, "page", 1, None)
+        limit = int_param(request.query, "limit", 50, 100)
+        items = page_of(rental.messages, page, limit)
+        return json_response(
+            dumps({"messages": [m.payload() for m in items], "total": len(rental.messages)})
+        )
+
+    async def send_sms(self, request: web.Request) -> web.Response:
+        """POST /rentals/{id}/sms: queue an SMS and charge the per-SMS fee."""
+        account = self._account(request)
+        rental_id = request.match_info["id"]
+        self.state.get_rental(account, rental_id)
+        body = await json_object(request)
+        to = phone_field(body, "to")
+        text = body.get("body")
+        if text is None:
+            raise _errors.validation("body is required")
+        if not isinstance(text, str) or not 1 <= len(text) <= 1600:
+            raise _errors.validation("body must be a string of 1 to 1600 characters")
+        message = self.state.send_sms(account, rental_id, to, text)
+        sid = self.state.new_sid("SM")
+        return json_response(dumps({"id": message.id, "status": "queued", "twilioSid": sid}))
+
+    async def list_calls(self, request: web.Request) -> web.Response:
+        """GET /rentals/{id}/calls?page=&limit=, newest first."""
+        account = self._account(request)
+        rental = self.state.get_rental(account, request.match_info["id"])
+        page = int_param(request.query, "page", 1, None)
+        limit = int_param(request.query, "limit", 50, 100)
+        items = page_of(rental.calls, page, limit)
+        return json_response(
+            dumps({"calls": [c.payload() for c in items], "total": len(rental.calls)})
+        )
+
+    async def place_call(self, request: web.Request) -> web.Response:
+        """POST /rentals/{id}/calls: start a call."""
+        account = self._account(request)
+        rental_id = request.match_info["id"]
+        self.state.get_rental(account, rental_id)
+        body = await json_object(request)
+        to = phone_field(body, "to")
+        call = self.state.place_call(account, rental_id, to)
+        sid = self.state.new_sid("CA")
+        return json_response(dumps({"id": call.id, "status": call.status, "twilioSid": sid}))
+
+
+def build_app(sandbox: Sandbox) -> web.Application:
+    """The whole server: ``/api/v1`` plus the ``/_sandbox/`` control API."""
+    api = Api(sandbox._state, sandbox._injector, sandbox._counters)
+    app = web.Application(middlewares=[api.middleware])
+    api.add_routes(app)
+    _control.add_routes(app, sandbox)
+    return app

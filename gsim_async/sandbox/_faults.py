@@ -1,0 +1,174 @@
+"""Fault injection: what can go wrong between a client and gsim, switchable at run time.
+
+:class:`Faults` is the mutable switchboard a test flips; :class:`FaultInjector`
+makes the seeded random decisions and keeps the per-key token buckets of the
+rate limit. The middleware in ``_app`` applies them to ``/api/v1`` requests
+in the order: drop before, HTML 502, rate limit, latency; the purchase
+handlers apply the provider error and the drop after charging.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Mapping
+
+import attrs
+from aiohttp import web
+
+
+def _probability(_: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{attribute.name} must be between 0 and 1, got {value}")
+
+
+def _positive_or_none(_: object, attribute: attrs.Attribute[float | None], value: object) -> None:
+    if value is not None and not (isinstance(value, float) and value > 0):
+        raise ValueError(f"{attribute.name} must be a positive number or None, got {value}")
+
+
+def _retry_after_valid(_: object, attribute: attrs.Attribute[int | None], value: object) -> None:
+    if value is not None and not (isinstance(value, int) and value >= 0):
+        raise ValueError(f"{attribute.name} must be a non-negative integer or None, got {value}")
+
+
+def _to_rate_limit(value: float | None) -> float | None:
+    return None if value is None else float(value)
+
+
+def _to_retry_after(value: float | None) -> int | None:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value  # type: ignore[return-value]  # anything else is left to the validator
+
+
+def _to_latency(value: float | tuple[float, float] | list[float]) -> tuple[float, float]:
+    """A fixed delay or a (low, high) range, in seconds."""
+    if isinstance(value, (int, float)):
+        low = high = float(value)
+    else:
+        low, high = (float(v) for v in value)
+    if not 0.0 <= low <= high:
+        raise ValueError(f"latency must be 0 <= low <= high, got {value!r}")
+    return (low, high)
+
+
+@attrs.define(slots=True)
+class Faults:
+    """The faults the sandbox injects into ``/api/v1`` requests; all off by default.
+
+    Rates are probabilities per request (0 to 1), drawn from the sandbox's
+    seeded RNG. Assigning an attribute takes effect on the next request.
+    """
+
+    # Requests per second per API key (token bucket, burst max(1, rate)); None: no limit.
+    rate_limit: float | None = attrs.field(
+        default=None, converter=_to_rate_limit, validator=_positive_or_none
+    )
+    # Seconds sent in Retry-After with every 429 instead of the bucket's own wait.
+    retry_after: int | None = attrs.field(
+        default=None, converter=_to_retry_after, validator=_retry_after_valid
+    )
+    # POST /orders and POST /rentals answer 503 PROVIDER_ERROR; nothing is charged.
+    provider_error_rate: float = attrs.field(default=0.0, converter=float, validator=_probability)
+    # Added delay before handling each request: (low, high) seconds, uniform.
+    latency: tuple[float, float] = attrs.field(default=(0.0, 0.0), converter=_to_latency)
+    # The connection is closed before the request is processed: nothing happens.
+    drop_before_rate: float = attrs.field(default=0.0, converter=float, validator=_probability)
+    # A purchase is charged and created, then the connection is closed unanswered.
+    drop_after_purchase_rate: float = attrs.field(
+        default=0.0, converter=float, validator=_probability
+    )
+    # A 502 with an HTML body, as a proxy in front of the API would send.
+    html_502_rate: float = attrs.field(default=0.0, converter=float, validator=_probability)
+
+    def to_dict(self) -> dict[str, object]:
+        """The settings with snake_case keys (latency as a two-item list)."""
+        data = attrs.asdict(self)
+        data["latency"] = list(self.latency)
+        return data
+
+
+FAULT_NAMES = tuple(a.name for a in attrs.fields(Faults))
+_CAMEL = {"".join(p.capitalize() if i else p for i, p in enumerate(n.split("_"))): n
+          for n in FAULT_NAMES}  # fmt: skip
+
+
+def fault_changes(data: Mapping[str, object]) -> dict[str, object]:
+    """Normalise camelCase or snake_case fault names; ValueError for an unknown one."""
+    changes: dict[str, object] = {}
+    for key, value in data.items():
+        name = key if key in FAULT_NAMES else _CAMEL.get(key)
+        if name is None:
+            raise ValueError(f"unknown fault {key!r}; known: {', '.join(FAULT_NAMES)}")
+        changes[name] = value
+    return changes
+
+
+class FaultInjector:
+    """Seeded fault decisions and the per-key token buckets of the rate limit."""
+
+    def __init__(self, faults: Faults, seed: int) -> None:
+        self.faults = faults
+        self._rng = random.Random(f"{seed}:faults")
+        self._buckets: dict[str, list[float]] = {}  # key -> [tokens, last refill]
+
+    def roll(self, rate: float) -> bool:
+        """True with probability ``rate``; draws nothing when the fault is off."""
+        return rate > 0.0 and self._rng.random() < rate
+
+    def latency(self) -> float:
+        """Seconds to wait before handling this request."""
+        low, high = self.faults.latency
+        if high <= 0.0:
+            return 0.0
+        return low if low == high else self._rng.uniform(low, high)
+
+    def throttle(self, key: str) -> int | None:
+        """None if ``key`` may make a request now, else the Retry-After seconds to send."""
+        rate = self.faults.rate_limit
+        if rate is None:
+            return None
+        now = time.monotonic()
+        burst = max(1.0, rate)
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = [burst, now]
+        tokens = min(burst, bucket[0] + (now - bucket[1]) * rate)
+        bucket[1] = now
+        if tokens >= 1.0:
+            bucket[0] = tokens - 1.0
+            return None
+        bucket[0] = tokens
+        if self.faults.retry_after is not None:
+            return self.faults.retry_after
+        return max(1, math.ceil((1.0 - tokens) / rate))
+
+    def reset_buckets(self) -> None:
+        """Every key starts again with a full bucket."""
+        self._buckets.clear()
+
+
+_HTML_502 = (
+    "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+    "<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n"
+    "</body>\r\n</html>\r\n"
+)
+
+
+def html_502() -> web.Response:
+    """The page a reverse proxy sends when the upstream failed."""
+    return web.Response(status=502, text=_HTML_502, content_type="text/html")
+
+
+class DroppedResponse(web.Response):
+    """Stands for "no answer": the transport is closed, so nothing of it is sent."""
+
+
+def drop(request: web.BaseRequest) -> DroppedResponse:
+    """Close the client's connection without a response."""
+    transport = request.transport
+    if transport is not None:
+        transport.close()
+    return DroppedResponse(status=599)
