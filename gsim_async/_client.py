@@ -10,6 +10,7 @@ import aiohttp
 
 from . import _constants as C
 from . import _validation as v
+from ._background import Background
 from ._exceptions import InvalidArgumentError
 from ._models import Balance, Country, Operator, Service
 from ._purchases import PurchaseBook
@@ -92,7 +93,8 @@ class Client:
             max_requests_per_second=max_requests_per_second,
             on_retry=on_retry,
         )
-        self._purchases = PurchaseBook()
+        self._background = Background()
+        self._purchases = PurchaseBook(self._background)
         self.orders = Orders(self, on_order_update)
         self.rentals = Rentals(self)
 
@@ -132,7 +134,11 @@ class Client:
 
     async def aclose(self) -> None:
         """Stop polling and close the HTTP session (a session you passed in stays open)."""
+        if self._transport.closed:
+            return
         await self.orders._watcher.aclose()
+        # Refunds started by cancelled waiters finish before the session goes away.
+        await self._background.drain(C.DEFAULT_CLEANUP_TIMEOUT)
         await self._transport.aclose()
 
     # -- account and catalogue -------------------------------------------------------

@@ -18,6 +18,7 @@
     │   ├── APITimeoutError            the request's deadline passed
     │   └── OutcomeUnknownError        a charging request may have gone through
     ├── PriceTooHighError                          activation(max_price=...) refused a price
+    ├── MessageTimeoutError (also TimeoutError)    rentals.wait_for_sms timed out
     └── NoCodeError                                a wait ended without a code (.order)
         └── CodeTimeoutError           ... because its timeout passed (also TimeoutError)
 """
@@ -41,6 +42,7 @@ __all__ = [
     "GsimError",
     "InsufficientBalanceError",
     "InvalidArgumentError",
+    "MessageTimeoutError",
     "NoCodeError",
     "NotFoundError",
     "OutcomeUnknownError",
@@ -209,6 +211,10 @@ class PriceTooHighError(GsimError):
         self.price = price
         self.max_price = max_price
         super().__init__(message)
+
+
+class MessageTimeoutError(GsimError, TimeoutError):
+    """No matching SMS arrived on the rental before the timeout."""
 
 
 class NoCodeError(GsimError):

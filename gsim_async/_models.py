@@ -7,6 +7,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Generic, TypeVar
 
+import attrs
 from attrs import field, frozen
 
 from ._enums import Direction, NumberType, OrderStatus, RentalStatus
@@ -229,3 +230,26 @@ class Page(Generic[T]):
     def has_next(self) -> bool:
         """Whether a later page exists."""
         return self.page < self.total_pages
+
+
+# Resolved now: the package re-homes these classes (``__module__ = "gsim_async"``), after
+# which their string annotations could no longer be evaluated by cattrs.
+for _cls in (
+    AvailableNumber,
+    Balance,
+    Call,
+    Capabilities,
+    Country,
+    Message,
+    Operator,
+    Order,
+    Page,
+    PlacedCall,
+    Refund,
+    Rental,
+    RentalUpdate,
+    SentMessage,
+    Service,
+):
+    attrs.resolve_types(_cls)
+del _cls

@@ -19,6 +19,7 @@ from datetime import datetime, timedelta, timezone
 import anyio
 import attrs
 
+from ._background import Background
 from ._models import Order
 
 log = logging.getLogger("gsim_async")
@@ -62,7 +63,8 @@ class _KeyState:
 class PurchaseBook:
     """Orders this client holds, and purchases in flight per (service, country)."""
 
-    def __init__(self) -> None:
+    def __init__(self, background: Background) -> None:
+        self._background = background
         self._held: dict[str, float] = {}
         self._keys: dict[Key, _KeyState] = {}
 
@@ -110,20 +112,27 @@ class PurchaseBook:
         state.notify()
         if not state.leader:
             state.leader = True
-            try:
-                # Shielded: other tasks queued behind this one depend on the listing.
-                with anyio.CancelScope(shield=True):
-                    await self._lead(key, state, lister)
-            finally:
-                state.leader = False
-                state.notify()
-                self._forget(key, state)
+            # Its own task: the reconciliations queued behind it must not depend on
+            # whether the caller that started it gets cancelled.
+            self._background.spawn(self._lead(key, state, lister))
         await pending.done.wait()
         if pending.error is not None:
             raise pending.error
         return pending.result
 
     async def _lead(self, key: Key, state: _KeyState, lister: Lister) -> None:
+        try:
+            await self._serve(key, state, lister)
+        finally:
+            for p in state.pending:  # only if we were cancelled (the client is closing)
+                p.error = RuntimeError("the gsim Client was closed during reconciliation")
+                p.done.set()
+            state.pending.clear()
+            state.leader = False
+            state.notify()
+            self._forget(key, state)
+
+    async def _serve(self, key: Key, state: _KeyState, lister: Lister) -> None:
         while state.pending:
             while state.in_flight:
                 await state.changed.wait()

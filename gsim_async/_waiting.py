@@ -136,11 +136,14 @@ async def give_up(orders: Orders, order: Order, action: OnTimeout, waited: float
     what = f"no code for order {order.id} ({order.phone_number}) after {waited:.0f} s"
     if action == "keep":
         raise CodeTimeoutError(f"{what}; the order was kept", order=order)
+    return await orders._client._background.shielded(_refund_or_code(orders, order, action, what))
+
+
+async def _refund_or_code(orders: Orders, order: Order, action: OnTimeout, what: str) -> Order:
     outcome: Order | None = None
     refunded: Decimal | None = None
     note = f"the {action} did not finish within {DEFAULT_CLEANUP_TIMEOUT:.0f} s"
-    # Shielded with its own deadline: the refund happens even if our caller is cancelled.
-    with anyio.move_on_after(DEFAULT_CLEANUP_TIMEOUT, shield=True):
+    with anyio.move_on_after(DEFAULT_CLEANUP_TIMEOUT):
         try:
             refund = await (orders.ban if action == "ban" else orders.cancel)(order)
         except ConflictError as exc:
@@ -329,8 +332,11 @@ class Activation:
         await self._cleanup()
 
     async def _cleanup(self) -> None:
+        await self._orders._client._background.shielded(self._cancel())
+
+    async def _cancel(self) -> None:
         order = self.order
-        with anyio.move_on_after(DEFAULT_CLEANUP_TIMEOUT, shield=True) as scope:
+        with anyio.move_on_after(DEFAULT_CLEANUP_TIMEOUT) as scope:
             try:
                 refund = await self._orders.cancel(order)
             except ConflictError as exc:

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import re
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
+
+import anyio
 
 from .. import _validation as v
 from .._constants import MAX_PAGE_SIZE
 from .._converter import CallList, MessageList, RentalList, SearchResult, Success
-from .._enums import NumberType, RentalStatus
+from .._enums import Direction, NumberType, RentalStatus
 from .._exceptions import (
     APIConnectionError,
     InvalidArgumentError,
+    MessageTimeoutError,
     NotFoundError,
     OutcomeUnknownError,
 )
@@ -34,6 +39,7 @@ if TYPE_CHECKING:
     from .._client import Client
 
 RentalRef = Rental | str
+MessageMatch = str | re.Pattern[str] | Callable[[Message], bool]
 
 
 def rental_id(rental: RentalRef) -> str:
@@ -238,13 +244,21 @@ class Rentals:
         message may have gone out.
         """
         payload = {"to": v.e164("to", to), "body": v.sms_body(body)}
-        return await self._transport.request(
-            "POST",
-            f"/rentals/{rental_id(rental)}/sms",
-            SentMessage,
-            json=payload,
-            op=Operation.ONCE,
-        )
+        try:
+            return await self._transport.request(
+                "POST",
+                f"/rentals/{rental_id(rental)}/sms",
+                SentMessage,
+                json=payload,
+                op=Operation.ONCE,
+            )
+        except OutcomeUnknownError as exc:
+            raise OutcomeUnknownError(
+                f"sending the SMS to {to} got no answer; it may have gone out (and been "
+                "charged) — check rentals.messages() before sending it again",
+                method=exc.method,
+                path=exc.path,
+            ) from exc
 
     async def calls(self, rental: RentalRef, page: int = 1, limit: int = 50) -> Page[Call]:
         """One page of the rental's calls, newest first."""
@@ -264,10 +278,87 @@ class Rentals:
 
     async def call(self, rental: RentalRef, to: str) -> PlacedCall:
         """Place a call from the rental's number; never repeated after a lost answer."""
-        return await self._transport.request(
-            "POST",
-            f"/rentals/{rental_id(rental)}/calls",
-            PlacedCall,
-            json={"to": v.e164("to", to)},
-            op=Operation.ONCE,
+        payload = {"to": v.e164("to", to)}
+        try:
+            return await self._transport.request(
+                "POST",
+                f"/rentals/{rental_id(rental)}/calls",
+                PlacedCall,
+                json=payload,
+                op=Operation.ONCE,
+            )
+        except OutcomeUnknownError as exc:
+            raise OutcomeUnknownError(
+                f"placing the call to {to} got no answer; it may have been placed — check "
+                "rentals.calls() before calling again",
+                method=exc.method,
+                path=exc.path,
+            ) from exc
+
+    async def wait_for_sms(
+        self,
+        rental: RentalRef,
+        *,
+        match: MessageMatch | None = None,
+        since: datetime | None = None,
+        timeout: float | None = None,
+        poll_interval: float | None = None,
+    ) -> Message:
+        """Wait for the first INBOUND SMS on the rental that matches, and return it.
+
+        ``match`` is a regex (string or compiled, searched in the body) or a callable
+        taking the ``Message``; ``since`` (aware datetime) counts messages created after
+        it, by default only messages that arrive after this call. Raises
+        ``MessageTimeoutError`` after ``timeout`` seconds (default: wait indefinitely).
+        """
+        rid = rental_id(rental)
+        accept = _matcher(match)
+        if timeout is not None:
+            v.positive_seconds("timeout", timeout, allow_zero=True)
+        if since is not None and since.tzinfo is None:
+            raise InvalidArgumentError("since must be a timezone-aware datetime")
+        interval = (
+            v.positive_seconds("poll_interval", poll_interval)
+            if poll_interval is not None
+            else self._client.poll_interval
         )
+        seen: set[str] | None = None if since is None else set()
+        with anyio.move_on_after(timeout) as scope:
+            while True:
+                page = await self.messages(rid, limit=50)
+                fresh = [
+                    m
+                    for m in reversed(page.items)  # oldest first: the first match wins
+                    if m.direction == Direction.INBOUND
+                    and (seen is None or m.id not in seen)
+                    and (since is None or (m.created_at is not None and m.created_at > since))
+                ]
+                if seen is None:
+                    # The first look only records what was already there.
+                    seen = {m.id for m in page.items}
+                else:
+                    for message in fresh:
+                        seen.add(message.id)
+                        if accept(message):
+                            return message
+                await anyio.sleep(interval)
+        assert scope.cancelled_caught
+        raise MessageTimeoutError(f"no matching SMS on rental {rid} within {timeout} s")
+
+
+def _matcher(match: MessageMatch | None) -> Callable[[Message], bool]:
+    if match is None:
+        return lambda m: True
+    if isinstance(match, str):
+        try:
+            match = re.compile(match)
+        except re.error as exc:
+            raise InvalidArgumentError(f"match is not a valid regular expression: {exc}") from None
+    if isinstance(match, re.Pattern):
+        pattern = match
+        return lambda m: pattern.search(m.body) is not None
+    if callable(match):
+        return match
+    raise InvalidArgumentError(
+        f"match must be a regex string, a compiled pattern or a callable, got {match!r}"
+    )

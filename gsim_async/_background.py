@@ -1,0 +1,63 @@
+"""Work that must finish even when the task that started it is cancelled.
+
+anyio's shielded cancel scopes do not stop a native ``task.cancel()`` (what
+``asyncio.wait_for``, ``asyncio.timeout`` and most asyncio code use), so money-moving
+cleanup runs in a task of its own, which the caller awaits through
+``asyncio.shield``. The client keeps every such task and waits for them on close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+import anyio
+
+T = TypeVar("T")
+
+log = logging.getLogger("gsim_async")
+
+
+class Background:
+    """The client's set of tasks that outlive their caller's cancellation."""
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def spawn(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        """Start ``coro`` in its own task, kept alive until it ends."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+        return task
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # Callers normally consume the result; this only catches the orphaned case.
+            task.exception()
+
+    async def shielded(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` to completion even if the caller is cancelled.
+
+        A cancelled caller still waits for the result (as in a shielded scope) and then
+        re-raises its cancellation; cancelled a second time, it stops waiting and the
+        work finishes in the background.
+        """
+        task = self.spawn(coro)
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            with anyio.CancelScope(shield=True):
+                try:
+                    await asyncio.wait([task])
+                except asyncio.CancelledError:
+                    log.debug("cleanup left to finish in the background")
+            raise
+
+    async def drain(self, timeout: float) -> None:
+        """Wait (up to ``timeout`` s) for background work, e.g. before closing the session."""
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=timeout)

@@ -1,0 +1,111 @@
+"""Fixtures: a running ``sandbox`` and a ``client`` bound to it, over real HTTP."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+import gsim_async
+from gsim_async.sandbox import Sandbox
+from helpers import StubServer
+
+#: Every API key a sandbox of this run handed out; no log line may contain one.
+KEYS: set[str] = set()
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+class _Capture(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+
+@pytest.fixture(autouse=True)
+def no_key_in_logs() -> Iterator[list[str]]:
+    """Capture the gsim_async logger at DEBUG and check no API key was ever logged."""
+    logger = logging.getLogger("gsim_async")
+    handler = _Capture()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    old_level = logger.level
+    logger.setLevel(logging.DEBUG)
+    logger.addHandler(handler)
+    try:
+        yield handler.lines
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+    leaked = [line for line in handler.lines for key in KEYS if key in line]
+    assert not leaked, f"API key in log lines: {leaked[:3]}"
+
+
+@pytest.fixture
+async def sandbox() -> AsyncIterator[Sandbox]:
+    """A sandbox whose codes arrive only when a test delivers them."""
+    async with Sandbox(seed=7, auto_deliver=False) as sb:
+        KEYS.add(sb.api_key)
+        yield sb
+
+
+@pytest.fixture
+async def client(sandbox: Sandbox) -> AsyncIterator[gsim_async.Client]:
+    """A client of the sandbox with fast polling and no backoff sleeps."""
+    async with gsim_async.Client(
+        sandbox.api_key,
+        base_url=sandbox.base_url,
+        poll_interval=0.05,
+        backoff_base=0,
+        max_retry_after=2,
+    ) as gsim:
+        yield gsim
+
+
+@pytest.fixture
+async def stub() -> AsyncIterator[StubServer]:
+    """A loopback server whose answers a test sets (``stub.answer(...)``)."""
+    from aiohttp import web
+
+    server = StubServer()
+
+    async def handle(request: web.Request) -> web.Response:
+        server.hits.append((request.method, request.path))
+        status, body, headers = server.responses.get(
+            (request.method, request.path),
+            (404, '{"error": "no stub", "code": "NOT_FOUND"}', {}),
+        )
+        ctype = "text/html" if body.lstrip().startswith("<") else "application/json"
+        return web.Response(status=status, text=body, headers=headers, content_type=ctype)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    server.base_url = f"http://127.0.0.1:{port}"
+    try:
+        yield server
+    finally:
+        await runner.cleanup()
+
+
+STUB_KEY = "2s_" + "k" * 40
+KEYS.add(STUB_KEY)
+
+
+@pytest.fixture
+async def stub_client(stub: StubServer) -> AsyncIterator[gsim_async.Client]:
+    """A client of the stub server, retries on but without sleeping."""
+    async with gsim_async.Client(
+        STUB_KEY, base_url=stub.base_url, backoff_base=0, max_retry_after=0
+    ) as gsim:
+        yield gsim
