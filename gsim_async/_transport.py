@@ -182,6 +182,10 @@ class Transport:
                 ssl=self._ssl,
             )
             self._session = aiohttp.ClientSession(connector=connector)
+            # aiohttp silently resends an idempotent request once when a connection
+            # drops; our retry policy must be the only one, so max_retries=0 means 0.
+            if hasattr(self._session, "_retry_connection"):
+                self._session._retry_connection = False
         return self._session
 
     async def aclose(self) -> None:

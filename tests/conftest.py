@@ -77,6 +77,7 @@ async def stub() -> AsyncIterator[StubServer]:
 
     async def handle(request: web.Request) -> web.Response:
         server.hits.append((request.method, request.path))
+        server.headers.append(dict(request.headers))
         status, body, headers = server.responses.get(
             (request.method, request.path),
             (404, '{"error": "no stub", "code": "NOT_FOUND"}', {}),
@@ -109,3 +110,40 @@ async def stub_client(stub: StubServer) -> AsyncIterator[gsim_async.Client]:
         STUB_KEY, base_url=stub.base_url, backoff_base=0, max_retry_after=0
     ) as gsim:
         yield gsim
+
+
+@pytest.fixture
+def sandbox_url_and_key() -> Iterator[tuple[str, str]]:
+    """A sandbox served from its own thread, for tests that run their own event loops."""
+    import asyncio
+    import threading
+
+    ready = threading.Event()
+    stop: list[asyncio.AbstractEventLoop] = []
+    info: list[tuple[str, str]] = []
+
+    def serve() -> None:
+        async def main() -> None:
+            async with Sandbox(seed=5) as sb:
+                KEYS.add(sb.api_key)
+                info.append((sb.base_url, sb.api_key))
+                stop.append(asyncio.get_running_loop())
+                ready.set()
+                await asyncio.Event().wait()
+
+        loop = asyncio.new_event_loop()
+        task = loop.create_task(main())
+        try:
+            loop.run_until_complete(task)
+        except asyncio.CancelledError:
+            pass
+        finally:
+            loop.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    ready.wait(10)
+    yield info[0]
+    loop = stop[0]
+    loop.call_soon_threadsafe(lambda: [t.cancel() for t in asyncio.all_tasks(loop)])
+    thread.join(10)

@@ -9,6 +9,7 @@ class StubServer:
     def __init__(self) -> None:
         self.responses: dict[tuple[str, str], tuple[int, str, dict[str, str]]] = {}
         self.hits: list[tuple[str, str]] = []
+        self.headers: list[dict[str, str]] = []
         self.base_url = ""
 
     def answer(
