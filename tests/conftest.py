@@ -6,10 +6,10 @@ import logging
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from helpers import StubServer
 
 import gsim_async
 from gsim_async.sandbox import Sandbox
-from helpers import StubServer
 
 #: Every API key a sandbox of this run handed out; no log line may contain one.
 KEYS: set[str] = set()

@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from helpers import StubServer
 
 import gsim_async
 from gsim_async.sandbox import Sandbox
-
-from helpers import StubServer
 
 pytestmark = pytest.mark.anyio
 
@@ -55,7 +54,9 @@ async def test_unknown_code_is_a_plain_api_error(
 async def test_html_502_becomes_api_error_with_excerpt(
     stub: StubServer, stub_client: gsim_async.Client
 ) -> None:
-    page = "<html><head><title>502 Bad Gateway</title></head><body><h1>Bad Gateway</h1></body></html>"
+    page = (
+        "<html><head><title>502 Bad Gateway</title></head><body><h1>Bad Gateway</h1></body></html>"
+    )
     stub.answer("GET", "/balance", 502, page)
     with pytest.raises(gsim_async.APIError) as info:
         await stub_client.balance()
@@ -118,9 +119,7 @@ async def test_malformed_success_body_is_a_clear_error(
     assert "balance" in str(info.value)
 
 
-async def test_redirects_are_not_followed(
-    stub: StubServer, stub_client: gsim_async.Client
-) -> None:
+async def test_redirects_are_not_followed(stub: StubServer, stub_client: gsim_async.Client) -> None:
     stub.answer("GET", "/balance", 302, "", {"Location": "https://elsewhere.example/steal"})
     with pytest.raises(gsim_async.APIError) as info:
         await stub_client.balance()

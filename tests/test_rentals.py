@@ -55,9 +55,7 @@ async def test_get_list_and_iterate(client: gsim_async.Client) -> None:
     assert [r.id async for r in client.rentals.iterate()] == [rental.id]
 
 
-async def test_update_sends_only_what_is_given(
-    client: gsim_async.Client, sandbox: Sandbox
-) -> None:
+async def test_update_sends_only_what_is_given(client: gsim_async.Client, sandbox: Sandbox) -> None:
     rental = await rent(client)
     result = await client.rentals.update(rental, forwarding_number="+905551234567")
     assert result.forwarding_number == "+905551234567"
@@ -113,9 +111,7 @@ async def test_inbound_sms_shows_on_detail(client: gsim_async.Client, sandbox: S
     assert gsim_async.extract_code(detail.messages[0].body) == "123456"
 
 
-async def test_insufficient_balance_for_rental(
-    client: gsim_async.Client, sandbox: Sandbox
-) -> None:
+async def test_insufficient_balance_for_rental(client: gsim_async.Client, sandbox: Sandbox) -> None:
     offer = (await client.rentals.search("US", page_size=1))[0]
     sandbox.set_balance("0.10")
     with pytest.raises(gsim_async.InsufficientBalanceError):

@@ -132,10 +132,12 @@ async def test_send_sms_is_never_repeated(sandbox: Sandbox) -> None:
 async def test_429_pauses_and_retries_with_retry_after(sandbox: Sandbox) -> None:
     events: list[gsim_async.RetryEvent] = []
     sandbox.set_faults(rate_limit=5, retry_after=1)
-    async with fast_client(sandbox, max_retries=5, on_retry=events.append) as gsim:
-        async with anyio.create_task_group() as tg:
-            for _ in range(8):
-                tg.start_soon(gsim.balance)
+    async with (
+        fast_client(sandbox, max_retries=5, on_retry=events.append) as gsim,
+        anyio.create_task_group() as tg,
+    ):
+        for _ in range(8):
+            tg.start_soon(gsim.balance)
     assert sandbox.stats.by_status.get(429, 0) >= 1
     assert any(e.reason.startswith("429") and e.delay == 1 for e in events)
 

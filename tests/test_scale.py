@@ -15,9 +15,12 @@ N = 1000
 
 async def test_thousand_concurrent_waits_cost_at_most_1_5_requests_per_code() -> None:
     # Code delays 0.5-6 s at a 0.2 s interval: the same ratios as 5-60 s at 2 s.
-    async with Sandbox(seed=11, balance=1000, code_delay=(0.5, 6.0)) as sb, gsim_async.Client(
-        sb.api_key, base_url=sb.base_url, poll_interval=0.2, connection_limit=50
-    ) as gsim:
+    async with (
+        Sandbox(seed=11, balance=1000, code_delay=(0.5, 6.0)) as sb,
+        gsim_async.Client(
+            sb.api_key, base_url=sb.base_url, poll_interval=0.2, connection_limit=50
+        ) as gsim,
+    ):
         orders: list[gsim_async.Order] = []
 
         async def buy() -> None:

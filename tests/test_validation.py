@@ -60,7 +60,11 @@ CASES: list[tuple[str, Call, str]] = [
     ("order id slash", lambda c: c.orders.get("../balance"), "order"),
     ("on_timeout", lambda c: c.orders.wait_for_code("cm1", on_timeout="panic"), "on_timeout"),  # type: ignore[arg-type]
     ("timeout", lambda c: c.orders.wait_for_code("cm1", timeout=-1), "timeout"),
-    ("max_price", lambda c: c.orders.activation("telegram", "russia", max_price=0).__aenter__(), "max_price"),
+    (
+        "max_price",
+        lambda c: c.orders.activation("telegram", "russia", max_price=0).__aenter__(),
+        "max_price",
+    ),
     ("messages limit", lambda c: c.rentals.messages("cm1", limit=500), "limit"),
 ]
 
@@ -105,7 +109,7 @@ def test_e164_accepts_exactly_plus_and_7_to_15_digits(number: str) -> None:
     if valid:
         assert v.e164("to", number) == number
     else:
-        with pytest.raises(ValueError, match="E.164"):
+        with pytest.raises(ValueError, match=r"E\.164"):
             v.e164("to", number)
 
 

@@ -143,9 +143,10 @@ async def test_code_present_is_returned_whatever_the_status(
 
 
 async def test_expired_order_raises_no_code(sandbox: Sandbox) -> None:
-    async with Sandbox(seed=3, auto_deliver=False, order_ttl=0.3) as sb, gsim_async.Client(
-        sb.api_key, base_url=sb.base_url, poll_interval=0.05
-    ) as gsim:
+    async with (
+        Sandbox(seed=3, auto_deliver=False, order_ttl=0.3) as sb,
+        gsim_async.Client(sb.api_key, base_url=sb.base_url, poll_interval=0.05) as gsim,
+    ):
         order = await gsim.orders.create("telegram", "russia")
         with pytest.raises(gsim_async.NoCodeError) as info:
             await gsim.orders.wait_for_code(order, timeout=5)
@@ -194,9 +195,7 @@ async def test_activation_gives_the_code(client: gsim_async.Client, sandbox: San
     assert sandbox.order(act.order.id).status == "RECEIVED"
 
 
-async def test_activation_refunds_on_exception(
-    client: gsim_async.Client, sandbox: Sandbox
-) -> None:
+async def test_activation_refunds_on_exception(client: gsim_async.Client, sandbox: Sandbox) -> None:
     with pytest.raises(RuntimeError, match="signup failed"):
         async with client.orders.activation("telegram", "russia") as act:
             raise RuntimeError("signup failed")
@@ -255,8 +254,11 @@ async def test_cancel_stale_refunds_old_pending_orders(
 
 async def test_top_level_wait_needs_an_order_from_a_client() -> None:
     stray = gsim_async.Order(
-        id="cmstray", service="x", phone_number="+10000000", status=OrderStatus.PENDING,
+        id="cmstray",
+        service="x",
+        phone_number="+10000000",
+        status=OrderStatus.PENDING,
         price=Decimal(1),
     )
-    with pytest.raises(ValueError, match="client.orders.wait_for_code"):
+    with pytest.raises(ValueError, match=r"client\.orders\.wait_for_code"):
         await gsim_async.wait_for_code(stray)

@@ -149,3 +149,23 @@ async def test_unknown_control_route_is_404(api: Caller) -> None:
     reply = await api.get("/_sandbox/nothing")
     assert (reply.status, reply.error_code) == (404, "NOT_FOUND")
     assert (await api.request("DELETE", "/_sandbox/stats")).status == 405
+
+
+async def test_sandbox_arguments_are_checked() -> None:
+    with pytest.raises(ValueError, match="code_delay"):
+        Sandbox(code_delay=(5, 1))
+    with pytest.raises(ValueError, match="no_code_ratio"):
+        Sandbox(no_code_ratio=2)
+    with pytest.raises(ValueError, match="order_ttl"):
+        Sandbox(order_ttl=0)
+    idle = Sandbox(api_key="2s_" + "k" * 40, balance="12.5")
+    assert idle.api_key == "2s_" + "k" * 40
+    assert idle.balance() == Decimal("12.5")
+    with pytest.raises(RuntimeError, match="not running"):
+        _ = idle.base_url
+    with pytest.raises(ValueError, match="exists"):
+        idle.add_key(idle.api_key)
+    with pytest.raises(TypeError):
+        idle.add_key(42)  # type: ignore[arg-type]
+    with pytest.raises(KeyError):
+        idle.revoke_key("2s_nobody")
