@@ -11,8 +11,11 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import logging
 import time
 from collections.abc import Callable
+
+log = logging.getLogger("gsim_async.sandbox")
 
 
 class Clock:
@@ -69,7 +72,11 @@ class Scheduler:
         now = self._clock.now()
         while heap and heap[0][0] <= now:
             _, _, callback = heapq.heappop(heap)
-            callback()
+            try:
+                callback()
+            except Exception:
+                # One broken timer must not stop every later delivery and expiry.
+                log.exception("sandbox timer callback failed")
         self._arm()
 
     def start(self) -> None:

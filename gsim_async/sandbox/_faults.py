@@ -29,7 +29,7 @@ def _positive_or_none(_: object, attribute: attrs.Attribute[float | None], value
 
 
 def _retry_after_valid(_: object, attribute: attrs.Attribute[int | None], value: object) -> None:
-    if value is not None and not (isinstance(value, int) and value >= 0):
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
         raise ValueError(f"{attribute.name} must be a non-negative integer or None, got {value}")
 
 

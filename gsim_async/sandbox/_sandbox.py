@@ -183,6 +183,8 @@ class Sandbox:
 
     def add_key(self, key: str | None = None, balance: Money = Decimal("100")) -> str:
         """Create another account and return its API key (drawn from the seed if None)."""
+        if key is not None and (not isinstance(key, str) or not key.strip()):
+            raise TypeError("key must be a non-empty string or None")
         return self._state.add_account(key, to_money(balance, "balance")).key
 
     def revoke_key(self, key: str) -> None:
