@@ -8,6 +8,7 @@ settles just under the server's limit instead of bouncing off it.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from collections.abc import Callable
@@ -19,6 +20,7 @@ _SCALE = 0.4  # CUBIC's C
 _MIN_RATE = 0.5  # requests/s floor while throttled
 _SMOOTH = 0.8
 _BUCKET = 0.5  # seconds per measurement bucket
+_WINDOW = 1.0  # 429s closer together than this are one congestion event
 
 
 class RateGate:
@@ -53,20 +55,6 @@ class RateGate:
 class AdaptiveRate:
     """Paces requests: a fixed ceiling (if configured) and CUBIC backoff after 429s."""
 
-    __slots__ = (
-        "_bucket_count",
-        "_bucket_start",
-        "_clock",
-        "_enabled",
-        "_fill_rate",
-        "_k",
-        "_last_max",
-        "_last_throttle",
-        "_max_rate",
-        "_measured",
-        "_next_slot",
-    )
-
     def __init__(
         self, max_rate: float | None = None, clock: Callable[[], float] = time.monotonic
     ) -> None:
@@ -75,12 +63,16 @@ class AdaptiveRate:
         self._enabled = False
         self._fill_rate = max_rate or 0.0
         self._last_max = 0.0
-        self._last_throttle = 0.0
+        self._last_throttle = -1e9
         self._k = 0.0
         self._measured = 0.0
-        self._next_slot = 0.0
+        self._tokens = 1.0
+        self._refilled = clock()
         self._bucket_start = clock()
         self._bucket_count = 0
+        # FIFO: waiters queue here, and the one at the head sleeps at the *current* rate,
+        # so a rate that recovers takes effect at once (no slots reserved at a low rate).
+        self._lock: asyncio.Lock | None = None
 
     @property
     def rate(self) -> float | None:
@@ -91,21 +83,34 @@ class AdaptiveRate:
 
     async def acquire(self) -> None:
         """Wait for this request's turn (returns at once when not paced)."""
-        rate = self.rate
-        if rate is None:
+        if self.rate is None:
             return
-        now = self._clock()
-        # GCRA: each request reserves the next slot; a burst of up to one second is allowed.
-        slot = max(self._next_slot, now - 1.0)
-        self._next_slot = slot + 1.0 / rate
-        if slot > now:
-            await anyio.sleep(slot - now)
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            while True:
+                rate = self.rate
+                if rate is None:
+                    return
+                now = self._clock()
+                # A bucket of one second's worth of requests allows short bursts.
+                capacity = max(1.0, rate)
+                self._tokens = min(capacity, self._tokens + (now - self._refilled) * rate)
+                self._refilled = now
+                if self._tokens >= 1.0:
+                    self._tokens -= 1.0
+                    return
+                await anyio.sleep(min((1.0 - self._tokens) / rate, 0.25))
 
     def record(self, *, throttled: bool) -> None:
         """Feed the outcome of a response (``throttled``: it was a 429)."""
         now = self._clock()
         self._measure(now)
         if throttled:
+            if self._enabled and now - self._last_throttle < _WINDOW:
+                # Many requests in flight answer 429 together: one congestion event,
+                # one decrease (as TCP reduces once per round trip).
+                return
             base = self._measured if not self._enabled else min(self._measured, self._fill_rate)
             base = max(base, _MIN_RATE)
             self._last_max = base
@@ -131,3 +136,6 @@ class AdaptiveRate:
             self._measured = current * _SMOOTH + self._measured * (1 - _SMOOTH)
             self._bucket_count = 0
             self._bucket_start = now
+        elif self._measured == 0.0 and elapsed > 0.05:
+            # Before the first full bucket, a partial one beats knowing nothing.
+            self._measured = self._bucket_count / elapsed
