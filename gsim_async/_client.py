@@ -17,7 +17,8 @@ from ._purchases import PurchaseBook
 from ._resources._orders import Orders
 from ._resources._rentals import Rentals
 from ._retry import RetryHook
-from ._transport import Settings, Transport, check_base_url
+from ._transport import Pool, Settings, Transport, check_base_url
+from ._types import NOT_GIVEN, NotGiven
 from ._watcher import OrderHook
 
 
@@ -84,8 +85,7 @@ class Client:
         if max_requests_per_second is not None:
             v.positive_seconds("max_requests_per_second", max_requests_per_second)
         self.poll_interval = v.positive_seconds("poll_interval", poll_interval)
-        self._transport = Transport(
-            settings,
+        pool = Pool(
             session=session,
             connection_limit=v.integer("connection_limit", connection_limit, 1),
             dns_cache_ttl=dns_cache_ttl,
@@ -93,10 +93,54 @@ class Client:
             max_requests_per_second=max_requests_per_second,
             on_retry=on_retry,
         )
+        self._transport = Transport(settings, pool)
         self._background = Background()
         self._purchases = PurchaseBook(self._background)
         self.orders = Orders(self, on_order_update)
         self.rentals = Rentals(self)
+
+    def with_options(
+        self,
+        *,
+        timeout: float | NotGiven = NOT_GIVEN,
+        connect_timeout: float | NotGiven = NOT_GIVEN,
+        max_retries: int | NotGiven = NOT_GIVEN,
+        backoff_base: float | NotGiven = NOT_GIVEN,
+        backoff_cap: float | NotGiven = NOT_GIVEN,
+        max_retry_after: float | NotGiven = NOT_GIVEN,
+        poll_interval: float | NotGiven = NOT_GIVEN,
+    ) -> Client:
+        """A view of this client with other per-call settings, for one call or a few.
+
+        ``await gsim.with_options(max_retries=10).orders.create(...)``. The view shares
+        this client's session, rate gate, watcher and purchase book; closing either
+        closes both.
+        """
+        changes: dict[str, float | int] = {}
+        for name, value in (
+            ("timeout", timeout),
+            ("connect_timeout", connect_timeout),
+            ("backoff_base", backoff_base),
+            ("backoff_cap", backoff_cap),
+            ("max_retry_after", max_retry_after),
+        ):
+            if not isinstance(value, NotGiven):
+                positive = name in ("timeout", "connect_timeout")
+                changes[name] = v.positive_seconds(name, value, allow_zero=not positive)
+        if not isinstance(max_retries, NotGiven):
+            changes["max_retries"] = v.integer("max_retries", max_retries, 0)
+        view = object.__new__(Client)
+        view._transport = self._transport.derive(**changes)
+        view._background = self._background
+        view._purchases = self._purchases
+        view.poll_interval = (
+            self.poll_interval
+            if isinstance(poll_interval, NotGiven)
+            else v.positive_seconds("poll_interval", poll_interval)
+        )
+        view.orders = Orders(view, watcher=self.orders._watcher)
+        view.rentals = Rentals(view)
+        return view
 
     @property
     def base_url(self) -> str:

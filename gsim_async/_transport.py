@@ -110,12 +110,11 @@ class _UnknownOutcomeError(Exception):
         self.timeout = timeout
 
 
-class Transport:
-    """Owns the aiohttp session and sends every request of one Client."""
+class Pool:
+    """What every view of one client shares: session, event loop, rate gate, pacing."""
 
     def __init__(
         self,
-        settings: Settings,
         *,
         session: aiohttp.ClientSession | None = None,
         connection_limit: int = C.DEFAULT_CONNECTION_LIMIT,
@@ -124,41 +123,24 @@ class Transport:
         max_requests_per_second: float | None = None,
         on_retry: RetryHook | None = None,
     ) -> None:
-        self.settings = settings
         self._session = session
         self._owns_session = session is None
         self._connection_limit = connection_limit
         self._dns_cache_ttl = dns_cache_ttl
         self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._closed = False
+        self.closed = False
         self.gate = RateGate()
         self.rate = AdaptiveRate(max_requests_per_second)
-        self._throttle_streak = 0
+        self.throttle_streak = 0
         self.on_retry = on_retry
-        self._rng = random.Random()
-        self._api_root = settings.base_url + C.API_PREFIX
-        self._headers = {
-            "Authorization": f"Bearer {settings.api_key}",
-            "User-Agent": USER_AGENT,
-            "Accept": "application/json",
-        }
-        self._json_headers = {**self._headers, "Content-Type": "application/json"}
-        self._timeout = aiohttp.ClientTimeout(
-            total=settings.timeout, sock_connect=settings.connect_timeout
-        )
+        self.rng = random.Random()
         #: Requests put on the wire (attempts, retries included).
         self.requests_sent = 0
 
-    # -- lifecycle -------------------------------------------------------------------
-
-    @property
-    def closed(self) -> bool:
-        """Whether ``aclose()`` was called."""
-        return self._closed
-
-    def _ensure_session(self) -> aiohttp.ClientSession:
-        if self._closed:
+    def session(self) -> aiohttp.ClientSession:
+        """The aiohttp session, created on first use inside the running loop."""
+        if self.closed:
             raise RuntimeError("this gsim Client is closed; create a new one")
         try:
             loop = asyncio.get_running_loop()
@@ -190,9 +172,9 @@ class Transport:
 
     async def aclose(self) -> None:
         """Close the session we created (a caller's own session is left open)."""
-        if self._closed:
+        if self.closed:
             return
-        self._closed = True
+        self.closed = True
         if self._session is not None and self._owns_session:
             await self._session.close()
 
@@ -201,7 +183,7 @@ class Transport:
         if (
             getattr(self, "_owns_session", False)
             and session is not None
-            and not getattr(self, "_closed", True)
+            and not getattr(self, "closed", True)
             and not session.closed
         ):
             _warn(
@@ -211,6 +193,42 @@ class Transport:
                 source=self,
                 stacklevel=2,
             )
+
+
+class Transport:
+    """Sends every request of one Client (or of a ``with_options`` view of it)."""
+
+    def __init__(self, settings: Settings, pool: Pool) -> None:
+        self.settings = settings
+        self.pool = pool
+        self._api_root = settings.base_url + C.API_PREFIX
+        self._headers = {
+            "Authorization": f"Bearer {settings.api_key}",
+            "User-Agent": USER_AGENT,
+            "Accept": "application/json",
+        }
+        self._json_headers = {**self._headers, "Content-Type": "application/json"}
+        self._timeout = aiohttp.ClientTimeout(
+            total=settings.timeout, sock_connect=settings.connect_timeout
+        )
+
+    def derive(self, **changes: Any) -> Transport:
+        """A transport with other settings over the same session, gate and pacing."""
+        return Transport(attrs.evolve(self.settings, **changes), self.pool)
+
+    @property
+    def closed(self) -> bool:
+        """Whether the client was closed."""
+        return self.pool.closed
+
+    @property
+    def requests_sent(self) -> int:
+        """Requests put on the wire by the client (all views), retries included."""
+        return self.pool.requests_sent
+
+    async def aclose(self) -> None:
+        """Close the shared session."""
+        await self.pool.aclose()
 
     # -- requests --------------------------------------------------------------------
 
@@ -232,7 +250,8 @@ class Transport:
         ``APITimeoutError`` when no answer came, ``OutcomeUnknownError`` when a
         ``PURCHASE`` or ``ONCE`` request may have gone through.
         """
-        session = self._ensure_session()
+        pool = self.pool
+        session = pool.session()
         full_path = C.API_PREFIX + path
         url = self._api_root + path
         data = dumps(json).encode() if json is not None else None
@@ -240,8 +259,8 @@ class Transport:
         retries = self.settings.max_retries if max_retries is None else max_retries
         attempt = 0
         while True:
-            await self.gate.wait()
-            await self.rate.acquire()
+            await pool.gate.wait()
+            await pool.rate.acquire()
             started = time.perf_counter()
             error: Exception
             try:
@@ -268,16 +287,16 @@ class Transport:
             else:
                 self._log(method, full_path, status, started, None)
                 throttled = status == 429
-                self.rate.record(throttled=throttled)
+                pool.rate.record(throttled=throttled)
                 if status < 300 and status >= 200:
-                    self._throttle_streak = 0
+                    pool.throttle_streak = 0
                     return self._decode(body, cast_to, method, full_path, op)
                 error = _api_error(status, resp_headers, body, method, full_path)
                 if throttled:
                     assert isinstance(error, RateLimitedError)
-                    self._throttle_streak += 1
+                    pool.throttle_streak += 1
                     wait = self._throttle_pause(error.retry_after)
-                    self.gate.close_for(wait)
+                    pool.gate.close_for(wait)
                     if attempt >= retries:
                         error.attempts = attempt + 1
                         raise error
@@ -304,7 +323,7 @@ class Transport:
                 raise error
             attempt += 1
             delay = backoff(
-                attempt, self.settings.backoff_base, self.settings.backoff_cap, self._rng
+                attempt, self.settings.backoff_base, self.settings.backoff_cap, pool.rng
             )
             self._notify(method, full_path, attempt, delay, reason)
             if delay:
@@ -315,7 +334,7 @@ class Transport:
         if retry_after is not None:
             return min(retry_after, cap)
         # No Retry-After: back off exponentially, up to the documented 60 s.
-        grow = max(self.settings.backoff_base, 0.05) * 2.0 ** (self._throttle_streak - 1)
+        grow = max(self.settings.backoff_base, 0.05) * 2.0 ** (self.pool.throttle_streak - 1)
         return min(grow, C.DEFAULT_RETRY_AFTER, cap)
 
     async def _send(
@@ -327,7 +346,7 @@ class Transport:
         data: bytes | None,
         headers: Mapping[str, str],
     ) -> tuple[int, CIMultiDictProxy[str], bytes]:
-        self.requests_sent += 1
+        self.pool.requests_sent += 1
         try:
             async with session.request(
                 method,
@@ -395,9 +414,10 @@ class Transport:
 
     def _notify(self, method: str, path: str, attempt: int, delay: float, reason: str) -> None:
         log.info("retrying %s %s in %.2f s (retry %d): %s", method, path, delay, attempt, reason)
-        if self.on_retry is not None:
+        hook = self.pool.on_retry
+        if hook is not None:
             try:
-                self.on_retry(RetryEvent(method, path, attempt, delay, reason))
+                hook(RetryEvent(method, path, attempt, delay, reason))
             except Exception:
                 log.exception("on_retry hook raised; ignored")
 

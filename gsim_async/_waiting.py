@@ -100,7 +100,7 @@ async def wait(
     if order.status in TERMINAL_WITHOUT_CODE:
         raise _no_code(order)
     seconds = _time_left(order) if timeout is None else timeout
-    watch = orders._watcher.watch(order, poll_interval)
+    watch = orders._watcher.watch(order, poll_interval or orders._client.poll_interval)
     try:
         with anyio.move_on_after(seconds):
             await watch.done.wait()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -78,10 +79,20 @@ async def stub() -> AsyncIterator[StubServer]:
     async def handle(request: web.Request) -> web.Response:
         server.hits.append((request.method, request.path))
         server.headers.append(dict(request.headers))
-        status, body, headers = server.responses.get(
-            (request.method, request.path),
-            (404, '{"error": "no stub", "code": "NOT_FOUND"}', {}),
-        )
+        server.times.append(time.monotonic())
+        key = (request.method, request.path)
+        script = server.scripts.get(key)
+        if script:
+            status, body, headers = script.pop(0) if len(script) > 1 else script[0]
+        else:
+            status, body, headers = server.responses.get(
+                key, (404, '{"error": "no stub", "code": "NOT_FOUND"}', {})
+            )
+        if status == 0:
+            await request.read()
+            assert request.transport is not None
+            request.transport.close()
+            return web.Response(status=599)
         ctype = "text/html" if body.lstrip().startswith("<") else "application/json"
         return web.Response(status=status, text=body, headers=headers, content_type=ctype)
 

@@ -10,6 +10,8 @@ class StubServer:
         self.responses: dict[tuple[str, str], tuple[int, str, dict[str, str]]] = {}
         self.hits: list[tuple[str, str]] = []
         self.headers: list[dict[str, str]] = []
+        self.times: list[float] = []
+        self.scripts: dict[tuple[str, str], list[tuple[int, str, dict[str, str]]]] = {}
         self.base_url = ""
 
     def answer(
@@ -21,3 +23,13 @@ class StubServer:
         headers: dict[str, str] | None = None,
     ) -> None:
         self.responses[(method, "/api/v1" + path)] = (status, body, headers or {})
+
+    def script(
+        self, method: str, path: str, *answers: tuple[int, str] | tuple[int, str, dict[str, str]]
+    ) -> None:
+        """Answer successive calls in turn (the last one repeats); status 0 drops the
+        connection *after* the request was read, as if processed and the answer lost."""
+        self.scripts[(method, "/api/v1" + path)] = [
+            (a[0], a[1], a[2] if len(a) > 2 else {})
+            for a in answers  # type: ignore[misc]
+        ]

@@ -160,3 +160,15 @@ async def test_cancel_retried_after_lost_answer_counts_as_success(sandbox: Sandb
         refund = await gsim.orders.cancel(order)
     assert refund.refunded == order.price
     assert sandbox.order(order.id).status == "CANCELLED"
+
+
+async def test_with_options_changes_retries_for_one_call(sandbox: Sandbox) -> None:
+    sandbox.set_faults(drop_before_rate=1.0)
+    async with fast_client(sandbox, max_retries=0) as gsim:
+        with pytest.raises(gsim_async.APIConnectionError):
+            await gsim.with_options(max_retries=2).balance()
+        assert sandbox.stats.total == 3
+        with pytest.raises(gsim_async.APIConnectionError):
+            await gsim.balance()  # the client itself is unchanged
+        assert sandbox.stats.total == 4
+        assert gsim.with_options(max_retries=2).requests_sent == gsim.requests_sent

@@ -44,11 +44,17 @@ def order_id(order: OrderRef) -> str:
 class Orders:
     """One-time activation numbers: ``await client.orders.create("telegram", "russia")``."""
 
-    def __init__(self, client: Client, on_update: OrderHook | None = None) -> None:
+    def __init__(
+        self,
+        client: Client,
+        on_update: OrderHook | None = None,
+        *,
+        watcher: Watcher | None = None,
+    ) -> None:
         self._client = client
         self._transport = client._transport
         self._book = client._purchases
-        self._watcher = Watcher(self, client.poll_interval, on_update)
+        self._watcher = watcher or Watcher(self, client.poll_interval, on_update)
 
     async def create(self, service: str, country: str, operator: str | None = None) -> Order:
         """Buy a number for ``service`` in ``country``; its price is taken from the balance.
