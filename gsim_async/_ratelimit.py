@@ -89,9 +89,8 @@ class AdaptiveRate:
             self._lock = asyncio.Lock()
         async with self._lock:
             while True:
-                rate = self.rate
-                if rate is None:
-                    return
+                # Re-read each time: the rate may have changed while we slept.
+                rate = self._fill_rate if self._enabled else (self._max_rate or 1.0)
                 now = self._clock()
                 # A bucket of one second's worth of requests allows short bursts.
                 capacity = max(1.0, rate)

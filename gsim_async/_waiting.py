@@ -266,7 +266,15 @@ class Activation:
     async def __aenter__(self) -> Activation:
         if self._max_price is not None:
             await self._check_price()
-        order = await self._orders.create(self._service, self._country, self._operator)
+        background = self._orders._client._background
+        buying = background.spawn(self._orders.create(self._service, self._country, self._operator))
+        try:
+            order = await asyncio.shield(buying)
+        except asyncio.CancelledError:
+            # Cancelled while the purchase was on the wire: if it goes through, the
+            # number is cancelled at once, so leaving the block still refunds.
+            background.spawn(self._refund_if_bought(buying))
+            raise
         self._order = order
         if self._max_price is not None and order.price > self._max_price:
             await self._cleanup()
@@ -277,6 +285,13 @@ class Activation:
                 max_price=self._max_price,
             )
         return self
+
+    async def _refund_if_bought(self, buying: asyncio.Task[Order]) -> None:
+        try:
+            self._order = await buying
+        except BaseException:  # nothing bought, nothing to refund
+            return
+        await self._cancel()
 
     async def _check_price(self) -> None:
         assert self._max_price is not None
@@ -383,6 +398,10 @@ async def cancel_stale(orders: Orders, older_than: float | timedelta) -> list[tu
                 refund = await orders.cancel(order)
             except ConflictError:
                 return  # it left PENDING meanwhile (maybe a code came): nothing to refund
+            except GsimError as exc:
+                # One failure must not stop the sweep; the order still expires and refunds.
+                log.warning("could not cancel stale order %s: %s", order.id, exc)
+                return
             done.append((attrs.evolve(order, status=OrderStatus.CANCELLED), refund))
 
     async with anyio.create_task_group() as tg:

@@ -181,16 +181,21 @@ class Watcher:
 
     async def _fetch_each(self, watches: Iterable[Watch]) -> None:
         limiter = anyio.Semaphore(_FETCH_CONCURRENCY)
+        fatal: list[GsimError] = []
 
         async def one(watch: Watch) -> None:
             async with limiter:
+                if fatal:
+                    return
                 try:
                     order = await self._orders._fetch(watch.order.id)
                 except NotFoundError as exc:
                     watch.settle(error=exc)
                     return
-                except _FATAL:
-                    raise
+                except _FATAL as exc:
+                    # Kept, not raised: a task group would wrap it in an ExceptionGroup.
+                    fatal.append(exc)
+                    return
                 except GsimError as exc:
                     # Transient after the transport's retries: try again next round.
                     log.info("could not check order %s this round: %s", watch.order.id, exc)
@@ -200,6 +205,8 @@ class Watcher:
         async with anyio.create_task_group() as tg:
             for watch in watches:
                 tg.start_soon(one, watch)
+        if fatal:
+            raise fatal[0]
 
     # -- by lists --------------------------------------------------------------------
 

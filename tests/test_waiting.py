@@ -262,3 +262,21 @@ async def test_top_level_wait_needs_an_order_from_a_client() -> None:
     )
     with pytest.raises(ValueError, match=r"client\.orders\.wait_for_code"):
         await gsim_async.wait_for_code(stray)
+
+
+async def test_activation_cancelled_while_buying_still_refunds(
+    client: gsim_async.Client, sandbox: Sandbox
+) -> None:
+    sandbox.set_faults(latency=(0.3, 0.3))  # the purchase is on the wire when we cancel
+
+    async def use() -> None:
+        async with client.orders.activation("telegram", "russia"):
+            pytest.fail("the block must not run")
+
+    with anyio.move_on_after(0.1):
+        await use()
+    sandbox.set_faults(latency=(0, 0))
+    await client.aclose()  # waits for the refund started in the background
+    [record] = sandbox.orders()
+    assert record.status == "CANCELLED"
+    assert sandbox.ledger().balance == Decimal("100")
