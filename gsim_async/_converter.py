@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import attrs
 import cattrs
@@ -166,43 +167,57 @@ def dumps(data: Any) -> str:
     return json.dumps(data, default=_json_default, separators=(",", ":"))
 
 
-# Envelopes of the list endpoints; turned into Page by the namespaces.
+# Envelopes of the list endpoints; turned into Page by _pagination.
 
 
-@attrs.frozen
-class OrderList:
+@attrs.frozen(kw_only=True)
+class Envelope(Generic[T]):
+    """What every list response may say besides its items (rentals and SMS omit some)."""
+
+    total: int | None = None
+    page: int | None = None
+    limit: int | None = None
+    total_pages: int | None = None
+
+    @property
+    def items(self) -> Sequence[T]:
+        raise NotImplementedError
+
+
+@attrs.frozen(kw_only=True)
+class OrderList(Envelope[Order]):
     orders: list[Order]
-    total: int | None = None
-    page: int | None = None
-    limit: int | None = None
-    total_pages: int | None = None
+
+    @property
+    def items(self) -> Sequence[Order]:
+        return self.orders
 
 
-@attrs.frozen
-class RentalList:
+@attrs.frozen(kw_only=True)
+class RentalList(Envelope[Rental]):
     rentals: list[Rental]
-    total: int | None = None
-    page: int | None = None
-    limit: int | None = None
-    total_pages: int | None = None
+
+    @property
+    def items(self) -> Sequence[Rental]:
+        return self.rentals
 
 
-@attrs.frozen
-class MessageList:
+@attrs.frozen(kw_only=True)
+class MessageList(Envelope[Message]):
     messages: list[Message]
-    total: int | None = None
-    page: int | None = None
-    limit: int | None = None
-    total_pages: int | None = None
+
+    @property
+    def items(self) -> Sequence[Message]:
+        return self.messages
 
 
-@attrs.frozen
-class CallList:
+@attrs.frozen(kw_only=True)
+class CallList(Envelope[Call]):
     calls: list[Call]
-    total: int | None = None
-    page: int | None = None
-    limit: int | None = None
-    total_pages: int | None = None
+
+    @property
+    def items(self) -> Sequence[Call]:
+        return self.calls
 
 
 @attrs.frozen

@@ -234,22 +234,6 @@ class Page(Generic[T]):
 
 # Resolved now: the package re-homes these classes (``__module__ = "gsim_async"``), after
 # which their string annotations could no longer be evaluated by cattrs.
-for _cls in (
-    AvailableNumber,
-    Balance,
-    Call,
-    Capabilities,
-    Country,
-    Message,
-    Operator,
-    Order,
-    Page,
-    PlacedCall,
-    Refund,
-    Rental,
-    RentalUpdate,
-    SentMessage,
-    Service,
-):
-    attrs.resolve_types(_cls)
-del _cls
+for _name in __all__:
+    attrs.resolve_types(globals()[_name])
+del _name

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Protocol, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
+from . import _validation as v
+from ._converter import Envelope
 from ._models import Page
+
+if TYPE_CHECKING:
+    from ._transport import Transport
 
 
 class _HasId(Protocol):
@@ -17,24 +22,34 @@ T = TypeVar("T")
 I = TypeVar("I", bound=_HasId)  # noqa: E741
 
 
-def make_page(
-    items: Sequence[T],
+async def fetch_page(
+    transport: Transport,
+    path: str,
+    envelope: type[Envelope[T]],
     *,
-    total: int | None,
-    page: int | None,
-    limit: int | None,
-    total_pages: int | None,
-    requested_page: int,
-    requested_limit: int,
+    page: int,
+    limit: int,
+    max_limit: int = 100,
+    params: Mapping[str, str] | None = None,
 ) -> Page[T]:
+    """GET one page of a list endpoint (arguments checked first) as a ``Page``."""
+    query = {"page": str(v.page(page)), "limit": str(v.limit(limit, max_limit)), **(params or {})}
+    data = await transport.request("GET", path, envelope, params=query)
+    return make_page(data, page, limit)
+
+
+def make_page(data: Envelope[T], requested_page: int, requested_limit: int) -> Page[T]:
     """A Page, deriving what the response left out (rentals and SMS lists omit some)."""
-    page = page or requested_page
-    limit = limit or requested_limit
+    items = data.items
+    page = data.page or requested_page
+    limit = data.limit or requested_limit
+    total = data.total
     if total is None:
         # Unknown size: a full page may have a successor, a short one has none.
         total = (page - 1) * limit + len(items)
         if len(items) >= limit:
             total += 1
+    total_pages = data.total_pages
     if total_pages is None:
         total_pages = -(-total // limit) if limit else 0
     return Page(items=tuple(items), total=total, page=page, limit=limit, total_pages=total_pages)

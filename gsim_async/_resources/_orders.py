@@ -14,7 +14,7 @@ from .._converter import OrderList
 from .._enums import OrderStatus
 from .._exceptions import APIConnectionError, ConflictError, NotFoundError, OutcomeUnknownError
 from .._models import Order, Page, Refund
-from .._pagination import iterate_pages, make_page
+from .._pagination import fetch_page, iterate_pages
 from .._retry import Operation
 from .._waiting import (
     Activation,
@@ -125,18 +125,9 @@ class Orders:
         self, page: int = 1, limit: int = 20, status: OrderStatus | str | None = None
     ) -> Page[Order]:
         """One page of this account's orders, newest first."""
-        params = {"page": str(v.page(page)), "limit": str(v.limit(limit))}
-        if status is not None:
-            params["status"] = v.status("status", status, OrderStatus).value
-        data = await self._transport.request("GET", "/orders", OrderList, params=params)
-        return make_page(
-            data.orders,
-            total=data.total,
-            page=data.page,
-            limit=data.limit,
-            total_pages=data.total_pages,
-            requested_page=page,
-            requested_limit=limit,
+        params = {} if status is None else {"status": v.status("status", status, OrderStatus).value}
+        return await fetch_page(
+            self._transport, "/orders", OrderList, page=page, limit=limit, params=params
         )
 
     def iterate(self, status: OrderStatus | str | None = None) -> AsyncIterator[Order]:

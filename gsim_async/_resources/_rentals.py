@@ -31,7 +31,7 @@ from .._models import (
     RentalUpdate,
     SentMessage,
 )
-from .._pagination import iterate_pages, make_page
+from .._pagination import fetch_page, iterate_pages
 from .._retry import Operation
 from .._types import NOT_GIVEN, NotGiven
 
@@ -151,18 +151,11 @@ class Rentals:
         self, page: int = 1, limit: int = 20, status: RentalStatus | str | None = None
     ) -> Page[Rental]:
         """One page of this account's rentals."""
-        params = {"page": str(v.page(page)), "limit": str(v.limit(limit))}
-        if status is not None:
-            params["status"] = v.status("status", status, RentalStatus).value
-        data = await self._transport.request("GET", "/rentals", RentalList, params=params)
-        return make_page(
-            data.rentals,
-            total=data.total,
-            page=data.page,
-            limit=data.limit,
-            total_pages=data.total_pages,
-            requested_page=page,
-            requested_limit=limit,
+        params = (
+            {} if status is None else {"status": v.status("status", status, RentalStatus).value}
+        )
+        return await fetch_page(
+            self._transport, "/rentals", RentalList, page=page, limit=limit, params=params
         )
 
     def iterate(self, status: RentalStatus | str | None = None) -> AsyncIterator[Rental]:
@@ -223,19 +216,8 @@ class Rentals:
 
     async def messages(self, rental: RentalRef, page: int = 1, limit: int = 50) -> Page[Message]:
         """One page of the rental's SMS, newest first."""
-        params = {"page": str(v.page(page)), "limit": str(v.limit(limit))}
-        data = await self._transport.request(
-            "GET", f"/rentals/{rental_id(rental)}/sms", MessageList, params=params
-        )
-        return make_page(
-            data.messages,
-            total=data.total,
-            page=data.page,
-            limit=data.limit,
-            total_pages=data.total_pages,
-            requested_page=page,
-            requested_limit=limit,
-        )
+        path = f"/rentals/{rental_id(rental)}/sms"
+        return await fetch_page(self._transport, path, MessageList, page=page, limit=limit)
 
     async def send_sms(self, rental: RentalRef, to: str, body: str) -> SentMessage:
         """Send an SMS from the rental's number (a per-SMS fee is charged).
@@ -262,19 +244,8 @@ class Rentals:
 
     async def calls(self, rental: RentalRef, page: int = 1, limit: int = 50) -> Page[Call]:
         """One page of the rental's calls, newest first."""
-        params = {"page": str(v.page(page)), "limit": str(v.limit(limit))}
-        data = await self._transport.request(
-            "GET", f"/rentals/{rental_id(rental)}/calls", CallList, params=params
-        )
-        return make_page(
-            data.calls,
-            total=data.total,
-            page=data.page,
-            limit=data.limit,
-            total_pages=data.total_pages,
-            requested_page=page,
-            requested_limit=limit,
-        )
+        path = f"/rentals/{rental_id(rental)}/calls"
+        return await fetch_page(self._transport, path, CallList, page=page, limit=limit)
 
     async def call(self, rental: RentalRef, to: str) -> PlacedCall:
         """Place a call from the rental's number; never repeated after a lost answer."""
