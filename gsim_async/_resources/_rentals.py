@@ -6,7 +6,7 @@ import re
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 
@@ -38,6 +38,7 @@ from .._types import NOT_GIVEN, NotGiven
 if TYPE_CHECKING:
     from .._client import Client
 
+T = TypeVar("T")
 RentalRef = Rental | str
 MessageMatch = str | re.Pattern[str] | Callable[[Message], bool]
 
@@ -226,21 +227,13 @@ class Rentals:
         message may have gone out.
         """
         payload = {"to": v.e164("to", to), "body": v.sms_body(body)}
-        try:
-            return await self._transport.request(
-                "POST",
-                f"/rentals/{rental_id(rental)}/sms",
-                SentMessage,
-                json=payload,
-                op=Operation.ONCE,
-            )
-        except OutcomeUnknownError as exc:
-            raise OutcomeUnknownError(
-                f"sending the SMS to {to} got no answer; it may have gone out (and been "
-                "charged) — check rentals.messages() before sending it again",
-                method=exc.method,
-                path=exc.path,
-            ) from exc
+        return await self._once(
+            f"/rentals/{rental_id(rental)}/sms",
+            SentMessage,
+            payload,
+            f"sending the SMS to {to} got no answer; it may have gone out (and been "
+            "charged) — check rentals.messages() before sending it again",
+        )
 
     async def calls(self, rental: RentalRef, page: int = 1, limit: int = 50) -> Page[Call]:
         """One page of the rental's calls, newest first."""
@@ -249,22 +242,20 @@ class Rentals:
 
     async def call(self, rental: RentalRef, to: str) -> PlacedCall:
         """Place a call from the rental's number; never repeated after a lost answer."""
-        payload = {"to": v.e164("to", to)}
+        return await self._once(
+            f"/rentals/{rental_id(rental)}/calls",
+            PlacedCall,
+            {"to": v.e164("to", to)},
+            f"placing the call to {to} got no answer; it may have been placed — check "
+            "rentals.calls() before calling again",
+        )
+
+    async def _once(self, path: str, cls: type[T], payload: dict[str, str], lost: str) -> T:
+        """POST something that acts each time it is sent: never repeated when in doubt."""
         try:
-            return await self._transport.request(
-                "POST",
-                f"/rentals/{rental_id(rental)}/calls",
-                PlacedCall,
-                json=payload,
-                op=Operation.ONCE,
-            )
+            return await self._transport.request("POST", path, cls, json=payload, op=Operation.ONCE)
         except OutcomeUnknownError as exc:
-            raise OutcomeUnknownError(
-                f"placing the call to {to} got no answer; it may have been placed — check "
-                "rentals.calls() before calling again",
-                method=exc.method,
-                path=exc.path,
-            ) from exc
+            raise OutcomeUnknownError(lost, method=exc.method, path=exc.path) from exc
 
     async def wait_for_sms(
         self,
