@@ -104,10 +104,11 @@ class _UnsentError(Exception):
 class _UnknownOutcomeError(Exception):
     """The request may have been processed: sent, then no (usable) answer."""
 
-    def __init__(self, reason: str, *, timeout: bool = False) -> None:
+    def __init__(self, reason: str, *, timeout: bool = False, transient: bool = True) -> None:
         super().__init__(reason)
         self.reason = reason
         self.timeout = timeout
+        self.transient = transient
 
 
 class Pool:
@@ -283,6 +284,8 @@ class Transport:
                     ) from exc.__cause__
                 cls = APITimeoutError if exc.timeout else APIConnectionError
                 error = cls(exc.reason, method=method, path=full_path)
+                if not exc.transient:
+                    raise error from exc.__cause__
                 reason = exc.reason
             else:
                 self._log(method, full_path, status, started, None)
@@ -434,7 +437,10 @@ class Transport:
 
 class _TooLargeError(_UnknownOutcomeError):
     def __init__(self, size: int, limit: int) -> None:
-        super().__init__(f"response body over the {limit}-byte limit ({size} bytes)")
+        # The same request would bring the same body: not worth a retry.
+        super().__init__(
+            f"response body over the {limit}-byte limit ({size} bytes)", transient=False
+        )
 
 
 def _describe_bad_body(exc: Exception, body: bytes) -> str:

@@ -130,10 +130,11 @@ async def test_redirects_are_not_followed(stub: StubServer, stub_client: gsim_as
 async def test_response_over_the_size_cap_is_refused(stub: StubServer) -> None:
     stub.answer("GET", "/services", 200, json.dumps([{"id": "x" * 5000, "name": "n"}]))
     async with gsim_async.Client(
-        "2s_" + "k" * 40, base_url=stub.base_url, max_response_size=2048, max_retries=0
+        "2s_" + "k" * 40, base_url=stub.base_url, max_response_size=2048
     ) as gsim:
         with pytest.raises(gsim_async.APIConnectionError, match="limit"):
             await gsim.services()
+    assert len(stub.hits) == 1  # not retried: it would be as large again
 
 
 async def test_unknown_key_is_unauthorized(sandbox: Sandbox) -> None:
