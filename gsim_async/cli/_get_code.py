@@ -1,0 +1,232 @@
+"""``gsim get-code``: buy numbers, show them at once, print each code as it arrives.
+
+Every order that gets no code is refunded — after its timeout (banned), on an error,
+and on Ctrl-C (cancelled): ``orders.activation()`` does it, shielded from the
+cancellation that Ctrl-C turns into.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator
+from decimal import Decimal
+
+import attrs
+import click
+from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
+
+from .._client import Client
+from .._exceptions import GsimError, NoCodeError
+from .._models import Order
+from .._waiting import Activation
+from ._context import API_ERROR, DURATION, NO_CODE, App, pass_app
+from ._output import money, to_data
+
+
+@click.command("get-code")
+@click.argument("service")
+@click.argument("country")
+@click.option(
+    "-n", "--count", type=click.IntRange(1, 100), default=1, show_default=True,
+    help="How many numbers to buy and wait on at once.",
+)  # fmt: skip
+@click.option("--operator", help="An operator id from `gsim operators` (default: any).")
+@click.option("--max-price", help="Buy only at this price or lower (USD, e.g. 0.50).")
+@click.option(
+    "--timeout", **DURATION, default="5m", show_default=True,
+    help="How long to wait for each code (90s, 5m, 20m) before a refund.",
+)  # fmt: skip
+@pass_app
+def get_code(
+    app: App,
+    service: str,
+    country: str,
+    count: int,
+    operator: str | None,
+    max_price: str | None,
+    timeout: float,
+) -> None:
+    """Buy numbers for SERVICE in COUNTRY, wait for their codes, refund those without.
+
+    Each number is printed as soon as it is bought, and each code as it arrives.
+    An order that gets no code in time is banned and refunded; Ctrl-C cancels (and
+    refunds) the ones still waiting. Exit status 3 when a code did not come.
+    """
+
+    async def go(gsim: Client) -> int:
+        # Made first so a bad argument fails before anything is bought.
+        activations = [
+            gsim.orders.activation(service, country, operator, max_price=max_price)
+            for _ in range(count)
+        ]
+        return await GetCode(app, timeout).run(activations)
+
+    app.run(go)
+
+
+@attrs.define(eq=False)
+class Slot:
+    """One number being bought and waited on."""
+
+    index: int
+    task: TaskID | None = None
+    order: Order | None = None
+    code: str | None = None
+    error: GsimError | None = None
+    refunded: Decimal | None = None
+    interrupted: bool = False
+
+
+class GetCode:
+    """The concurrent waits of one ``get-code`` run, and what they show."""
+
+    def __init__(self, app: App, timeout: float) -> None:
+        self.out = app.out
+        self.timeout = timeout
+        self.progress: Progress | None = None
+
+    async def run(self, activations: list[Activation]) -> int:
+        slots = [Slot(i) for i in range(len(activations))]
+        with self._live() as progress:
+            self.progress = progress
+            for slot in slots:
+                if progress is not None:
+                    slot.task = progress.add_task("", status="[dim]buying ...", total=None)
+            tasks = [
+                asyncio.ensure_future(self._one(slot, act))
+                for slot, act in zip(slots, activations, strict=True)
+            ]
+            try:
+                await asyncio.wait(tasks)
+            except asyncio.CancelledError:
+                # Ctrl-C: every activation still waiting cancels its order (refunded).
+                for task in tasks:
+                    task.cancel()
+                await asyncio.wait(tasks)
+                self._summary(slots, interrupted=True)
+                raise
+        for task in tasks:
+            error = None if task.cancelled() else task.exception()
+            if error is not None:
+                raise error  # a bug: the App reports it
+        return self._summary(slots, interrupted=False)
+
+    @contextlib.contextmanager
+    def _live(self) -> Iterator[Progress | None]:
+        if self.out.json or not self.out.console.is_terminal:
+            yield None  # a pipe or a file gets the lines only, not the live display
+            return
+        progress = Progress(
+            SpinnerColumn(finished_text=" "),
+            TextColumn("[bold]{task.description:<16}"),
+            TextColumn("{task.fields[status]}"),
+            TimeElapsedColumn(),
+            console=self.out.console,
+            transient=True,
+        )
+        with progress:
+            yield progress
+
+    async def _one(self, slot: Slot, act: Activation) -> None:
+        try:
+            async with act:
+                slot.order = act.order
+                self._bought(slot)
+                try:
+                    slot.code = await act.wait_for_code(timeout=self.timeout)
+                except NoCodeError as exc:
+                    slot.error = exc
+        except GsimError as exc:
+            slot.error = exc
+        except asyncio.CancelledError:
+            slot.interrupted = True
+            raise
+        finally:
+            with contextlib.suppress(RuntimeError):  # RuntimeError: nothing was bought
+                slot.order = act.order
+            # A code that raced the cancel on Ctrl-C was paid for: show it, never drop it.
+            slot.code = slot.code or act.code
+            slot.refunded = act.refunded
+            self._finished(slot)
+
+    # -- what is shown --
+
+    def _bought(self, slot: Slot) -> None:
+        order = slot.order
+        assert order is not None
+        if self.out.json:
+            self.out.data({"event": "bought", "order": to_data(order)})
+            return
+        self.out.console.print(
+            f"[bold]{order.phone_number}[/]  bought for {money(order.price)} (order {order.id})"
+        )
+        if self.progress is not None and slot.task is not None:
+            self.progress.reset(slot.task, description=order.phone_number, status="waiting")
+
+    def _finished(self, slot: Slot) -> None:
+        order = slot.order
+        number = order.phone_number if order is not None else None
+        refunded = money(slot.refunded) if slot.refunded is not None else None
+        if slot.code is not None:
+            event, text = "code", f"code [bold green]{slot.code}[/]"
+            status = f"[green]code {slot.code}"
+        elif slot.interrupted:
+            event, status = "cancelled", "[yellow]cancelled"
+            if order is None:
+                text = "[yellow]cancelled[/] before the purchase finished"
+            elif refunded is None:
+                text = "[red]not cancelled[/]: it will expire and be refunded by gsim"
+            else:
+                text = f"[yellow]cancelled[/] ({refunded} refunded)"
+        elif isinstance(slot.error, NoCodeError):
+            event = "no_code"
+            state = order.status.value if order is not None else "?"
+            text = f"[red]no code[/] ({state}" + (f", {refunded} refunded)" if refunded else ")")
+            status = "[red]no code"
+        else:
+            event, text, status = "error", "", "[red]failed"
+        if self.out.json:
+            self.out.data(
+                {
+                    "event": event,
+                    "order_id": order.id if order is not None else None,
+                    "phone_number": number,
+                    "code": slot.code,
+                    "status": order.status.value if order is not None else None,
+                    "refunded": to_data(slot.refunded),
+                    "error": str(slot.error) if slot.error is not None else None,
+                }
+            )
+            return
+        if event == "error":
+            assert slot.error is not None
+            self.out.failure(slot.error, API_ERROR)
+        else:
+            self.out.console.print(f"[bold]{number or '(no number)'}[/]  {text}")
+        if self.progress is not None and slot.task is not None:
+            self.progress.update(slot.task, status=status, total=1, completed=1)
+            self.progress.stop_task(slot.task)
+
+    def _summary(self, slots: list[Slot], *, interrupted: bool) -> int:
+        codes = sum(1 for s in slots if s.code is not None)
+        failed = [s for s in slots if s.code is None]
+        refunded = sum((s.refunded or Decimal(0) for s in slots), Decimal(0))
+        if self.out.json:
+            self.out.data(
+                {
+                    "event": "done",
+                    "codes": codes,
+                    "without_code": len(failed),
+                    "refunded": to_data(refunded),
+                    "interrupted": interrupted,
+                }
+            )
+        elif interrupted or (failed and len(slots) > 1):
+            what = "interrupted: " if interrupted else ""
+            self.out.console.print(
+                f"{what}{codes} of {len(slots)} codes; {money(refunded)} refunded"
+            )
+        if any(s.error is not None and not isinstance(s.error, NoCodeError) for s in failed):
+            return API_ERROR
+        return NO_CODE if failed else 0

@@ -1,0 +1,117 @@
+"""Ctrl-C: ``gsim get-code`` refunds every order still waiting, then exits 130.
+
+Real processes and a real SIGINT: ``gsim sandbox`` serves the API from one process,
+``python -m gsim_async get-code`` is interrupted in another, and the sandbox's ledger,
+read over its control API, shows the refunds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import pytest
+
+import gsim_async
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="sends SIGINT")
+
+# Run the package from where it is imported, installed or not.
+ROOT = Path(gsim_async.__file__).resolve().parent.parent
+ENV = {
+    **os.environ,
+    "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+}
+
+
+def gsim(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen(  # noqa: S603 (our own interpreter and arguments)
+        [sys.executable, "-m", "gsim_async", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**ENV, **(env or {})},
+    )
+
+
+def read_json_line(stream: IO[str] | None) -> Any:
+    assert stream is not None
+    line = stream.readline()
+    assert line, "the process ended without a line"
+    return json.loads(line)
+
+
+def get(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 (loopback http)
+        return json.loads(response.read())
+
+
+@pytest.fixture
+def server() -> Iterator[dict[str, str]]:
+    """``gsim sandbox`` in its own process; codes only arrive through its control API."""
+    proc = gsim("--json", "sandbox", "--port", "0", "--no-auto-deliver")
+    try:
+        yield read_json_line(proc.stdout)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=10) == 0  # Ctrl-C is how a server stops: not an error
+        assert proc.stderr is not None
+        assert proc.stderr.read() == ""
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def test_ctrl_c_cancels_and_refunds_every_order_without_a_code(server: dict[str, str]) -> None:
+    env = {"GSIM_BASE_URL": server["base_url"], "GSIM_API_KEY": server["api_key"]}
+    proc = gsim(
+        "--json", "--poll-interval", "0.05", "get-code", "telegram", "russia", "-n", "3", env=env
+    )
+    try:
+        bought = [read_json_line(proc.stdout)["order"] for _ in range(3)]
+        # One of the three gets its code before Ctrl-C: it must be kept, not refunded.
+        lucky = bought[0]["id"]
+        request = urllib.request.Request(  # noqa: S310 (loopback http)
+            f"{server['base_url']}/_sandbox/orders/{lucky}/deliver",
+            data=b'{"code": "555000"}',
+            method="POST",
+        )
+        urllib.request.urlopen(request, timeout=5).close()  # noqa: S310
+        code = read_json_line(proc.stdout)
+        assert (code["event"], code["order_id"], code["code"]) == ("code", lucky, "555000")
+
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130
+    events = [json.loads(line) for line in out.splitlines()]
+    cancelled = [e for e in events if e["event"] == "cancelled"]
+    assert sorted(e["order_id"] for e in cancelled) == sorted(o["id"] for o in bought[1:])
+    assert all(e["refunded"] == "0.18" for e in cancelled)
+    assert events[-1] == {
+        "event": "done",
+        "codes": 1,
+        "without_code": 2,
+        "refunded": "0.36",
+        "interrupted": True,
+    }
+    assert json.loads(err) == {"error": "interrupted", "code": "INTERRUPTED", "exit_code": 130}
+
+    ledger = get(f"{server['base_url']}/_sandbox/ledger")
+    assert ledger["orders_by_status"] == {"RECEIVED": 1, "CANCELLED": 2}
+    assert ledger["charged"] == 0.54
+    assert ledger["refunded"] == 0.36
+    assert ledger["balanced"] is True
