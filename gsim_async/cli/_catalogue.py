@@ -6,7 +6,7 @@ import click
 
 from .._client import Client
 from ._context import App, pass_app
-from ._output import money
+from ._output import amount
 
 
 @click.command()
@@ -30,8 +30,8 @@ def services(app: App) -> None:
         found = await gsim.services()
         app.out.table(
             found,
-            ["service", "name", "from", "in stock"],
-            ([s.id, s.name, money(s.min_price), s.count] for s in found),
+            ["service", "name", "from USD", "in stock"],
+            ([s.id, s.name, amount(s.min_price), s.count] for s in found),
         )
 
     app.run(go)
@@ -47,8 +47,8 @@ def countries(app: App, service: str | None) -> None:
         found = await gsim.countries(service=service)
         app.out.table(
             found,
-            ["country", "name", "ISO", "from", "in stock"],
-            ([c.id, c.name, c.iso, money(c.min_price), c.count] for c in found),
+            ["country", "name", "ISO", "from USD", "in stock"],
+            ([c.id, c.name, c.iso, amount(c.min_price), c.count] for c in found),
         )
 
     app.run(go)
@@ -65,8 +65,8 @@ def operators(app: App, service: str, country: str) -> None:
         found = await gsim.operators(service, country)
         app.out.table(
             found,
-            ["operator", "name", "price", "in stock"],
-            ([o.id, o.name, money(o.price), o.count] for o in found),
+            ["operator", "name", "USD", "in stock"],
+            ([o.id, o.name, amount(o.price), o.count] for o in found),
         )
 
     app.run(go)

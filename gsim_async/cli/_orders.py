@@ -14,9 +14,9 @@ from .._enums import OrderStatus
 from .._exceptions import ConflictError
 from .._models import Order, Refund
 from ._context import API_ERROR, DURATION, App, pass_app
-from ._output import money, to_data, when
+from ._output import amount, money, to_data, when
 
-ORDER_COLUMNS = ["order", "number", "service", "country", "status", "code", "price", "created"]
+ORDER_COLUMNS = ["order", "number", "service", "country", "status", "code", "USD", "created"]
 STATUSES = [s.value for s in OrderStatus]
 
 
@@ -29,7 +29,7 @@ def order_row(order: Order) -> Sequence[object]:
         order.country,
         order.status.value,
         order.sms_code,
-        money(order.price),
+        amount(order.price),
         when(order.created_at),
     ]
 
@@ -45,8 +45,8 @@ def order_fields(order: Order) -> Iterable[tuple[str, object]]:
         ("status", order.status.value),
         ("code", order.sms_code),
         ("price", money(order.price)),
-        ("created", when(order.created_at)),
-        ("expires", when(order.expires_at)),
+        ("created", when(order.created_at, seconds=True)),
+        ("expires", when(order.expires_at, seconds=True)),
     ]
 
 
@@ -210,9 +210,9 @@ def sweep(app: App, older_than: float) -> None:
             return
         app.out.table(
             refunds,
-            ["order", "number", "service", "created", "refunded"],
+            ["order", "number", "service", "created", "refunded USD"],
             (
-                [o.id, o.phone_number, o.service, when(o.created_at), money(r.refunded)]
+                [o.id, o.phone_number, o.service, when(o.created_at), amount(r.refunded)]
                 for o, r in refunds
             ),
             empty="no stale PENDING orders",

@@ -51,16 +51,21 @@ def iso(moment: datetime) -> str:
     return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
 
 
-def when(moment: datetime | None) -> str:
-    """A timestamp for a table: local time, to the second."""
+def when(moment: datetime | None, *, seconds: bool = False) -> str:
+    """A timestamp for people, in local time: to the minute in tables."""
     if moment is None:
         return ""
-    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M" + (":%S" if seconds else ""))
 
 
-def money(amount: Decimal | None, currency: str = "USD") -> str:
+def money(value: Decimal | None, currency: str = "USD") -> str:
     """``0.18 USD``; empty when unknown."""
-    return "" if amount is None else f"{amount} {currency}"
+    return "" if value is None else f"{value} {currency}"
+
+
+def amount(value: Decimal | None) -> str:
+    """``0.18``: money in a table, whose amounts are all USD as the API's are."""
+    return "" if value is None else str(value)
 
 
 class Output:
@@ -113,6 +118,7 @@ class Output:
             box=box.SIMPLE_HEAD,
             show_edge=False,
             pad_edge=False,
+            collapse_padding=True,
         )
         for line in lines:
             table.add_row(*line)

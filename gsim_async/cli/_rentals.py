@@ -16,9 +16,9 @@ from .._enums import NumberType, RentalStatus
 from .._models import Call, Message, Rental
 from .._types import NOT_GIVEN
 from ._context import DURATION, App, pass_app
-from ._output import money, to_data, when
+from ._output import amount, money, to_data, when
 
-RENTAL_COLUMNS = ["rental", "number", "country", "type", "status", "monthly", "renews"]
+RENTAL_COLUMNS = ["rental", "number", "country", "type", "status", "USD/month", "renews"]
 MESSAGE_COLUMNS = ["sms", "direction", "from", "to", "body", "status", "at"]
 CALL_COLUMNS = ["call", "direction", "from", "to", "status", "seconds", "at"]
 TYPES = {"local": NumberType.LOCAL, "mobile": NumberType.MOBILE, "toll-free": NumberType.TOLL_FREE}
@@ -33,7 +33,7 @@ def rental_row(rental: Rental) -> Sequence[object]:
         rental.country,
         rental.number_type.value if rental.number_type else None,
         rental.status.value,
-        money(rental.monthly_price),
+        amount(rental.monthly_price),
         when(rental.renews_at),
     ]
 
@@ -75,7 +75,7 @@ def rental_fields(rental: Rental) -> Iterable[tuple[str, object]]:
         ("status", rental.status.value),
         ("monthly", money(rental.monthly_price)),
         ("auto-renew", _yes_no(rental.auto_renew)),
-        ("renews", when(rental.renews_at)),
+        ("renews", when(rental.renews_at, seconds=True)),
         ("forwarding", rental.forwarding_number),
         ("voicemail", _yes_no(rental.voicemail_enabled)),
     ]
@@ -127,7 +127,7 @@ def search(
 
         app.out.table(
             found,
-            ["number", "name", "locality", "region", "SMS", "voice", "monthly"],
+            ["number", "name", "locality", "region", "SMS", "voice", "USD/month"],
             (
                 [
                     n.phone_number,
@@ -136,7 +136,7 @@ def search(
                     n.region,
                     can(n.capabilities.sms),
                     can(n.capabilities.voice),
-                    money(n.monthly_price),
+                    amount(n.monthly_price),
                 ]
                 for n in found
             ),

@@ -20,7 +20,7 @@ def test_search_filters_and_shows_prices(gsim: Gsim) -> None:
     assert all(n["phone_number"].startswith("+1510") for n in found)
     assert all(n["capabilities"]["sms"] for n in found)
     table = gsim("rentals", "search", "US", "--type", "toll-free", "--limit", "2").stdout
-    assert "monthly" in table
+    assert "USD/month" in table
 
 
 def test_rent_looks_up_the_price_and_list_get_show_it(gsim: Gsim, served: Served) -> None:
