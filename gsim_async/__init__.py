@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from ._client import Client
 from ._codes import extract_code
 from ._enums import Direction, NumberType, OrderStatus, RentalStatus
@@ -102,6 +104,9 @@ __all__ = [
     "extract_code",
     "wait_for_code",
 ]
+
+# A library stays silent unless the application configures logging.
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 # Public names report the package as their home (gsim_async.Client, not _client.Client).
 for _name in __all__:

@@ -96,9 +96,12 @@ async def test_a_429_pauses_every_request_of_the_client(stub: StubServer) -> Non
 
 async def test_client_side_rate_limit_spaces_requests(stub: StubServer) -> None:
     stub.answer("GET", "/services", 200, "[]")
-    async with gsim_async.Client(
-        "2s_" + "k" * 40, base_url=stub.base_url, max_requests_per_second=10
-    ) as gsim, anyio.create_task_group() as tg:
+    async with (
+        gsim_async.Client(
+            "2s_" + "k" * 40, base_url=stub.base_url, max_requests_per_second=10
+        ) as gsim,
+        anyio.create_task_group() as tg,
+    ):
         for _ in range(25):
             tg.start_soon(gsim.services)
     # A one-second burst of 10, then 10 per second: 25 requests span at least 1.4 s.
