@@ -22,8 +22,6 @@ import dataclasses
 import json
 import os
 import platform
-import re
-import signal
 import statistics
 import sys
 import time
@@ -32,60 +30,13 @@ from pathlib import Path
 
 import aiohttp
 
-ROOT = Path(__file__).resolve().parent.parent
+if __package__ in (None, ""):
+    # Run as a script: make the package importable from the checkout.
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks._common import cpu_seconds, start_sandbox, stop_sandbox
+
 TARGET = 1500.0
-_LISTENING = re.compile(r"listening on (\S+)\s+api key: (\S+)")
-
-
-def _cpu_seconds(pid: int) -> float | None:
-    """User + system CPU seconds of a process (Linux /proc), None elsewhere."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    ticks = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / ticks
-
-
-async def start_sandbox(seed: int) -> tuple[asyncio.subprocess.Process, str, str]:
-    """Run the sandbox in its own process; returns it, its base URL and API key."""
-    env = dict(os.environ)
-    # Works from a checkout without installing the package.
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "gsim_async.sandbox",
-        "--port",
-        "0",
-        "--seed",
-        str(seed),
-        "--balance",
-        "1000000",
-        "--no-auto-deliver",
-        stdout=asyncio.subprocess.PIPE,
-        env=env,
-    )
-    assert proc.stdout is not None
-    line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
-    match = _LISTENING.search(line)
-    if match is None:
-        proc.kill()
-        await proc.wait()
-        raise RuntimeError(f"sandbox did not start: {line!r}")
-    return proc, match.group(1), match.group(2)
-
-
-async def stop_sandbox(proc: asyncio.subprocess.Process) -> int:
-    """Interrupt the sandbox as Ctrl-C would and return its exit status."""
-    if proc.returncode is None:
-        proc.send_signal(signal.SIGINT if sys.platform != "win32" else signal.SIGTERM)
-        try:
-            await asyncio.wait_for(proc.wait(), 10)
-        except asyncio.TimeoutError:
-            proc.kill()
-            await proc.wait()
-    return proc.returncode if proc.returncode is not None else -1
 
 
 @dataclasses.dataclass
@@ -154,13 +105,13 @@ async def run_scenario(
                     errors += 1
             latencies.append(time.perf_counter() - started)
 
-    cpu_before = _cpu_seconds(server_pid)
+    cpu_before = cpu_seconds(server_pid)
     client_before = time.process_time()
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     elapsed = time.perf_counter() - started
     client_cpu = time.process_time() - client_before
-    cpu_after = _cpu_seconds(server_pid)
+    cpu_after = cpu_seconds(server_pid)
     latencies.sort()
     return Result(
         scenario=name,
@@ -248,8 +199,8 @@ def write_json(path: Path, rows: list[Result], status: int) -> None:
     path.write_text(json.dumps(report, indent=2) + "\n")
 
 
-async def main(args: argparse.Namespace) -> int:
-    """Run the benchmark; 0 on success."""
+async def run(args: argparse.Namespace) -> tuple[list[Result], int]:
+    """Start the sandbox, measure, stop it; the rows and the sandbox's exit status."""
     proc, base_url, api_key = await start_sandbox(args.seed)
     try:
         async with aiohttp.ClientSession(
@@ -260,6 +211,12 @@ async def main(args: argparse.Namespace) -> int:
             rows = await measure(args, session, proc.pid)
     finally:
         status = await stop_sandbox(proc)
+    return rows, status
+
+
+async def main(args: argparse.Namespace) -> int:
+    """Run the benchmark; 0 on success."""
+    rows, status = await run(args)
     overall = rows[-1]
     print(
         f"sandbox throughput: {platform.python_implementation()} {platform.python_version()}, "
