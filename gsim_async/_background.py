@@ -58,6 +58,16 @@ class Background:
             raise
 
     async def drain(self, timeout: float) -> None:
-        """Wait (up to ``timeout`` s) for background work, e.g. before closing the session."""
-        if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=timeout)
+        """Wait (up to ``timeout`` s) for background work, e.g. before closing the session.
+
+        Also lets the loop run a few turns first, so that tasks just woken (by a
+        watcher closing) can start the cleanup they owe.
+        """
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            for _ in range(5):
+                await asyncio.sleep(0)
+            left = deadline - asyncio.get_running_loop().time()
+            if not self._tasks or left <= 0:
+                return
+            await asyncio.wait(list(self._tasks), timeout=left)

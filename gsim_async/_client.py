@@ -181,7 +181,8 @@ class Client:
         if self._transport.closed:
             return
         await self.orders._watcher.aclose()
-        # Refunds started by cancelled waiters finish before the session goes away.
+        # Waiters woken by the watcher's close may start refunds (leaving activation()):
+        # let them run, and let every refund finish, before the session goes away.
         await self._background.drain(C.DEFAULT_CLEANUP_TIMEOUT)
         await self._transport.aclose()
 

@@ -94,7 +94,7 @@ def _to_int(value: Any, _: type) -> int:
         return value
     if isinstance(value, Decimal) and value == value.to_integral_value():
         return int(value)
-    return int(value)
+    raise TypeError(f"expected an integer, got {value!r}")
 
 
 def _to_bool(value: Any, _: type) -> bool:

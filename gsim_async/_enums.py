@@ -70,14 +70,6 @@ class NumberType(OpenEnum):
     MOBILE = "MOBILE"
     TOLL_FREE = "TOLL_FREE"
 
-    @property
-    def search_value(self) -> str:
-        """The spelling ``GET /rentals/search`` uses (``Local``, ``Mobile``, ``TollFree``)."""
-        return _SEARCH_SPELLING.get(self.value, self.value)
-
-
-_SEARCH_SPELLING = {"LOCAL": "Local", "MOBILE": "Mobile", "TOLL_FREE": "TollFree"}
-
 
 class Direction(OpenEnum):
     """Direction of a message or call."""

@@ -89,14 +89,8 @@ class Order:
 
     def merged(self, newer: Order) -> Order:
         """``newer``, with the fields it omits taken from this (older) copy."""
-        if newer.country is not None and newer.operator is not None and newer.created_at:
-            return newer
-        return Order(
-            id=newer.id,
-            service=newer.service,
-            phone_number=newer.phone_number,
-            status=newer.status,
-            price=newer.price,
+        return attrs.evolve(
+            newer,
             country=newer.country if newer.country is not None else self.country,
             operator=newer.operator if newer.operator is not None else self.operator,
             sms_code=newer.sms_code if newer.sms_code is not None else self.sms_code,

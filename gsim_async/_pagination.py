@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
+import attrs
+
 from . import _validation as v
 from ._converter import Envelope
 from ._models import Page
@@ -55,22 +57,26 @@ def make_page(data: Envelope[T], requested_page: int, requested_limit: int) -> P
     return Page(items=tuple(items), total=total, page=page, limit=limit, total_pages=total_pages)
 
 
-async def iterate_pages(
-    fetch: Callable[[int], Awaitable[Page[I]]],
-) -> AsyncIterator[I]:
-    """Every item of every page, fetched one page at a time, each item once.
+async def walk_pages(fetch: Callable[[int], Awaitable[Page[I]]]) -> AsyncIterator[Page[I]]:
+    """Every page, fetched one at a time, with items already seen on earlier pages removed.
 
     Lists are newest first, so an item created while we page pushes older ones down
-    and one may show up twice; ids already yielded are skipped.
+    and one may show up twice.
     """
     seen: set[str] = set()
     number = 1
     while True:
         page = await fetch(number)
-        for item in page.items:
-            if item.id not in seen:
-                seen.add(item.id)
-                yield item
+        fresh = tuple(item for item in page.items if item.id not in seen)
+        seen.update(item.id for item in fresh)
+        yield attrs.evolve(page, items=fresh)
         if not page.items or len(page.items) < page.limit or number >= page.total_pages:
             return
         number += 1
+
+
+async def iterate_pages(fetch: Callable[[int], Awaitable[Page[I]]]) -> AsyncIterator[I]:
+    """Every item of every page, fetched one page at a time, each item once."""
+    async for page in walk_pages(fetch):
+        for item in page.items:
+            yield item

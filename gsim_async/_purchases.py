@@ -80,34 +80,40 @@ class PurchaseBook:
         """Whether this client bought or adopted ``order_id``."""
         return order_id in self._held
 
-    async def begin(self, key: Key) -> None:
-        """Register a purchase about to be sent (waits while a reconciliation runs)."""
-        state = self._keys.setdefault(key, _KeyState())
-        while state.reconciling:
-            await state.changed.wait()
-        state.in_flight += 1
+    async def begin(self, key: Key) -> _KeyState:
+        """Register a purchase about to be sent (waits while a reconciliation runs).
 
-    def end(self, key: Key) -> None:
+        Returns the handle to pass to :meth:`end`, whatever the purchase's outcome.
+        """
+        while True:
+            state = self._keys.setdefault(key, _KeyState())
+            if not state.reconciling:
+                state.in_flight += 1
+                return state
+            await state.changed.wait()
+            # The reconciliation may have finished and dropped this state: look again.
+
+    def end(self, key: Key, state: _KeyState) -> None:
         """The purchase registered by ``begin`` has its answer (or lost it)."""
-        state = self._keys[key]
         state.in_flight -= 1
         state.notify()
         self._forget(key, state)
 
     def _forget(self, key: Key, state: _KeyState) -> None:
-        if not state.in_flight and not state.reconciling:
-            self._keys.pop(key, None)
+        if not state.in_flight and not state.reconciling and self._keys.get(key) is state:
+            del self._keys[key]
 
     async def reconcile(
         self, key: Key, since: datetime, operator: str | None, lister: Lister
     ) -> Order | None:
         """Find the order an ambiguous purchase created, or ``None`` if it created none.
 
-        ``since`` is when the purchase was sent (client clock); ``lister`` returns this
-        account's orders created after a given time. Raises what the listing raised.
+        ``since`` is when the purchase was sent (server clock, as far as we know it);
+        ``lister`` returns this account's orders created after a given time. Raises
+        what the listing raised.
         """
         state = self._keys.setdefault(key, _KeyState())
-        pending = _Pending(since=since, operator=operator)
+        pending = _Pending(since=since, operator=None if operator == "any" else operator)
         state.pending.append(pending)
         state.notify()
         if not state.leader:

@@ -12,6 +12,8 @@ import ssl
 import time
 import warnings
 from collections.abc import Mapping
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -92,6 +94,15 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+class _Secret(str):
+    """A header value that keeps the key out of reprs (tracebacks with locals, debuggers)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "'<redacted>'"
+
+
 class _UnsentError(Exception):
     """The request provably never reached the server (connection not opened)."""
 
@@ -133,11 +144,25 @@ class Pool:
         self.closed = False
         self.gate = RateGate()
         self.rate = AdaptiveRate(max_requests_per_second)
-        self.throttle_streak = 0
         self.on_retry = on_retry
         self.rng = random.Random()
         #: Requests put on the wire (attempts, retries included).
         self.requests_sent = 0
+        #: Server clock minus ours, in seconds, from the last ``Date`` header seen.
+        self.clock_offset = 0.0
+        self._last_date: str | None = None
+
+    def observe_date(self, header: str | None) -> None:
+        """Learn the server's clock from a response's ``Date`` header (1 s resolution)."""
+        if header is None or header == self._last_date:
+            return
+        self._last_date = header
+        try:
+            server = parsedate_to_datetime(header).timestamp()
+        except (TypeError, ValueError, IndexError):
+            return
+        # The header truncates to the second: the server's time is half a second on.
+        self.clock_offset = server + 0.5 - time.time()
 
     def session(self) -> aiohttp.ClientSession:
         """The aiohttp session, created on first use inside the running loop."""
@@ -204,14 +229,22 @@ class Transport:
         self.pool = pool
         self._api_root = settings.base_url + C.API_PREFIX
         self._headers = {
-            "Authorization": f"Bearer {settings.api_key}",
+            "Authorization": _Secret(f"Bearer {settings.api_key}"),
             "User-Agent": USER_AGENT,
             "Accept": "application/json",
         }
         self._json_headers = {**self._headers, "Content-Type": "application/json"}
+        # `connect` also bounds the wait for a pooled connection: failing there proves
+        # the request was never written (aiohttp raises ConnectionTimeoutError).
         self._timeout = aiohttp.ClientTimeout(
-            total=settings.timeout, sock_connect=settings.connect_timeout
+            total=settings.timeout,
+            connect=settings.connect_timeout,
+            sock_connect=settings.connect_timeout,
         )
+
+    def server_now(self) -> datetime:
+        """Now, on the server's clock as far as its ``Date`` headers tell."""
+        return datetime.fromtimestamp(time.time() + self.pool.clock_offset, timezone.utc)
 
     def derive(self, **changes: Any) -> Transport:
         """A transport with other settings over the same session, gate and pacing."""
@@ -292,12 +325,10 @@ class Transport:
                 throttled = status == 429
                 pool.rate.record(throttled=throttled)
                 if status < 300 and status >= 200:
-                    pool.throttle_streak = 0
                     return self._decode(body, cast_to, method, full_path, op)
                 error = _api_error(status, resp_headers, body, method, full_path)
                 if throttled:
                     assert isinstance(error, RateLimitedError)
-                    pool.throttle_streak += 1
                     wait = self._throttle_pause(error.retry_after)
                     pool.gate.close_for(wait)
                     if attempt >= retries:
@@ -333,12 +364,9 @@ class Transport:
                 await anyio.sleep(delay)
 
     def _throttle_pause(self, retry_after: float | None) -> float:
-        cap = self.settings.max_retry_after
-        if retry_after is not None:
-            return min(retry_after, cap)
-        # No Retry-After: back off exponentially, up to the documented 60 s.
-        grow = max(self.settings.backoff_base, 0.05) * 2.0 ** (self.pool.throttle_streak - 1)
-        return min(grow, C.DEFAULT_RETRY_AFTER, cap)
+        # No Retry-After: the API documents "retry after 60 seconds".
+        wait = C.DEFAULT_RETRY_AFTER if retry_after is None else retry_after
+        return min(wait, self.settings.max_retry_after)
 
     async def _send(
         self,
@@ -363,6 +391,7 @@ class Transport:
                 proxy=self.settings.proxy,
             ) as resp:
                 body = await self._read(resp)
+                self.pool.observe_date(resp.headers.get("Date"))
                 return resp.status, resp.headers, body
         except (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError) as exc:
             raise _UnsentError(f"TLS error: {exc}", transient=False) from exc
@@ -384,10 +413,10 @@ class Transport:
     async def _read(self, resp: aiohttp.ClientResponse) -> bytes:
         limit = self.settings.max_response_size
         length = resp.content_length
-        if length is not None:
-            if length > limit:
-                raise _TooLargeError(length, limit)
-            return await resp.read()
+        if length is not None and length > limit:
+            raise _TooLargeError(length, limit)
+        # Counted as it is read, decompressed: a small gzip body can inflate far past
+        # its Content-Length.
         chunks: list[bytes] = []
         size = 0
         async for chunk in resp.content.iter_any():

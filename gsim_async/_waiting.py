@@ -140,27 +140,66 @@ async def give_up(orders: Orders, order: Order, action: OnTimeout, waited: float
 
 
 async def _refund_or_code(orders: Orders, order: Order, action: OnTimeout, what: str) -> Order:
-    outcome: Order | None = None
-    refunded: Decimal | None = None
-    note = f"the {action} did not finish within {DEFAULT_CLEANUP_TIMEOUT:.0f} s"
+    done = await settle(orders, order, action)
+    if done.order.sms_code is not None:
+        log.info("code for order %s arrived just before the %s", order.id, action)
+        return done.order
+    raise CodeTimeoutError(f"{what}; {done.note}", order=done.order, refunded=done.refunded)
+
+
+@attrs.frozen
+class Settled:
+    """How a cleanup ended: the order's last known state, and what we got back."""
+
+    order: Order
+    refunded: Decimal | None
+    note: str
+
+
+#: Cleanup retries until its own deadline, waiting out 429s (design.md, rule 4).
+_CLEANUP_RETRIES = 1000
+
+
+async def settle(orders: Orders, order: Order, action: Literal["ban", "cancel"] | str) -> Settled:
+    """Ban or cancel ``order`` for a refund, within the cleanup deadline.
+
+    If the order is no longer PENDING, a code may have come: a RECEIVED order without
+    its code yet (or a status we do not know) is watched until the code or a final
+    status shows, so a paid code is never given up.
+    """
+    target = OrderStatus.BANNED if action == "ban" else OrderStatus.CANCELLED
+    current = order
     with anyio.move_on_after(DEFAULT_CLEANUP_TIMEOUT):
-        try:
-            refund = await (orders.ban if action == "ban" else orders.cancel)(order)
-        except ConflictError as exc:
-            current = exc.order
-            if current is not None and current.sms_code is not None:
-                log.info("code for order %s arrived just before the %s", order.id, action)
-                return current
-            outcome = current or order
-            note = f"the {action} was refused: order is {outcome.status}"
-        except GsimError as exc:
-            note = f"the {action} failed ({exc}); the order will expire and be refunded"
-        else:
-            refunded = refund.refunded
-            target = OrderStatus.BANNED if action == "ban" else OrderStatus.CANCELLED
-            outcome = attrs.evolve(order, status=target)
-            note = f"{'banned' if action == 'ban' else 'cancelled'}, {refunded} refunded"
-    raise CodeTimeoutError(f"{what}; {note}", order=outcome or order, refunded=refunded)
+        while True:
+            try:
+                refund = await orders._finish(current, action, target, _CLEANUP_RETRIES)
+            except ConflictError as exc:
+                current = exc.order or current
+            except GsimError as exc:
+                note = f"the {action} failed ({exc}); the order will expire and be refunded"
+                return Settled(current, None, note)
+            else:
+                done = "banned" if action == "ban" else "cancelled"
+                return Settled(
+                    attrs.evolve(current, status=target),
+                    refund.refunded,
+                    f"{done}, {refund.refunded} refunded",
+                )
+            while True:
+                if current.sms_code is not None:
+                    return Settled(current, None, "a code arrived")
+                if current.status in TERMINAL_WITHOUT_CODE:
+                    return Settled(current, None, f"the order is already {current.status}")
+                if current.status == OrderStatus.PENDING:
+                    break  # back to PENDING (or a stale read): ban/cancel again
+                await anyio.sleep(orders._client.poll_interval)
+                try:
+                    current = current.merged(await orders._fetch(current.id, _CLEANUP_RETRIES))
+                except GsimError:
+                    continue
+    return Settled(
+        current, None, f"the {action} did not finish within {DEFAULT_CLEANUP_TIMEOUT:.0f} s"
+    )
 
 
 @attrs.frozen
@@ -197,7 +236,10 @@ async def as_completed(
             )
         except NoCodeError as exc:
             results.put_nowait(WaitResult(order=exc.order, error=exc))
-        except GsimError as exc:
+        except Exception as exc:  # every order gets its result, whatever went wrong
+            error = exc if isinstance(exc, GsimError) else GsimError(f"{type(exc).__name__}: {exc}")
+            if error is not exc:
+                error.__cause__ = exc
             stub = order or Order(
                 id=str(ref),
                 service="",
@@ -205,7 +247,7 @@ async def as_completed(
                 status=OrderStatus("UNKNOWN"),
                 price=Decimal(0),
             )
-            results.put_nowait(WaitResult(order=stub, error=exc))
+            results.put_nowait(WaitResult(order=stub, error=error))
         else:
             results.put_nowait(WaitResult(order=final, code=final.sms_code))
 
@@ -350,30 +392,17 @@ class Activation:
         await self._orders._client._background.shielded(self._cancel())
 
     async def _cancel(self) -> None:
-        order = self.order
-        with anyio.move_on_after(DEFAULT_CLEANUP_TIMEOUT) as scope:
-            try:
-                refund = await self._orders.cancel(order)
-            except ConflictError as exc:
-                current = exc.order
-                if current is not None:
-                    self._order = current
-                    if current.sms_code is not None:
-                        # Paid for and delivered: keep it readable on act.code.
-                        self.code = current.sms_code
-                        log.warning("order %s got its code while being cancelled", order.id)
-            except GsimError as exc:
-                log.warning(
-                    "could not cancel order %s on leaving activation(): %s; it will expire "
-                    "and be refunded by the server",
-                    order.id,
-                    exc,
-                )
-            else:
-                self.refunded = refund.refunded
-                self._order = attrs.evolve(order, status=OrderStatus.CANCELLED)
-        if scope.cancelled_caught:
-            log.warning("cancelling order %s on leaving activation() timed out", order.id)
+        done = await settle(self._orders, self.order, "cancel")
+        self._order = done.order
+        self.refunded = done.refunded
+        if done.order.sms_code is not None:
+            # Paid for and delivered while we left: keep it readable on act.code.
+            self.code = done.order.sms_code
+            log.info("order %s got its code while being cancelled", done.order.id)
+        elif done.refunded is None and done.order.status not in TERMINAL_WITHOUT_CODE:
+            log.warning(
+                "order %s was not cancelled on leaving activation(): %s", done.order.id, done.note
+            )
 
 
 async def cancel_stale(orders: Orders, older_than: float | timedelta) -> list[tuple[Order, Refund]]:

@@ -82,6 +82,11 @@ class Watcher:
         self.rounds = 0
 
     @property
+    def orders(self) -> Orders:
+        """The namespace of the client that owns this watcher."""
+        return self._orders
+
+    @property
     def watching(self) -> int:
         """How many orders currently have a waiter."""
         return len(self._watches)
@@ -232,10 +237,15 @@ class Watcher:
     async def _scan(
         self, status: OrderStatus, targets: dict[str, Watch], *, pending: bool
     ) -> dict[str, Watch]:
-        """Page through orders of ``status``; returns the targets no page showed."""
+        """Page through orders of ``status``; returns the targets no page showed.
+
+        A RECEIVED scan reads at most as many pages as there are targets: past that,
+        fetching each one costs less (a long history must not be read every round).
+        """
         unseen = dict(targets)
+        budget = None if pending else len(targets)
         page = 1
-        while unseen:
+        while unseen and (budget is None or page <= budget):
             result = await self._orders.list(page=page, limit=MAX_PAGE_SIZE, status=status)
             if pending and page == 1:
                 self._pending_total = result.total

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import AsyncIterator, Iterable
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING
+
+import attrs
 
 from .. import _validation as v
 from .._constants import MAX_PAGE_SIZE
@@ -14,7 +16,7 @@ from .._converter import OrderList
 from .._enums import OrderStatus
 from .._exceptions import APIConnectionError, ConflictError, NotFoundError, OutcomeUnknownError
 from .._models import Order, Page, Refund
-from .._pagination import fetch_page, iterate_pages
+from .._pagination import fetch_page, walk_pages
 from .._retry import Operation
 from .._waiting import (
     Activation,
@@ -73,19 +75,20 @@ class Orders:
         key = (service, country)
         retries = self._transport.settings.max_retries
         for _ in range(retries + 1):
-            await self._book.begin(key)
-            since = datetime.now(timezone.utc)
+            handle = await self._book.begin(key)
+            since = self._transport.server_now()
             try:
                 order = await self._transport.request(
                     "POST", "/orders", Order, json=body, op=Operation.PURCHASE
                 )
             except OutcomeUnknownError as exc:
-                self._book.end(key)
                 lost = exc
             else:
-                self._book.end(key)
                 self._book.hold(order.id)
                 return self._remember(_with_defaults(order, country, operator))
+            finally:
+                # Whatever happened (an error, a cancellation), it is no longer in flight.
+                self._book.end(key, handle)
             try:
                 adopted = await self._book.reconcile(key, since, operator, self._recent)
             except Exception as exc:
@@ -114,11 +117,15 @@ class Orders:
         fresh = await self._fetch(order_id(order))
         return self._remember(order.merged(fresh) if isinstance(order, Order) else fresh)
 
-    async def _fetch(self, oid: str) -> Order:
-        return await self._transport.request("GET", f"/orders/{oid}", Order)
+    async def _fetch(self, oid: str, max_retries: int | None = None) -> Order:
+        return await self._transport.request(
+            "GET", f"/orders/{oid}", Order, max_retries=max_retries
+        )
 
     def _remember(self, order: Order) -> Order:
-        remember(order, self)
+        # The watcher's namespace belongs to the root client, which outlives any
+        # with_options() view the order was bought through.
+        remember(order, self._watcher.orders)
         return order
 
     async def list(
@@ -142,15 +149,18 @@ class Orders:
         async def fetch(number: int) -> Page[Order]:
             return await self.list(page=number, limit=MAX_PAGE_SIZE, status=status)
 
-        async for order in iterate_pages(fetch):
-            if (
-                stop_before is not None
-                and order.created_at is not None
-                and order.created_at < stop_before
-            ):
-                # Newest first: the rest is older still.
+        async for page in walk_pages(fetch):
+            older = 0
+            for order in page.items:
+                created = order.created_at
+                if stop_before is not None and created is not None and created < stop_before:
+                    older += 1
+                    continue
+                yield order
+            if stop_before is not None and page.items and older == len(page.items):
+                # Newest first, so later pages are older still; this is only a hint to
+                # stop early: one page wholly older than the purchase ends the search.
                 return
-            yield order
 
     async def cancel(self, order: OrderRef) -> Refund:
         """Cancel a PENDING order; its price is refunded.
@@ -167,10 +177,18 @@ class Orders:
         """
         return await self._finish(order, "ban", OrderStatus.BANNED)
 
-    async def _finish(self, order: OrderRef, action: str, target: OrderStatus) -> Refund:
+    async def _finish(
+        self,
+        order: OrderRef,
+        action: str,
+        target: OrderStatus,
+        max_retries: int | None = None,
+    ) -> Refund:
         oid = order_id(order)
         try:
-            return await self._transport.request("POST", f"/orders/{oid}/{action}", Refund)
+            return await self._transport.request(
+                "POST", f"/orders/{oid}/{action}", Refund, max_retries=max_retries
+            )
         except (ConflictError, NotFoundError) as exc:
             if exc.attempts <= 1 and isinstance(exc, NotFoundError):
                 raise
@@ -274,17 +292,7 @@ class Orders:
 
 
 def _with_defaults(order: Order, country: str, operator: str | None) -> Order:
-    if order.country is not None and (order.operator is not None or operator is None):
-        return order
-    return Order(
-        id=order.id,
-        service=order.service,
-        phone_number=order.phone_number,
-        status=order.status,
-        price=order.price,
-        country=order.country or country,
-        operator=order.operator or operator,
-        sms_code=order.sms_code,
-        created_at=order.created_at,
-        expires_at=order.expires_at,
+    # The purchase answer may omit what we asked for; fill it in from the request.
+    return attrs.evolve(
+        order, country=order.country or country, operator=order.operator or operator
     )

@@ -32,6 +32,7 @@ from .._models import (
     SentMessage,
 )
 from .._pagination import fetch_page, iterate_pages
+from .._purchases import CLOCK_SKEW
 from .._retry import Operation
 from .._types import NOT_GIVEN, NotGiven
 
@@ -114,13 +115,14 @@ class Rentals:
         }
         retries = self._transport.settings.max_retries
         for _ in range(retries + 1):
+            since = self._transport.server_now() - CLOCK_SKEW
             try:
-                return await self._transport.request(
+                rental = await self._transport.request(
                     "POST", "/rentals", Rental, json=body, op=Operation.PURCHASE
                 )
             except OutcomeUnknownError as lost:
                 try:
-                    found = await self._find(phone_number)
+                    found = await self._find(phone_number, since)
                 except Exception as exc:
                     raise OutcomeUnknownError(
                         f"renting {phone_number} got no answer and the account could not be "
@@ -130,7 +132,11 @@ class Rentals:
                         path="/api/v1/rentals",
                     ) from lost
                 if found is not None:
+                    self._client._purchases.hold(found.id)
                     return found
+            else:
+                self._client._purchases.hold(rental.id)
+                return rental
         raise APIConnectionError(
             f"renting {phone_number} failed {retries + 1} times without reaching the server; "
             "nothing was charged",
@@ -138,9 +144,14 @@ class Rentals:
             path="/api/v1/rentals",
         )
 
-    async def _find(self, phone_number: str) -> Rental | None:
-        async for rental in self._iterate(None):
-            if rental.phone_number == phone_number and rental.status != RentalStatus.CANCELLED:
+    async def _find(self, phone_number: str, since: datetime) -> Rental | None:
+        """The ACTIVE rental of ``phone_number`` created since ``since`` not yet ours."""
+        async for rental in self._iterate(RentalStatus.ACTIVE):
+            if (
+                rental.phone_number == phone_number
+                and not self._client._purchases.holds(rental.id)
+                and (rental.created_at is None or rental.created_at >= since)
+            ):
                 return rental
         return None
 
@@ -296,7 +307,8 @@ class Rentals:
                     and (since is None or (m.created_at is not None and m.created_at > since))
                 ]
                 if seen is None:
-                    # The first look only records what was already there.
+                    # The first look records what was already there (server and client
+                    # clocks differ, so ids, not timestamps, tell old from new).
                     seen = {m.id for m in page.items}
                 else:
                     for message in fresh:
