@@ -144,9 +144,16 @@ def structure(data: Any, cl: type[T]) -> T:
     return converter.structure(data, cl)
 
 
+# One decoder for every body: json.loads(..., parse_float=...) builds a new one per call.
+_DECODER = json.JSONDecoder(parse_float=Decimal)
+
+
 def loads(data: bytes | str) -> Any:
     """Decode JSON with money kept exact: every JSON fraction becomes a ``Decimal``."""
-    return json.loads(data, parse_float=Decimal)
+    if isinstance(data, (bytes, bytearray)):
+        # As json.loads does: UTF-8/16/32 told by the first bytes.
+        data = data.decode(json.detect_encoding(data), "surrogatepass")
+    return _DECODER.decode(data)
 
 
 def _json_default(o: Any) -> Any:

@@ -16,6 +16,7 @@ E = TypeVar("E", bound=OpenEnum)
 _E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 _ISO2 = re.compile(r"[A-Za-z]{2}")
 _DIGITS = re.compile(r"[0-9]+")
+_UNSAFE_ID = re.compile(r"[/?#\s]")
 _SEARCH_TYPES = {
     "LOCAL": "Local",
     "MOBILE": "Mobile",
@@ -34,7 +35,7 @@ def text(name: str, value: object) -> str:
 def identifier(name: str, value: object) -> str:
     """An id to put in a URL path: non-empty, no slash or whitespace."""
     result = text(name, value)
-    if "/" in result or "?" in result or "#" in result or any(c.isspace() for c in result):
+    if _UNSAFE_ID.search(result):
         raise InvalidArgumentError(f"{name} must be an id without '/', '?', '#' or spaces")
     return result
 
