@@ -13,6 +13,7 @@ import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from decimal import Decimal
+from email.utils import formatdate
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -200,6 +201,10 @@ class Api:
             log.exception("sandbox handler failed on %s %s", request.method, request.path)
             resp = error_response(500, "INTERNAL_ERROR", f"sandbox bug: {exc!r}")
         self.counters.count(key, 0 if type(resp) is DroppedResponse else resp.status)
+        offset = self.state.clock.offset
+        if offset:
+            # A server with a skewed clock says so in its Date header too.
+            resp.headers["Date"] = formatdate(self.state.clock.now(), usegmt=True)
         return resp
 
     async def _serve(self, request: web.Request, handler: Handler) -> web.StreamResponse:

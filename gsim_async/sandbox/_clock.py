@@ -23,8 +23,9 @@ class Clock:
 
     __slots__ = ("_offset",)
 
-    def __init__(self) -> None:
-        self._offset = 0.0
+    def __init__(self, offset: float = 0.0) -> None:
+        # A start offset simulates a server whose clock is off from the client's.
+        self._offset = offset
 
     def now(self) -> float:
         """The current sandbox time, seconds since the epoch."""
@@ -32,7 +33,7 @@ class Clock:
 
     @property
     def offset(self) -> float:
-        """Seconds added by ``advance()`` so far."""
+        """Seconds between the sandbox clock and ``time.time()`` (skew plus advances)."""
         return self._offset
 
     def _shift(self, seconds: float) -> None:

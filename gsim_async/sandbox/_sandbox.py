@@ -52,6 +52,8 @@ class Sandbox:
         faults: the faults injected from the start (see :class:`Faults`).
         stock: numbers in stock per operator, per service and country.
         shutdown_timeout: seconds :meth:`close` waits for requests still in progress.
+        clock_skew: seconds the server's clock is ahead of (or, negative, behind) this
+            machine's: timestamps and the ``Date`` header follow it.
     """
 
     def __init__(
@@ -69,6 +71,7 @@ class Sandbox:
         faults: Faults | None = None,
         stock: int = 100_000,
         shutdown_timeout: float = 1.0,
+        clock_skew: float = 0.0,
     ) -> None:
         low, high = (float(v) for v in code_delay)
         if not 0.0 <= low <= high:
@@ -85,7 +88,7 @@ class Sandbox:
         self.port = port
         self.seed = seed
         self._shutdown_timeout = shutdown_timeout
-        self._clock = Clock()
+        self._clock = Clock(clock_skew)
         self._scheduler = Scheduler(self._clock)
         self._state = State(
             seed=seed,
