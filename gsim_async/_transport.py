@@ -293,8 +293,11 @@ class Transport:
         retries = self.settings.max_retries if max_retries is None else max_retries
         attempt = 0
         while True:
-            await pool.gate.wait()
-            await pool.rate.acquire()
+            # Checked before awaiting: the common case (open gate, no pacing) costs nothing.
+            if pool.gate.remaining:
+                await pool.gate.wait()
+            if pool.rate.rate is not None:
+                await pool.rate.acquire()
             started = time.perf_counter()
             error: Exception
             try:
@@ -415,6 +418,8 @@ class Transport:
         length = resp.content_length
         if length is not None and length > limit:
             raise _TooLargeError(length, limit)
+        if length is not None and "Content-Encoding" not in resp.headers:
+            return await resp.read()
         # Counted as it is read, decompressed: a small gzip body can inflate far past
         # its Content-Length.
         chunks: list[bytes] = []
