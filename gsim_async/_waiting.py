@@ -42,7 +42,10 @@ _owners: weakref.WeakValueDictionary[str, Orders] = weakref.WeakValueDictionary(
 
 def remember(order: Order, orders: Orders) -> None:
     """Note that ``order`` came from the client owning ``orders``."""
-    _owners[order.id] = orders
+    # A read is cheaper than a write (which makes a weak reference): orders are
+    # mostly read again and again by the same client.
+    if _owners.get(order.id) is not orders:
+        _owners[order.id] = orders
 
 
 async def wait_for_code(

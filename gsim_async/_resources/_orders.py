@@ -114,7 +114,8 @@ class Orders:
 
     async def get(self, order: OrderRef) -> Order:
         """The order's current state, with ``sms_code`` once the code arrived."""
-        fresh = await self._fetch(order_id(order))
+        oid = order_id(order)
+        fresh = await self._transport.request("GET", f"/orders/{oid}", Order)
         return self._remember(order.merged(fresh) if isinstance(order, Order) else fresh)
 
     async def _fetch(self, oid: str, max_retries: int | None = None) -> Order:
