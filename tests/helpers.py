@@ -2,6 +2,21 @@
 
 from __future__ import annotations
 
+import gsim_async
+from gsim_async.sandbox import Sandbox
+
+
+def fast_client(sandbox: Sandbox, **options: object) -> gsim_async.Client:
+    """A client of ``sandbox`` that polls fast and never sleeps between retries."""
+    settings: dict[str, object] = {
+        "base_url": sandbox.base_url,
+        "backoff_base": 0,
+        "poll_interval": 0.05,
+        "max_retry_after": 1,
+    }
+    settings.update(options)
+    return gsim_async.Client(sandbox.api_key, **settings)  # type: ignore[arg-type]
+
 
 class StubServer:
     """A tiny real HTTP server answering canned responses, for what no sane API does."""

@@ -6,22 +6,12 @@ from decimal import Decimal
 
 import anyio
 import pytest
+from helpers import fast_client
 
 import gsim_async
 from gsim_async.sandbox import Sandbox
 
 pytestmark = pytest.mark.anyio
-
-
-def fast_client(sandbox: Sandbox, **kw: object) -> gsim_async.Client:
-    options: dict[str, object] = {
-        "base_url": sandbox.base_url,
-        "backoff_base": 0,
-        "poll_interval": 0.05,
-        "max_retry_after": 1,
-    }
-    options.update(kw)
-    return gsim_async.Client(sandbox.api_key, **options)  # type: ignore[arg-type]
 
 
 async def test_get_is_retried_after_a_dropped_connection(sandbox: Sandbox) -> None:

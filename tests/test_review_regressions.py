@@ -9,7 +9,7 @@ from decimal import Decimal
 import anyio
 import pytest
 from aiohttp import web
-from helpers import StubServer
+from helpers import StubServer, fast_client
 
 import gsim_async
 from gsim_async import OrderStatus
@@ -18,19 +18,8 @@ from gsim_async.sandbox import Sandbox
 pytestmark = pytest.mark.anyio
 
 
-def client_of(sandbox: Sandbox, **kw: object) -> gsim_async.Client:
-    options: dict[str, object] = {
-        "base_url": sandbox.base_url,
-        "backoff_base": 0,
-        "poll_interval": 0.05,
-        "max_retry_after": 1,
-    }
-    options.update(kw)
-    return gsim_async.Client(sandbox.api_key, **options)  # type: ignore[arg-type]
-
-
 async def test_failed_purchase_does_not_block_later_reconciliations(sandbox: Sandbox) -> None:
-    async with client_of(sandbox, max_retries=0) as gsim:
+    async with fast_client(sandbox, max_retries=0) as gsim:
         sandbox.set_faults(provider_error_rate=1.0)
         with pytest.raises(gsim_async.ProviderError):
             await gsim.orders.create("telegram", "russia")
@@ -45,14 +34,14 @@ async def test_failed_purchase_does_not_block_later_reconciliations(sandbox: San
 
 async def test_lost_purchase_with_operator_any_is_adopted(sandbox: Sandbox) -> None:
     sandbox.set_faults(drop_after_purchase_rate=1.0)
-    async with client_of(sandbox) as gsim:
+    async with fast_client(sandbox) as gsim:
         order = await gsim.orders.create("telegram", "russia", operator="any")
     assert list(sandbox.ledger().charges_by_order) == [order.id]
 
 
 async def test_lost_purchase_is_adopted_when_the_server_clock_is_behind() -> None:
     async with Sandbox(seed=3, auto_deliver=False, clock_skew=-120) as sb:
-        async with client_of(sb) as gsim:
+        async with fast_client(sb) as gsim:
             await gsim.balance()  # learn the server's clock from its Date header
             sb.set_faults(drop_after_purchase_rate=1.0)
             order = await gsim.orders.create("telegram", "russia")
@@ -62,7 +51,7 @@ async def test_lost_purchase_is_adopted_when_the_server_clock_is_behind() -> Non
 async def test_rental_reconciliation_ignores_an_old_rental_of_the_number(
     sandbox: Sandbox,
 ) -> None:
-    async with client_of(sandbox) as gsim:
+    async with fast_client(sandbox) as gsim:
         offer = (await gsim.rentals.search("US", page_size=1))[0]
         assert offer.monthly_price is not None
         old = await gsim.rentals.create(offer.phone_number, "LOCAL", "US", offer.monthly_price)
@@ -121,7 +110,7 @@ async def test_orders_bought_through_a_view_can_be_waited_on(
 
 
 async def test_cleanup_waits_out_a_429(sandbox: Sandbox) -> None:
-    async with client_of(sandbox, max_retries=0) as gsim:
+    async with fast_client(sandbox, max_retries=0) as gsim:
         order = await gsim.orders.create("telegram", "russia")
         sandbox.set_faults(rate_limit=2, retry_after=1)
         with pytest.raises(gsim_async.CodeTimeoutError) as info:
@@ -131,7 +120,7 @@ async def test_cleanup_waits_out_a_429(sandbox: Sandbox) -> None:
 
 
 async def test_closing_the_client_during_an_activation_refunds_it(sandbox: Sandbox) -> None:
-    gsim = client_of(sandbox)
+    gsim = fast_client(sandbox)
     errors: list[BaseException] = []
 
     async def use() -> None:
