@@ -102,7 +102,7 @@ async def wait(
         return order
     if order.status in TERMINAL_WITHOUT_CODE:
         raise _no_code(order)
-    seconds = _time_left(order) if timeout is None else timeout
+    seconds = _time_left(order, orders._transport.server_now()) if timeout is None else timeout
     watch = orders._watcher.watch(order, poll_interval or orders._client.poll_interval)
     try:
         with anyio.move_on_after(seconds):
@@ -119,11 +119,12 @@ async def wait(
     return await give_up(orders, watch.order, on_timeout, seconds)
 
 
-def _time_left(order: Order) -> float:
+def _time_left(order: Order, now: datetime) -> float:
     if order.expires_at is None:
         # No expiry given: the API documents about 20 minutes from purchase.
         return 20 * 60.0
-    left = (order.expires_at - datetime.now(timezone.utc)).total_seconds()
+    # expires_at is on the server's clock, so is `now`.
+    left = (order.expires_at - now).total_seconds()
     return max(left, 0.0)
 
 
