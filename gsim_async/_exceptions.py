@@ -78,6 +78,9 @@ class APIError(GsimError):
     path: str
     #: How many times the request was sent before this answer (retries included).
     attempts: int = 1
+    #: Whether an earlier attempt of this request lost its answer (so it may have been
+    #: carried out: a 409 or 404 now can be that attempt's own doing).
+    after_lost_answer: bool = False
 
     def __init__(
         self,

@@ -292,6 +292,7 @@ class Transport:
         headers = self._json_headers if data is not None else self._headers
         retries = self.settings.max_retries if max_retries is None else max_retries
         attempt = 0
+        lost_answer = False
         while True:
             # Checked before awaiting: the common case (open gate, no pacing) costs nothing.
             if pool.gate.remaining:
@@ -323,6 +324,7 @@ class Transport:
                 if not exc.transient:
                     raise error from exc.__cause__
                 reason = exc.reason
+                lost_answer = True
             else:
                 self._log(method, full_path, status, started, None)
                 throttled = status == 429
@@ -336,6 +338,7 @@ class Transport:
                     pool.gate.close_for(wait)
                     if attempt >= retries:
                         error.attempts = attempt + 1
+                        error.after_lost_answer = lost_answer
                         raise error
                     attempt += 1
                     self._notify(method, full_path, attempt, wait, f"429 {error.code or ''}")
@@ -352,11 +355,16 @@ class Transport:
                         ) from error
                 else:
                     error.attempts = attempt + 1
+                    error.after_lost_answer = lost_answer
                     raise error
                 reason = f"{status} {error.code or 'error'}"
+                # A proxy's 5xx may hide a request that went through; a provider error
+                # provably did not.
+                lost_answer = lost_answer or error.code != "PROVIDER_ERROR"
             if attempt >= retries:
                 if isinstance(error, APIError):
                     error.attempts = attempt + 1
+                    error.after_lost_answer = lost_answer
                 raise error
             attempt += 1
             delay = backoff(

@@ -179,3 +179,20 @@ async def test_tls_is_verified_and_not_retried(self_signed: ssl.SSLContext) -> N
     finally:
         await runner.cleanup()
     assert hits == []  # the key never reached a server we could not verify
+
+
+async def test_conflict_after_a_429_is_not_taken_for_our_own_success(
+    stub: StubServer, stub_client: gsim_async.Client
+) -> None:
+    # The 429 provably rejected our first try, so the 409 is someone else's doing.
+    stub.script(
+        "POST",
+        "/orders/cm1/cancel",
+        (429, '{"error": "slow down", "code": "RATE_LIMITED"}', {"Retry-After": "0"}),
+        (409, '{"error": "not pending", "code": "CONFLICT"}'),
+    )
+    stub.answer("GET", "/orders/cm1", 200, order_body("CANCELLED"))
+    with pytest.raises(gsim_async.ConflictError) as info:
+        await stub_client.orders.cancel("cm1")
+    assert info.value.order is not None
+    assert info.value.order.status == gsim_async.OrderStatus.CANCELLED

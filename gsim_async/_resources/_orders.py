@@ -191,10 +191,10 @@ class Orders:
                 "POST", f"/orders/{oid}/{action}", Refund, max_retries=max_retries
             )
         except (ConflictError, NotFoundError) as exc:
-            if exc.attempts <= 1 and isinstance(exc, NotFoundError):
+            if isinstance(exc, NotFoundError) and not exc.after_lost_answer:
                 raise
             current = await self._reread(order)
-            if current is not None and current.status == target and exc.attempts > 1:
+            if current is not None and current.status == target and exc.after_lost_answer:
                 # An earlier attempt of ours went through and only its answer was lost.
                 return Refund(success=True, refunded=current.price)
             if isinstance(exc, ConflictError):

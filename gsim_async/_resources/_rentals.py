@@ -223,7 +223,7 @@ class Rentals:
             await self._transport.request("DELETE", f"/rentals/{rid}", Success)
         except NotFoundError as exc:
             # A retry of ours after a lost answer finds it gone: that is success.
-            if exc.attempts <= 1:
+            if not exc.after_lost_answer:
                 raise
 
     async def messages(self, rental: RentalRef, page: int = 1, limit: int = 50) -> Page[Message]:
