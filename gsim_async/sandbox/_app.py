@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from decimal import Decimal
 from email.utils import formatdate
 from typing import TYPE_CHECKING, Any
@@ -22,7 +22,7 @@ from . import _catalogue, _control, _errors
 from ._errors import ApiError
 from ._faults import DroppedResponse, FaultInjector, drop, html_502
 from ._json import dumps, loads
-from ._state import ORDER_STATUSES, RENTAL_STATUSES, Account, State, page_of
+from ._state import ORDER_STATUSES, RENTAL_STATUSES, Account, Call, Message, State, page_of
 from ._stats import Counters
 
 if TYPE_CHECKING:
@@ -461,14 +461,8 @@ class Api:
 
     async def list_sms(self, request: web.Request) -> web.Response:
         """GET /rentals/{id}/sms?page=&limit=, newest first."""
-        account = self._account(request)
-        rental = self.state.get_rental(account, request.match_info["id"])
-        page = int_param(request.query, "page", 1, None)
-        limit = int_param(request.query, "limit", 50, 100)
-        items = page_of(rental.messages, page, limit)
-        return json_response(
-            dumps({"messages": [m.payload() for m in items], "total": len(rental.messages)})
-        )
+        rental = self.state.get_rental(self._account(request), request.match_info["id"])
+        return self._rental_page(request, "messages", rental.messages)
 
     async def send_sms(self, request: web.Request) -> web.Response:
         """POST /rentals/{id}/sms: queue an SMS and charge the per-SMS fee."""
@@ -488,14 +482,18 @@ class Api:
 
     async def list_calls(self, request: web.Request) -> web.Response:
         """GET /rentals/{id}/calls?page=&limit=, newest first."""
-        account = self._account(request)
-        rental = self.state.get_rental(account, request.match_info["id"])
+        rental = self.state.get_rental(self._account(request), request.match_info["id"])
+        return self._rental_page(request, "calls", rental.calls)
+
+    @staticmethod
+    def _rental_page(
+        request: web.Request, key: str, records: Sequence[Message] | Sequence[Call]
+    ) -> web.Response:
+        """One page of a rental's SMS or calls: ``{key: [...], "total": n}``."""
         page = int_param(request.query, "page", 1, None)
         limit = int_param(request.query, "limit", 50, 100)
-        items = page_of(rental.calls, page, limit)
-        return json_response(
-            dumps({"calls": [c.payload() for c in items], "total": len(rental.calls)})
-        )
+        items: Sequence[Message | Call] = page_of(records, page, limit)
+        return json_response(dumps({key: [r.payload() for r in items], "total": len(records)}))
 
     async def place_call(self, request: web.Request) -> web.Response:
         """POST /rentals/{id}/calls: start a call."""

@@ -16,7 +16,7 @@ import bisect
 import math
 import random
 import string
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from typing import TypeVar
 
@@ -260,12 +260,12 @@ def newest_first(items: list[Order], seqs: list[int] | None, page: int, limit: i
     return [items[s] for s in seqs[start:end][::-1]]
 
 
-def page_of(items: list[T], page: int, limit: int) -> list[T]:
+def page_of(items: Sequence[T], page: int, limit: int) -> list[T]:
     """One page of ``items`` (oldest first in the list), newest first."""
     end = len(items) - (page - 1) * limit
     if end <= 0:
         return []
-    return items[max(0, end - limit) : end][::-1]
+    return list(items[max(0, end - limit) : end][::-1])
 
 
 class State:
