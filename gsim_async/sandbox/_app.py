@@ -14,7 +14,7 @@ import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from decimal import Decimal
 from email.utils import formatdate
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiohttp import web
 
@@ -22,8 +22,19 @@ from . import _catalogue, _control, _errors
 from ._errors import ApiError
 from ._faults import DroppedResponse, FaultInjector, drop, html_502
 from ._json import dumps, loads
-from ._state import ORDER_STATUSES, RENTAL_STATUSES, Account, Call, Message, State, page_of
+from ._state import (
+    ORDER_STATUSES,
+    RENTAL_STATUSES,
+    Account,
+    Call,
+    Message,
+    Order,
+    Rental,
+    State,
+    page_of,
+)
 from ._stats import Counters
+from ._tasks import Background
 
 if TYPE_CHECKING:
     from ._sandbox import Sandbox
@@ -32,6 +43,8 @@ API = "/api/v1"
 log = logging.getLogger("gsim_async.sandbox")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Q = TypeVar("Q")
+P = TypeVar("P")
 
 _E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 _ISO2 = re.compile(r"[A-Za-z]{2}")
@@ -146,10 +159,13 @@ def money_field(body: Mapping[str, Any], name: str) -> Decimal:
 class Api:
     """Handlers of ``/api/v1`` bound to one sandbox's state, faults and counters."""
 
-    def __init__(self, state: State, injector: FaultInjector, counters: Counters) -> None:
+    def __init__(
+        self, state: State, injector: FaultInjector, counters: Counters, background: Background
+    ) -> None:
         self.state = state
         self.injector = injector
         self.counters = counters
+        self.background = background
         self.route_keys: dict[object, str] = {}
         self._cache: dict[str, tuple[int, str]] = {}
 
@@ -238,6 +254,29 @@ class Api:
             return error_response(404, "NOT_FOUND", f"no such endpoint: {request.path}")
         return await handler(request)
 
+    async def _purchase(
+        self,
+        request: web.Request,
+        quote: Callable[[], Q],
+        place: Callable[[Q], P],
+        render: Callable[[P], object],
+    ) -> web.StreamResponse:
+        """Buy what ``quote`` offers, with the faults a purchase can meet on its way."""
+        quoted = quote()
+        injector = self.injector
+        if injector.roll(injector.faults.provider_error_rate):
+            raise _errors.provider_error()
+        delay = injector.purchase_delay()
+        if delay > 0.0:
+            # Shielded: a client that hangs up does not stop a purchase under way.
+            work = self.background.spawn(_place_later(delay, quote, place))
+            placed = await asyncio.shield(work)
+        else:
+            placed = place(quoted)
+        if injector.roll(injector.faults.drop_after_purchase_rate):
+            return drop(request)
+        return json_response(dumps(render(placed)))
+
     def _account(self, request: web.Request) -> Account:
         return self.state.authenticate(request.headers.get("Authorization"))
 
@@ -319,14 +358,13 @@ class Api:
         operator = body.get("operator")
         if operator is not None and (not isinstance(operator, str) or not operator):
             raise _errors.validation("operator must be a non-empty string (omit it for any)")
-        offer = self.state.quote_order(account, service, country, operator)
-        injector = self.injector
-        if injector.roll(injector.faults.provider_error_rate):
-            raise _errors.provider_error()
-        order = self.state.place_order(account, offer)
-        if injector.roll(injector.faults.drop_after_purchase_rate):
-            return drop(request)
-        return json_response(dumps(order.purchase_payload()))
+        state = self.state
+        return await self._purchase(
+            request,
+            lambda: state.quote_order(account, service, country, operator),
+            lambda offer: state.place_order(account, offer),
+            Order.purchase_payload,
+        )
 
     async def get_order(self, request: web.Request) -> web.Response:
         """GET /orders/{id}."""
@@ -410,14 +448,14 @@ class Api:
         if not _ISO2.fullmatch(country):
             raise _errors.validation("country must be a 2-letter ISO code, e.g. US")
         price = money_field(body, "monthlyPrice")
-        offered = self.state.quote_rental(account, phone, number_type, country.upper(), price)
-        injector = self.injector
-        if injector.roll(injector.faults.provider_error_rate):
-            raise _errors.provider_error()
-        rental = self.state.place_rental(account, offered)
-        if injector.roll(injector.faults.drop_after_purchase_rate):
-            return drop(request)
-        return json_response(dumps(rental.payload()))
+        state = self.state
+        iso = country.upper()
+        return await self._purchase(
+            request,
+            lambda: state.quote_rental(account, phone, number_type, iso, price),
+            lambda offered: state.place_rental(account, offered),
+            Rental.payload,
+        )
 
     async def get_rental(self, request: web.Request) -> web.Response:
         """GET /rentals/{id}: the rental with its recent messages and calls."""
@@ -507,9 +545,15 @@ class Api:
         return json_response(dumps({"id": call.id, "status": call.status, "twilioSid": sid}))
 
 
+async def _place_later(delay: float, quote: Callable[[], Q], place: Callable[[Q], P]) -> P:
+    await asyncio.sleep(delay)
+    # Checked again: the stock or the money may have gone while this one was processed.
+    return place(quote())
+
+
 def build_app(sandbox: Sandbox) -> web.Application:
     """The whole server: ``/api/v1`` plus the ``/_sandbox/`` control API."""
-    api = Api(sandbox._state, sandbox._injector, sandbox._counters)
+    api = Api(sandbox._state, sandbox._injector, sandbox._counters, sandbox._background)
     app = web.Application(middlewares=[api.middleware])
     api.add_routes(app)
     _control.add_routes(app, sandbox)

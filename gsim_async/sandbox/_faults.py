@@ -43,15 +43,26 @@ def _to_retry_after(value: float | None) -> int | None:
     return value  # type: ignore[return-value]  # anything else is left to the validator
 
 
-def _to_latency(value: float | tuple[float, float] | list[float]) -> tuple[float, float]:
+Seconds = float | tuple[float, float] | list[float]
+
+
+def _seconds_range(value: Seconds, name: str) -> tuple[float, float]:
     """A fixed delay or a (low, high) range, in seconds."""
     if isinstance(value, (int, float)):
         low = high = float(value)
     else:
         low, high = (float(v) for v in value)
     if not 0.0 <= low <= high:
-        raise ValueError(f"latency must be 0 <= low <= high, got {value!r}")
+        raise ValueError(f"{name} must be 0 <= low <= high, got {value!r}")
     return (low, high)
+
+
+def _to_latency(value: Seconds) -> tuple[float, float]:
+    return _seconds_range(value, "latency")
+
+
+def _to_purchase_delay(value: Seconds) -> tuple[float, float]:
+    return _seconds_range(value, "purchase_delay")
 
 
 @attrs.define(slots=True)
@@ -82,11 +93,18 @@ class Faults:
     )
     # A 502 with an HTML body, as a proxy in front of the API would send.
     html_502_rate: float = attrs.field(default=0.0, converter=float, validator=_probability)
+    # The application's processing time of POST /orders and POST /rentals: (low, high) s.
+    # Validated at once (a 4xx answers at once); the purchase takes effect at the end of
+    # the delay (createdAt is that moment), even if the client has gone meanwhile.
+    purchase_delay: tuple[float, float] = attrs.field(
+        default=(0.0, 0.0), converter=_to_purchase_delay
+    )
 
     def to_dict(self) -> dict[str, object]:
-        """The settings with snake_case keys (latency as a two-item list)."""
+        """The settings with snake_case keys (ranges as two-item lists)."""
         data = attrs.asdict(self)
         data["latency"] = list(self.latency)
+        data["purchase_delay"] = list(self.purchase_delay)
         return data
 
 
@@ -120,7 +138,14 @@ class FaultInjector:
 
     def latency(self) -> float:
         """Seconds to wait before handling this request."""
-        low, high = self.faults.latency
+        return self._draw(self.faults.latency)
+
+    def purchase_delay(self) -> float:
+        """Seconds this purchase takes before it takes effect."""
+        return self._draw(self.faults.purchase_delay)
+
+    def _draw(self, span: tuple[float, float]) -> float:
+        low, high = span
         if high <= 0.0:
             return 0.0
         return low if low == high else self._rng.uniform(low, high)

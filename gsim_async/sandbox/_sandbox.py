@@ -17,6 +17,7 @@ from ._faults import FaultInjector, Faults, fault_changes
 from ._records import Ledger, OrderRecord, RentalRecord, Stats
 from ._state import Account, State
 from ._stats import Counters
+from ._tasks import Background
 
 Money = Decimal | str | int | float
 
@@ -103,6 +104,7 @@ class Sandbox:
         self._faults = faults if faults is not None else Faults()
         self._injector = FaultInjector(self._faults, seed)
         self._counters = Counters()
+        self._background = Background()
         self._default = self._state.add_account(api_key, to_money(balance, "balance"))
         self._runner: web.AppRunner | None = None
         self._base_url: str | None = None
@@ -139,6 +141,7 @@ class Sandbox:
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
+        await self._background.aclose()
 
     async def __aenter__(self) -> Sandbox:
         return await self.start()
