@@ -1,9 +1,10 @@
 """The aiohttp.web application: the ``/api/v1`` routes of gsim-api.md and their middleware.
 
 The middleware counts every API request, injects the faults that happen in
-front of the API (drop, proxy 502, rate limit, latency) and turns
-:class:`ApiError` into the documented error body. Handlers parse and validate
-the wire format, then call :class:`State`, which owns the rules.
+front of the application (drop, proxy 502, proxy timeout) and in it (rate
+limit, latency) and turns :class:`ApiError` into the documented error body.
+Handlers parse and validate the wire format, then call :class:`State`, which
+owns the rules.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from aiohttp import web
 
 from . import _catalogue, _control, _errors
 from ._errors import ApiError
-from ._faults import DroppedResponse, FaultInjector, drop, html_502
+from ._faults import DroppedResponse, FaultInjector, drop, html_502, html_504
 from ._json import dumps, loads
 from ._state import (
     ORDER_STATUSES,
@@ -206,30 +207,57 @@ class Api:
         key = self.route_keys.get(request.match_info.route)
         if key is None:
             key = f"{request.method} (unmatched)"
-        try:
-            resp = await self._serve(request, handler)
-        except ApiError as exc:
-            resp = error_response(exc.status, exc.code, exc.message)
-        except web.HTTPException as exc:
-            code = _HTTP_CODES.get(exc.status, f"HTTP_{exc.status}")
-            resp = error_response(exc.status, code, exc.reason)
-        except Exception as exc:
-            log.exception("sandbox handler failed on %s %s", request.method, request.path)
-            resp = error_response(500, "INTERNAL_ERROR", f"sandbox bug: {exc!r}")
-        self.counters.count(key, 0 if type(resp) is DroppedResponse else resp.status)
+        resp = await self._proxy(request, handler)
+        if type(resp) is DroppedResponse:
+            transport = request.transport
+            if transport is not None:
+                transport.close()
+            self.counters.count(key, 0)
+            return resp
+        self.counters.count(key, resp.status)
         offset = self.state.clock.offset
         if offset:
             # A server with a skewed clock says so in its Date header too.
             resp.headers["Date"] = formatdate(self.state.clock.now(), usegmt=True)
         return resp
 
-    async def _serve(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+    async def _proxy(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """What a reverse proxy in front of the API adds: drops, 502s, gateway timeouts."""
         injector = self.injector
         faults = injector.faults
         if injector.roll(faults.drop_before_rate):
-            return drop(request)
+            return drop()
         if injector.roll(faults.html_502_rate):
             return html_502()
+        timeout = faults.proxy_timeout
+        if timeout is None:
+            return await self._application(request, handler)
+        # A proxy reads the whole request before passing it on, so the application can
+        # still read the body after the proxy has answered.
+        await request.read()
+        work = self.background.spawn(self._application(request, handler))
+        done, _ = await asyncio.wait({work}, timeout=timeout)
+        if work in done:
+            return work.result()
+        # The application goes on; whatever it answers later reaches nobody.
+        return html_504()
+
+    async def _application(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """The API server itself: its answer, errors rendered as the documented body."""
+        try:
+            return await self._serve(request, handler)
+        except ApiError as exc:
+            return error_response(exc.status, exc.code, exc.message)
+        except web.HTTPException as exc:
+            code = _HTTP_CODES.get(exc.status, f"HTTP_{exc.status}")
+            return error_response(exc.status, code, exc.reason)
+        except Exception as exc:
+            log.exception("sandbox handler failed on %s %s", request.method, request.path)
+            return error_response(500, "INTERNAL_ERROR", f"sandbox bug: {exc!r}")
+
+    async def _serve(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        injector = self.injector
+        faults = injector.faults
         if faults.rate_limit is not None:
             wait = injector.throttle(request.headers.get("Authorization", ""))
             if wait is not None:
@@ -274,7 +302,7 @@ class Api:
         else:
             placed = place(quoted)
         if injector.roll(injector.faults.drop_after_purchase_rate):
-            return drop(request)
+            return drop()
         return json_response(dumps(render(placed)))
 
     def _account(self, request: web.Request) -> Account:

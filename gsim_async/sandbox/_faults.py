@@ -2,9 +2,10 @@
 
 :class:`Faults` is the mutable switchboard a test flips; :class:`FaultInjector`
 makes the seeded random decisions and keeps the per-key token buckets of the
-rate limit. The middleware in ``_app`` applies them to ``/api/v1`` requests
-in the order: drop before, HTML 502, rate limit, latency; the purchase
-handlers apply the provider error and the drop after charging.
+rate limit. The middleware in ``_app`` applies them to ``/api/v1`` requests:
+first the reverse proxy's (drop before, HTML 502, gateway timeout), then the
+application's (rate limit, latency); the purchase handlers apply the provider
+error, the processing time and the drop after charging.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def _retry_after_valid(_: object, attribute: attrs.Attribute[int | None], value:
         raise ValueError(f"{attribute.name} must be a non-negative integer or None, got {value}")
 
 
-def _to_rate_limit(value: float | None) -> float | None:
+def _to_optional_float(value: float | None) -> float | None:
     return None if value is None else float(value)
 
 
@@ -75,7 +76,7 @@ class Faults:
 
     # Requests per second per API key (token bucket, burst max(1, rate)); None: no limit.
     rate_limit: float | None = attrs.field(
-        default=None, converter=_to_rate_limit, validator=_positive_or_none
+        default=None, converter=_to_optional_float, validator=_positive_or_none
     )
     # Seconds sent in Retry-After with every 429 instead of the bucket's own wait.
     retry_after: int | None = attrs.field(
@@ -98,6 +99,11 @@ class Faults:
     # the delay (createdAt is that moment), even if the client has gone meanwhile.
     purchase_delay: tuple[float, float] = attrs.field(
         default=(0.0, 0.0), converter=_to_purchase_delay
+    )
+    # A reverse proxy answers 504 (nginx HTML) when the application has not answered
+    # within this many seconds; the application goes on with the request regardless.
+    proxy_timeout: float | None = attrs.field(
+        default=None, converter=_to_optional_float, validator=_positive_or_none
     )
 
     def to_dict(self) -> dict[str, object]:
@@ -175,25 +181,30 @@ class FaultInjector:
         self._buckets.clear()
 
 
-_HTML_502 = (
-    "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
-    "<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n"
-    "</body>\r\n</html>\r\n"
-)
+def _proxy_page(status: int, title: str) -> web.Response:
+    # nginx's own error page, byte for byte in shape.
+    text = (
+        f"<html>\r\n<head><title>{status} {title}</title></head>\r\n<body>\r\n"
+        f"<center><h1>{status} {title}</h1></center>\r\n<hr><center>nginx</center>\r\n"
+        "</body>\r\n</html>\r\n"
+    )
+    return web.Response(status=status, text=text, content_type="text/html")
 
 
 def html_502() -> web.Response:
     """The page a reverse proxy sends when the upstream failed."""
-    return web.Response(status=502, text=_HTML_502, content_type="text/html")
+    return _proxy_page(502, "Bad Gateway")
+
+
+def html_504() -> web.Response:
+    """The page a reverse proxy sends when the upstream did not answer in time."""
+    return _proxy_page(504, "Gateway Time-out")
 
 
 class DroppedResponse(web.Response):
-    """Stands for "no answer": the transport is closed, so nothing of it is sent."""
+    """Stands for "no answer": the middleware closes the connection instead of sending it."""
 
 
-def drop(request: web.BaseRequest) -> DroppedResponse:
-    """Close the client's connection without a response."""
-    transport = request.transport
-    if transport is not None:
-        transport.close()
+def drop() -> DroppedResponse:
+    """No answer: the client's connection is closed (unless a proxy answered already)."""
     return DroppedResponse(status=599)

@@ -132,3 +132,57 @@ async def test_purchase_delay_range_over_http(api: Caller, sb: Sandbox) -> None:
     started = time.monotonic()
     await api.buy()
     assert 0.1 <= time.monotonic() - started < 1
+
+
+async def test_proxy_timeout_answers_504_while_the_purchase_goes_on(
+    api: Caller, sb: Sandbox
+) -> None:
+    sb.set_faults(purchase_delay=0.6, proxy_timeout=0.2)
+    started = time.monotonic()
+    reply = await api.post("orders", ORDER)
+    waited = time.monotonic() - started
+    assert reply.status == 504
+    assert reply.headers["Content-Type"].startswith("text/html")
+    assert "<h1>504 Gateway Time-out</h1>" in reply.text
+    assert 0.2 <= waited < 0.5
+    assert sb.orders() == []
+    await anyio.sleep(0.6)
+    [order] = sb.orders()
+    assert order.status == "PENDING"
+    assert sb.ledger().charges_by_order == {order.id: Decimal("0.18")}
+    assert sb.stats.count("POST /api/v1/orders", 504) == 1
+
+
+async def test_proxy_timeout_applies_to_every_request(api: Caller, sb: Sandbox) -> None:
+    sb.set_faults(latency=0.3, proxy_timeout=0.1)
+    assert (await api.get("balance")).status == 504
+    sb.set_faults(latency=0)
+    assert (await api.get("balance")).status == 200  # fast enough
+    sb.set_faults(proxy_timeout=None)
+    assert sb.stats.by_status == {504: 1, 200: 1}
+
+
+async def test_a_late_drop_behind_the_proxy_leaves_the_client_connection_alone(
+    sb: Sandbox,
+) -> None:
+    sb.set_faults(purchase_delay=0.3, proxy_timeout=0.1, drop_after_purchase_rate=1)
+    connector = aiohttp.TCPConnector(limit=1)  # one connection, reused for every request
+    async with aiohttp.ClientSession(connector=connector) as session:
+        api = Caller(session, sb)
+        assert (await api.post("orders", ORDER)).status == 504
+        # In flight on the same connection while the application "drops" its answer
+        # (a POST: aiohttp would silently retry a GET on a reused connection).
+        sb.set_faults(proxy_timeout=None, latency=0.4)
+        assert (await api.post("orders/cmnothing/cancel")).status == 404
+        assert (await api.get("balance")).body["balance"] == Decimal("99.82")
+    assert len(sb.orders()) == 1
+    assert sb.stats.dropped == 0
+
+
+async def test_proxy_timeout_is_validated(api: Caller, sb: Sandbox) -> None:
+    with pytest.raises(ValueError, match="proxy_timeout"):
+        sb.set_faults(proxy_timeout=0)
+    reply = await api.post("/_sandbox/faults", {"proxyTimeout": 1.5})
+    assert reply.body["proxy_timeout"] == 1.5
+    reply = await api.post("/_sandbox/faults", {"proxy_timeout": None})
+    assert reply.body["proxy_timeout"] is None
