@@ -100,6 +100,9 @@ class Faults:
     purchase_delay: tuple[float, float] = attrs.field(
         default=(0.0, 0.0), converter=_to_purchase_delay
     )
+    # POST /orders, /rentals, /rentals/{id}/sms and /rentals/{id}/calls happen (charged,
+    # created, sent) but answer a 200 application/json body cut in half, unparseable.
+    unreadable_2xx_rate: float = attrs.field(default=0.0, converter=float, validator=_probability)
     # A reverse proxy answers 504 (nginx HTML) when the application has not answered
     # within this many seconds; the application goes on with the request regardless.
     proxy_timeout: float | None = attrs.field(

@@ -81,18 +81,19 @@ class Caller:
         assert reply.status == 200, reply.text
         return reply.body
 
-    async def rent(self, country: str = "US", type_: str = "Local") -> Any:
-        """Search and rent the first number; returns the rental."""
+    async def offer(self, country: str = "US", type_: str = "Local") -> dict[str, Any]:
+        """The ``POST /rentals`` body for the first number a search finds."""
         found = await self.get("rentals/search", params={"country": country, "type": type_})
         number = found.body["numbers"][0]
-        reply = await self.post(
-            "rentals",
-            {
-                "phoneNumber": number["phoneNumber"],
-                "numberType": number["numberType"],
-                "country": country,
-                "monthlyPrice": float(number["monthlyPrice"]),
-            },
-        )
+        return {
+            "phoneNumber": number["phoneNumber"],
+            "numberType": number["numberType"],
+            "country": country,
+            "monthlyPrice": float(number["monthlyPrice"]),
+        }
+
+    async def rent(self, country: str = "US", type_: str = "Local") -> Any:
+        """Search and rent the first number; returns the rental."""
+        reply = await self.post("rentals", await self.offer(country, type_))
         assert reply.status == 200, reply.text
         return reply.body

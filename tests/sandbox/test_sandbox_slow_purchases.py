@@ -19,13 +19,6 @@ pytestmark = pytest.mark.anyio
 ORDER = {"service": "telegram", "country": "russia"}
 
 
-async def rental_body(api: Caller) -> dict[str, object]:
-    found = await api.get("rentals/search", params={"country": "US"})
-    number = found.body["numbers"][0]
-    return {"phoneNumber": number["phoneNumber"], "numberType": "LOCAL", "country": "US",
-            "monthlyPrice": 1.15}  # fmt: skip
-
-
 async def test_purchase_delay_takes_effect_at_the_end(api: Caller, sb: Sandbox) -> None:
     sb.set_faults(purchase_delay=0.4)
     started = sb.clock.now()
@@ -81,7 +74,7 @@ async def test_purchase_delay_completes_after_the_client_hangs_up(sb: Sandbox) -
     timeout = aiohttp.ClientTimeout(total=0.1)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         api = Caller(session, sb)
-        body = await rental_body(api)
+        body = await api.offer()
         with pytest.raises(TimeoutError):
             await api.post("orders", ORDER)
         with pytest.raises(TimeoutError):
