@@ -215,10 +215,12 @@ class Api:
             self.counters.count(key, 0)
             return resp
         self.counters.count(key, resp.status)
-        offset = self.state.clock.offset
-        if offset:
-            # A server with a skewed clock says so in its Date header too.
-            resp.headers["Date"] = formatdate(self.state.clock.now(), usegmt=True)
+        date_offset = self.injector.faults.date_offset
+        if date_offset or self.state.clock.offset:
+            # A skewed server clock shows in Date too; a rewriting proxy shifts Date alone.
+            # Otherwise aiohttp's own Date is right (and cached, so cheaper).
+            now = self.state.clock.now() + date_offset
+            resp.headers["Date"] = formatdate(now, usegmt=True)
         return resp
 
     async def _proxy(self, request: web.Request, handler: Handler) -> web.StreamResponse:

@@ -29,6 +29,11 @@ def _positive_or_none(_: object, attribute: attrs.Attribute[float | None], value
         raise ValueError(f"{attribute.name} must be a positive number or None, got {value}")
 
 
+def _finite(_: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if not math.isfinite(value):
+        raise ValueError(f"{attribute.name} must be a finite number of seconds, got {value}")
+
+
 def _retry_after_valid(_: object, attribute: attrs.Attribute[int | None], value: object) -> None:
     if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
         raise ValueError(f"{attribute.name} must be a non-negative integer or None, got {value}")
@@ -108,6 +113,10 @@ class Faults:
     proxy_timeout: float | None = attrs.field(
         default=None, converter=_to_optional_float, validator=_positive_or_none
     )
+
+    # Seconds added to the Date header only, as by a proxy that rewrites it: the API's
+    # timestamps stay on the sandbox clock (clock_skew moves both together).
+    date_offset: float = attrs.field(default=0.0, converter=float, validator=_finite)
 
     def to_dict(self) -> dict[str, object]:
         """The settings with snake_case keys (ranges as two-item lists)."""

@@ -55,6 +55,8 @@ class Sandbox:
         shutdown_timeout: seconds :meth:`close` waits for requests still in progress.
         clock_skew: seconds the server's clock is ahead of (or, negative, behind) this
             machine's: timestamps and the ``Date`` header follow it.
+        date_offset: seconds the ``Date`` header is off from the sandbox clock (the
+            ``date_offset`` fault; None keeps the one of ``faults``).
     """
 
     def __init__(
@@ -73,6 +75,7 @@ class Sandbox:
         stock: int = 100_000,
         shutdown_timeout: float = 1.0,
         clock_skew: float = 0.0,
+        date_offset: float | None = None,
     ) -> None:
         low, high = (float(v) for v in code_delay)
         if not 0.0 <= low <= high:
@@ -102,6 +105,8 @@ class Sandbox:
             auto_deliver=auto_deliver,
         )
         self._faults = faults if faults is not None else Faults()
+        if date_offset is not None:
+            self._faults.date_offset = date_offset
         self._injector = FaultInjector(self._faults, seed)
         self._counters = Counters()
         self._background = Background()
