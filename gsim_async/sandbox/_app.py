@@ -29,13 +29,12 @@ from ._state import (
     Account,
     Call,
     Message,
-    Order,
-    Rental,
     State,
     page_of,
 )
 from ._stats import Counters
 from ._tasks import Background
+from ._timestamps import Timestamps
 
 if TYPE_CHECKING:
     from ._sandbox import Sandbox
@@ -161,9 +160,15 @@ class Api:
     """Handlers of ``/api/v1`` bound to one sandbox's state, faults and counters."""
 
     def __init__(
-        self, state: State, injector: FaultInjector, counters: Counters, background: Background
+        self,
+        state: State,
+        injector: FaultInjector,
+        counters: Counters,
+        background: Background,
+        ts: Timestamps,
     ) -> None:
         self.state = state
+        self.ts = ts
         self.injector = injector
         self.counters = counters
         self.background = background
@@ -375,10 +380,11 @@ class Api:
         limit = int_param(query, "limit", 20, 100)
         status = choice_param(query, "status", ORDER_STATUSES)
         items, total = self.state.list_orders(account, status, page, limit)
+        ts = self.ts
         return json_response(
             dumps(
                 {
-                    "orders": [o.wire() for o in items],
+                    "orders": [o.wire(ts) for o in items],
                     "total": total,
                     "page": page,
                     "limit": limit,
@@ -401,14 +407,14 @@ class Api:
             request,
             lambda: state.quote_order(account, service, country, operator),
             lambda offer: state.place_order(account, offer),
-            Order.purchase_payload,
+            lambda order: order.purchase_payload(self.ts),
         )
 
     async def get_order(self, request: web.Request) -> web.Response:
         """GET /orders/{id}."""
         account = self._account(request)
         order = self.state.get_order(account, request.match_info["id"])
-        return json_response(order.wire().text)
+        return json_response(order.wire(self.ts).text)
 
     async def cancel_order(self, request: web.Request) -> web.Response:
         """POST /orders/{id}/cancel: refund a PENDING order."""
@@ -468,8 +474,9 @@ class Api:
         limit = int_param(query, "limit", 20, 100)
         status = choice_param(query, "status", RENTAL_STATUSES)
         items, total = self.state.list_rentals(account, status, page, limit)
+        ts = self.ts
         return json_response(
-            dumps({"rentals": [r.payload() for r in items], "total": total, "page": page})
+            dumps({"rentals": [r.payload(ts) for r in items], "total": total, "page": page})
         )
 
     async def create_rental(self, request: web.Request) -> web.StreamResponse:
@@ -492,14 +499,14 @@ class Api:
             request,
             lambda: state.quote_rental(account, phone, number_type, iso, price),
             lambda offered: state.place_rental(account, offered),
-            Rental.payload,
+            lambda rental: rental.payload(self.ts),
         )
 
     async def get_rental(self, request: web.Request) -> web.Response:
         """GET /rentals/{id}: the rental with its recent messages and calls."""
         account = self._account(request)
         rental = self.state.get_rental(account, request.match_info["id"])
-        return json_response(dumps(rental.payload(detail=True)))
+        return json_response(dumps(rental.payload(self.ts, detail=True)))
 
     async def update_rental(self, request: web.Request) -> web.Response:
         """PATCH /rentals/{id}: set only the fields sent; answer with exactly those."""
@@ -561,15 +568,15 @@ class Api:
         rental = self.state.get_rental(self._account(request), request.match_info["id"])
         return self._rental_page(request, "calls", rental.calls)
 
-    @staticmethod
     def _rental_page(
-        request: web.Request, key: str, records: Sequence[Message] | Sequence[Call]
+        self, request: web.Request, key: str, records: Sequence[Message] | Sequence[Call]
     ) -> web.Response:
         """One page of a rental's SMS or calls: ``{key: [...], "total": n}``."""
         page = int_param(request.query, "page", 1, None)
         limit = int_param(request.query, "limit", 50, 100)
         items: Sequence[Message | Call] = page_of(records, page, limit)
-        return json_response(dumps({key: [r.payload() for r in items], "total": len(records)}))
+        ts = self.ts
+        return json_response(dumps({key: [r.payload(ts) for r in items], "total": len(records)}))
 
     async def place_call(self, request: web.Request) -> web.Response:
         """POST /rentals/{id}/calls: start a call."""
@@ -591,7 +598,13 @@ async def _place_later(delay: float, quote: Callable[[], Q], place: Callable[[Q]
 
 def build_app(sandbox: Sandbox) -> web.Application:
     """The whole server: ``/api/v1`` plus the ``/_sandbox/`` control API."""
-    api = Api(sandbox._state, sandbox._injector, sandbox._counters, sandbox._background)
+    api = Api(
+        sandbox._state,
+        sandbox._injector,
+        sandbox._counters,
+        sandbox._background,
+        sandbox._timestamps,
+    )
     app = web.Application(middlewares=[api.middleware])
     api.add_routes(app)
     _control.add_routes(app, sandbox)

@@ -18,6 +18,8 @@ from collections.abc import Mapping
 import attrs
 from aiohttp import web
 
+from ._timestamps import TIMESTAMP_STYLES
+
 
 def _probability(_: object, attribute: attrs.Attribute[float], value: float) -> None:
     if not 0.0 <= value <= 1.0:
@@ -117,6 +119,13 @@ class Faults:
     # Seconds added to the Date header only, as by a proxy that rewrites it: the API's
     # timestamps stay on the sandbox clock (clock_skew moves both together).
     date_offset: float = attrs.field(default=0.0, converter=float, validator=_finite)
+
+    # How the API writes createdAt/expiresAt/renewsAt: "ms" (2024-03-15T10:00:00.000Z),
+    # "s" (no fraction), "us" (6 digits), "offset" (+00:00, not Z), or "varied": every
+    # rendering draws a valid RFC 3339 form (0-9 digits, Z/z/+00:00/another offset, T/t).
+    timestamp_style: str = attrs.field(
+        default="ms", validator=attrs.validators.in_(TIMESTAMP_STYLES)
+    )
 
     def to_dict(self) -> dict[str, object]:
         """The settings with snake_case keys (ranges as two-item lists)."""

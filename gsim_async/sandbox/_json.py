@@ -1,4 +1,4 @@
-"""Wire encoding: JSON whose numbers carry Decimal money exactly, UTC timestamps, ids.
+"""Wire encoding: JSON whose numbers carry Decimal money exactly.
 
 ``json.dumps`` can only write a Decimal through ``float``, which turns some
 amounts into ``0.18000000000000001``-style noise; the small encoder below
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
@@ -94,14 +93,3 @@ def _reject_constant(name: str) -> Any:
 def loads(data: bytes | str) -> Any:
     """Decode JSON with non-integral numbers as Decimal; NaN and Infinity are rejected."""
     return json.loads(data, parse_float=Decimal, parse_constant=_reject_constant)
-
-
-def iso_ms(epoch: float) -> str:
-    """``2024-03-15T10:00:00.000Z`` for a Unix time (milliseconds truncated)."""
-    millis = math.floor(epoch * 1000)
-    seconds, ms = divmod(millis, 1000)
-    t = time.gmtime(seconds)
-    return (
-        f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}"
-        f"T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}.{ms:03d}Z"
-    )

@@ -18,6 +18,7 @@ from ._records import Ledger, OrderRecord, RentalRecord, Stats
 from ._state import Account, State
 from ._stats import Counters
 from ._tasks import Background
+from ._timestamps import Timestamps
 
 Money = Decimal | str | int | float
 
@@ -57,6 +58,8 @@ class Sandbox:
             machine's: timestamps and the ``Date`` header follow it.
         date_offset: seconds the ``Date`` header is off from the sandbox clock (the
             ``date_offset`` fault; None keeps the one of ``faults``).
+        timestamp_style: how the API writes timestamps (the ``timestamp_style`` fault:
+            "ms", "s", "us", "offset" or "varied"; None keeps the one of ``faults``).
     """
 
     def __init__(
@@ -76,6 +79,7 @@ class Sandbox:
         shutdown_timeout: float = 1.0,
         clock_skew: float = 0.0,
         date_offset: float | None = None,
+        timestamp_style: str | None = None,
     ) -> None:
         low, high = (float(v) for v in code_delay)
         if not 0.0 <= low <= high:
@@ -107,6 +111,9 @@ class Sandbox:
         self._faults = faults if faults is not None else Faults()
         if date_offset is not None:
             self._faults.date_offset = date_offset
+        if timestamp_style is not None:
+            self._faults.timestamp_style = timestamp_style
+        self._timestamps = Timestamps(lambda: self._faults.timestamp_style, seed)
         self._injector = FaultInjector(self._faults, seed)
         self._counters = Counters()
         self._background = Background()
@@ -251,7 +258,7 @@ class Sandbox:
 
     def add_inbound_sms(self, rental_id: str, sender: str, body: str) -> dict[str, object]:
         """An SMS arrives on a rented number; returns the message as on the wire."""
-        return self._state.add_inbound_sms(rental_id, sender, body).payload()
+        return self._state.add_inbound_sms(rental_id, sender, body).payload(self._timestamps)
 
     def add_inbound_call(
         self, rental_id: str, sender: str, *, status: str = "COMPLETED", duration: int = 30
@@ -259,7 +266,7 @@ class Sandbox:
         """A call arrives on a rented number; returns the call as on the wire."""
         return self._state.add_inbound_call(
             rental_id, sender, status=status, duration=duration
-        ).payload()
+        ).payload(self._timestamps)
 
     def set_rental_status(self, rental_id: str, status: str) -> RentalRecord:
         """Force a rental's status (EXPIRED and CANCELLED free the number)."""

@@ -26,8 +26,9 @@ from . import _catalogue, _errors
 from ._catalogue import AvailableNumber, Catalogue, Offer
 from ._clock import Clock, Scheduler
 from ._errors import ApiError, StateError
-from ._json import RawJSON, dumps, iso_ms
+from ._json import RawJSON, dumps
 from ._records import Ledger, LedgerEntry, OrderRecord, RentalRecord
+from ._timestamps import Timestamps
 
 ZERO = Decimal(0)
 ORDER_STATUSES = ("PENDING", "RECEIVED", "CANCELLED", "BANNED", "REFUNDED", "EXPIRED")
@@ -76,12 +77,14 @@ class Order:
     sms_code: str | None = None
     code_delivered_at: float | None = None
     refunded: Decimal = ZERO
-    _wire: RawJSON | None = None
+    _wire: tuple[str, RawJSON] | None = None  # (timestamp style, text)
 
-    def wire(self) -> RawJSON:
-        """The full Order as on ``GET /orders/{id}``, rendered once per change."""
-        if self._wire is None:
-            self._wire = RawJSON(
+    def wire(self, ts: Timestamps) -> RawJSON:
+        """The full Order as on ``GET /orders/{id}``, rendered once per change and style."""
+        style = ts.style
+        wire = self._wire
+        if wire is None or wire[0] != style or style == "varied":
+            text = RawJSON(
                 dumps(
                     {
                         "id": self.id,
@@ -92,14 +95,15 @@ class Order:
                         "smsCode": self.sms_code,
                         "status": self.status,
                         "price": self.price,
-                        "createdAt": iso_ms(self.created_at),
-                        "expiresAt": iso_ms(self.expires_at),
+                        "createdAt": ts(self.created_at),
+                        "expiresAt": ts(self.expires_at),
                     }
                 )
             )
-        return self._wire
+            wire = self._wire = (style, text)
+        return wire[1]
 
-    def purchase_payload(self) -> dict[str, object]:
+    def purchase_payload(self, ts: Timestamps) -> dict[str, object]:
         """The Order as answered to ``POST /orders`` (no createdAt, no smsCode)."""
         return {
             "id": self.id,
@@ -109,7 +113,7 @@ class Order:
             "phoneNumber": self.phone_number,
             "status": self.status,
             "price": self.price,
-            "expiresAt": iso_ms(self.expires_at),
+            "expiresAt": ts(self.expires_at),
         }
 
     def changed(self) -> None:
@@ -148,7 +152,7 @@ class Message:
     status: str
     created_at: float
 
-    def payload(self) -> dict[str, object]:
+    def payload(self, ts: Timestamps) -> dict[str, object]:
         """The Message on the wire."""
         return {
             "id": self.id,
@@ -157,7 +161,7 @@ class Message:
             "to": self.to,
             "body": self.body,
             "status": self.status,
-            "createdAt": iso_ms(self.created_at),
+            "createdAt": ts(self.created_at),
         }
 
 
@@ -173,7 +177,7 @@ class Call:
     duration: int
     created_at: float
 
-    def payload(self) -> dict[str, object]:
+    def payload(self, ts: Timestamps) -> dict[str, object]:
         """The Call on the wire."""
         return {
             "id": self.id,
@@ -182,7 +186,7 @@ class Call:
             "to": self.to,
             "status": self.status,
             "duration": self.duration,
-            "createdAt": iso_ms(self.created_at),
+            "createdAt": ts(self.created_at),
         }
 
 
@@ -206,7 +210,7 @@ class Rental:
     messages: list[Message] = attrs.Factory(list)
     calls: list[Call] = attrs.Factory(list)
 
-    def payload(self, *, detail: bool = False) -> dict[str, object]:
+    def payload(self, ts: Timestamps, *, detail: bool = False) -> dict[str, object]:
         """The Rental on the wire; ``detail`` adds the most recent messages and calls."""
         body: dict[str, object] = {
             "id": self.id,
@@ -216,15 +220,15 @@ class Rental:
             "status": self.status,
             "monthlyPrice": self.monthly_price,
             "autoRenew": self.auto_renew,
-            "renewsAt": iso_ms(self.renews_at),
-            "createdAt": iso_ms(self.created_at),
+            "renewsAt": ts(self.renews_at),
+            "createdAt": ts(self.created_at),
             "friendlyName": self.friendly_name,
             "forwardingNumber": self.forwarding_number,
             "voicemailEnabled": self.voicemail_enabled,
         }
         if detail:
-            body["messages"] = [m.payload() for m in self.messages[: -RECENT - 1 : -1]]
-            body["calls"] = [c.payload() for c in self.calls[: -RECENT - 1 : -1]]
+            body["messages"] = [m.payload(ts) for m in self.messages[: -RECENT - 1 : -1]]
+            body["calls"] = [c.payload(ts) for c in self.calls[: -RECENT - 1 : -1]]
         return body
 
     def record(self) -> RentalRecord:
