@@ -220,7 +220,12 @@ class Api:
             self.counters.count(key, 0)
             return resp
         self.counters.count(key, resp.status)
-        date_offset = self.injector.faults.date_offset
+        faults = self.injector.faults
+        if faults.rate_limit_headers is not None:
+            # After the answer was made, so it counts this request too.
+            bucket = self.injector.rate_limit_headers(request.headers.get("Authorization", ""))
+            resp.headers.update(bucket)
+        date_offset = faults.date_offset
         if date_offset or self.state.clock.offset:
             # A skewed server clock shows in Date too; a rewriting proxy shifts Date alone.
             # Otherwise aiohttp's own Date is right (and cached, so cheaper).
@@ -268,6 +273,8 @@ class Api:
         if faults.rate_limit is not None:
             wait = injector.throttle(request.headers.get("Authorization", ""))
             if wait is not None:
+                if not faults.retry_after_header:
+                    return error_response(429, "RATE_LIMITED", "rate limit exceeded")
                 return error_response(
                     429,
                     "RATE_LIMITED",

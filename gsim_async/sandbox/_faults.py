@@ -31,6 +31,18 @@ def _positive_or_none(_: object, attribute: attrs.Attribute[float | None], value
         raise ValueError(f"{attribute.name} must be a positive number or None, got {value}")
 
 
+def _burst_valid(_: object, attribute: attrs.Attribute[float | None], value: object) -> None:
+    # A bucket smaller than one token would refuse every request forever.
+    if value is not None and not (isinstance(value, float) and 1.0 <= value < math.inf):
+        raise ValueError(f"{attribute.name} must be a number >= 1 or None, got {value}")
+
+
+def _boolean(_: object, attribute: attrs.Attribute[bool], value: object) -> None:
+    # ValueError like every other fault setting, so set_faults raises one kind of error.
+    if value is not True and value is not False:
+        raise ValueError(f"{attribute.name} must be true or false, got {value!r}")
+
+
 def _finite(_: object, attribute: attrs.Attribute[float], value: float) -> None:
     if not math.isfinite(value):
         raise ValueError(f"{attribute.name} must be a finite number of seconds, got {value}")
@@ -79,15 +91,39 @@ class Faults:
 
     Rates are probabilities per request (0 to 1), drawn from the sandbox's
     seeded RNG. Assigning an attribute takes effect on the next request.
+
+    The rate limit is a token bucket per API key: it holds ``rate_limit_burst``
+    tokens (default ``max(1, rate_limit)``), starts full, refills at
+    ``rate_limit`` tokens a second, and every request takes one; a request
+    finding less than one token is answered 429 ``RATE_LIMITED``, with
+    ``Retry-After`` (``retry_after``, else the whole seconds until a token is
+    back) unless ``retry_after_header`` is False. With ``rate_limit_headers``
+    every answer also advertises the key's bucket as it stands after the
+    request: ``"x"`` sends ``X-RateLimit-Limit`` (the burst, a whole number),
+    ``X-RateLimit-Remaining`` (whole tokens left) and ``X-RateLimit-Reset``
+    (whole seconds, rounded up, until the bucket is full again); ``"ietf"``
+    sends the same as draft-ietf-httpapi-ratelimit-headers-07 does:
+    ``RateLimit-Policy: <burst>;w=<burst / rate_limit seconds>`` and
+    ``RateLimit: limit=<burst>, remaining=<n>, reset=<s>``.
     """
 
-    # Requests per second per API key (token bucket, burst max(1, rate)); None: no limit.
+    # Requests per second per API key (token bucket); None: no limit.
     rate_limit: float | None = attrs.field(
         default=None, converter=_to_optional_float, validator=_positive_or_none
     )
     # Seconds sent in Retry-After with every 429 instead of the bucket's own wait.
     retry_after: int | None = attrs.field(
         default=None, converter=_to_retry_after, validator=_retry_after_valid
+    )
+    # Tokens the bucket holds (the burst); None: max(1, rate_limit).
+    rate_limit_burst: float | None = attrs.field(
+        default=None, converter=_to_optional_float, validator=_burst_valid
+    )
+    # False: a 429 carries no Retry-After header at all.
+    retry_after_header: bool = attrs.field(default=True, validator=_boolean)
+    # None, "x" or "ietf": which headers advertise the bucket (only with a rate_limit).
+    rate_limit_headers: str | None = attrs.field(
+        default=None, validator=attrs.validators.in_((None, "x", "ietf"))
     )
     # POST /orders and POST /rentals answer 503 PROVIDER_ERROR; nothing is charged.
     provider_error_rate: float = attrs.field(default=0.0, converter=float, validator=_probability)
@@ -115,11 +151,9 @@ class Faults:
     proxy_timeout: float | None = attrs.field(
         default=None, converter=_to_optional_float, validator=_positive_or_none
     )
-
     # Seconds added to the Date header only, as by a proxy that rewrites it: the API's
     # timestamps stay on the sandbox clock (clock_skew moves both together).
     date_offset: float = attrs.field(default=0.0, converter=float, validator=_finite)
-
     # How the API writes createdAt/expiresAt/renewsAt: "ms" (2024-03-15T10:00:00.000Z),
     # "s" (no fraction), "us" (6 digits), "offset" (+00:00, not Z), or "varied": every
     # rendering draws a valid RFC 3339 form (0-9 digits, Z/z/+00:00/another offset, T/t).
@@ -177,25 +211,59 @@ class FaultInjector:
             return 0.0
         return low if low == high else self._rng.uniform(low, high)
 
+    def _burst(self, rate: float) -> float:
+        burst = self.faults.rate_limit_burst
+        return max(1.0, rate) if burst is None else burst
+
+    def _tokens(self, key: str, rate: float) -> tuple[list[float], float]:
+        """``key``'s bucket, refilled up to now; also returns its capacity."""
+        now = time.monotonic()
+        burst = self._burst(rate)
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = [burst, now]
+        bucket[0] = min(burst, bucket[0] + (now - bucket[1]) * rate)
+        bucket[1] = now
+        return bucket, burst
+
     def throttle(self, key: str) -> int | None:
         """None if ``key`` may make a request now, else the Retry-After seconds to send."""
         rate = self.faults.rate_limit
         if rate is None:
             return None
-        now = time.monotonic()
-        burst = max(1.0, rate)
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            bucket = self._buckets[key] = [burst, now]
-        tokens = min(burst, bucket[0] + (now - bucket[1]) * rate)
-        bucket[1] = now
+        bucket, _ = self._tokens(key, rate)
+        tokens = bucket[0]
         if tokens >= 1.0:
             bucket[0] = tokens - 1.0
             return None
-        bucket[0] = tokens
         if self.faults.retry_after is not None:
             return self.faults.retry_after
         return max(1, math.ceil((1.0 - tokens) / rate))
+
+    def rate_limit_headers(self, key: str) -> dict[str, str]:
+        """The headers advertising ``key``'s bucket, per ``rate_limit_headers``; maybe none."""
+        rate = self.faults.rate_limit
+        style = self.faults.rate_limit_headers
+        if rate is None or style is None:
+            return {}
+        bucket, burst = self._tokens(key, rate)
+        limit = int(burst)
+        remaining = math.floor(bucket[0])
+        # Float refills stop a hair short of full; that hair is not a second to wait.
+        missing = burst - bucket[0]
+        reset = math.ceil(missing / rate) if missing > 1e-9 else 0
+        if style == "x":
+            return {
+                "X-RateLimit-Limit": str(limit),
+                "X-RateLimit-Remaining": str(remaining),
+                "X-RateLimit-Reset": str(reset),
+            }
+        window = burst / rate
+        shown = str(int(window)) if window.is_integer() else format(round(window, 3), "g")
+        return {
+            "RateLimit-Policy": f"{limit};w={shown}",
+            "RateLimit": f"limit={limit}, remaining={remaining}, reset={reset}",
+        }
 
     def reset_buckets(self) -> None:
         """Every key starts again with a full bucket."""

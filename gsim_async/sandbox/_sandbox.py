@@ -302,7 +302,7 @@ class Sandbox:
         checked = attrs.evolve(self._faults, **names)
         for name in names:
             setattr(self._faults, name, getattr(checked, name))
-        if "rate_limit" in names:
+        if "rate_limit" in names or "rate_limit_burst" in names:
             self._injector.reset_buckets()
         return self._faults
 
