@@ -419,8 +419,12 @@ class Api:
 
     async def get_order(self, request: web.Request) -> web.Response:
         """GET /orders/{id}."""
+        order_id = request.match_info["id"]
+        delay = self.injector.order_latency.get(order_id)
+        if delay:
+            await asyncio.sleep(delay)
         account = self._account(request)
-        order = self.state.get_order(account, request.match_info["id"])
+        order = self.state.get_order(account, order_id)
         return json_response(order.wire(self.ts).text)
 
     async def cancel_order(self, request: web.Request) -> web.Response:

@@ -117,6 +117,15 @@ def add_routes(app: web.Application, sb: Sandbox) -> None:
             sb.set_order_status(request.match_info["id"], status, refund=refund).to_dict()
         )
 
+    async def order_latency(request: web.Request) -> web.Response:
+        body = await _body(request)
+        seconds = body.get("seconds")
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, Decimal)):
+            raise TypeError("seconds is required (a number)")
+        order_id = request.match_info["id"]
+        sb.set_order_latency(order_id, float(seconds))
+        return _reply({"id": order_id, "seconds": float(seconds)})
+
     async def rentals(request: web.Request) -> web.Response:
         return _reply({"rentals": [r.to_dict() for r in sb.rentals(key_of(request))]})
 
@@ -218,6 +227,7 @@ def add_routes(app: web.Application, sb: Sandbox) -> None:
         ("GET", "/orders/{id}", order),
         ("POST", "/orders/{id}/deliver", deliver),
         ("POST", "/orders/{id}/status", order_status),
+        ("POST", "/orders/{id}/latency", order_latency),
         ("GET", "/rentals", rentals),
         ("POST", "/rentals/{id}/sms", inbound_sms),
         ("POST", "/rentals/{id}/calls", inbound_call),

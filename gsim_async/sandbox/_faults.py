@@ -192,6 +192,7 @@ class FaultInjector:
         self.faults = faults
         self._rng = random.Random(f"{seed}:faults")
         self._buckets: dict[str, list[float]] = {}  # key -> [tokens, last refill]
+        self.order_latency: dict[str, float] = {}  # order id -> seconds per GET of it
 
     def roll(self, rate: float) -> bool:
         """True with probability ``rate``; draws nothing when the fault is off."""
@@ -200,6 +201,15 @@ class FaultInjector:
     def latency(self) -> float:
         """Seconds to wait before handling this request."""
         return self._draw(self.faults.latency)
+
+    def set_order_latency(self, order_id: str, seconds: float) -> None:
+        """Delay every ``GET /orders/{order_id}`` by ``seconds`` (0 removes the delay)."""
+        if isinstance(seconds, bool) or not (0.0 <= seconds < math.inf):
+            raise ValueError(f"seconds must be a finite number >= 0, got {seconds!r}")
+        if seconds:
+            self.order_latency[order_id] = float(seconds)
+        else:
+            self.order_latency.pop(order_id, None)
 
     def purchase_delay(self) -> float:
         """Seconds this purchase takes before it takes effect."""

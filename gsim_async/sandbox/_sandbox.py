@@ -248,6 +248,15 @@ class Sandbox:
         """Snapshots of a key's orders, oldest first."""
         return self._state.order_records([self._account(key)])
 
+    def set_order_latency(self, order_id: str, seconds: float) -> None:
+        """Make every ``GET /orders/{id}`` of one order take ``seconds`` (0 removes it).
+
+        Other requests are not slowed. Raises KeyError for an unknown order.
+        """
+        if order_id not in self._state.orders:
+            raise KeyError(f"order {order_id!r} not found")
+        self._injector.set_order_latency(order_id, seconds)
+
     def set_stock(
         self, service: str, country: str, count: int, operator: str | None = None
     ) -> None:
@@ -307,7 +316,8 @@ class Sandbox:
         return self._faults
 
     def clear_faults(self) -> Faults:
-        """Turn every fault off."""
+        """Turn every fault off (per-order latencies included)."""
+        self._injector.order_latency.clear()
         return self.set_faults(**Faults().to_dict())
 
     @property
