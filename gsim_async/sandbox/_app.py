@@ -46,7 +46,6 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Q = TypeVar("Q")
 P = TypeVar("P")
 
-_E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 _ISO2 = re.compile(r"[A-Za-z]{2}")
 _HTTP_CODES = {400: "VALIDATION_ERROR", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}
 
@@ -130,7 +129,7 @@ def required_str(body: Mapping[str, Any], name: str) -> str:
 def phone_field(body: Mapping[str, Any], name: str) -> str:
     """A required E.164 phone number field."""
     value = required_str(body, name)
-    if not _E164.fullmatch(value):
+    if not _catalogue.E164.fullmatch(value):
         raise _errors.validation(f"{name} must be an E.164 phone number like +14155551234")
     return value
 

@@ -9,6 +9,7 @@ from the seeded RNG.
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Container
 from decimal import ROUND_HALF_UP, Decimal
 
@@ -17,6 +18,7 @@ import attrs
 from . import _errors
 
 CENT = Decimal("0.01")
+E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 
 # (id, display name, price in a country with multiplier 1.0)
 _SERVICES: tuple[tuple[str, str, str], ...] = (
@@ -334,6 +336,58 @@ def _capabilities(number_type: str, rng: random.Random) -> tuple[bool, bool, boo
     return rng.random() < 0.95 or not sms, sms, sms and rng.random() < 0.7
 
 
+def _friendly(spec: _RentalCountry, phone: str) -> str:
+    national = phone[1 + len(spec.calling_code) :]
+    return f"({national[:3]}) {national[3:6]}-{national[6:]}" if spec.nanp else phone
+
+
+def describe_number(phone: str, number_type: str | None, iso: str | None) -> AvailableNumber:
+    """A number search never offered, made rentable: its country and type come from its
+    digits (a known area of a served country) or from ``number_type`` and ``iso``.
+
+    Raises 400 VALIDATION_ERROR when neither tells them.
+    """
+    if number_type is not None and number_type not in NUMBER_TYPES:
+        raise _errors.validation(f"numberType must be one of {', '.join(NUMBER_TYPES)}")
+    for country, spec in RENTAL_COUNTRIES.items():
+        national = phone[1 + len(spec.calling_code) :]
+        if iso not in (None, country) or not phone.startswith("+" + spec.calling_code):
+            continue
+        if len(national) != spec.nsn_digits:
+            continue
+        for kind in NUMBER_TYPES if number_type is None else (number_type,):
+            for area in spec.areas[kind]:
+                if national.startswith(area.prefix):
+                    return AvailableNumber(
+                        phone_number=phone,
+                        friendly_name=_friendly(spec, phone),
+                        locality=area.locality,
+                        region=area.region,
+                        iso_country=country,
+                        number_type=kind,
+                        voice=True,
+                        sms=True,
+                        mms=kind != "TOLL_FREE",
+                        base_price=BASE_MONTHLY[kind],
+                    )
+    if number_type is None or iso is None:
+        raise _errors.validation(
+            f"cannot tell the country and type of {phone}: give number_type and country"
+        )
+    return AvailableNumber(
+        phone_number=phone,
+        friendly_name=phone,
+        locality=None,
+        region=None,
+        iso_country=iso,
+        number_type=number_type,
+        voice=True,
+        sms=True,
+        mms=number_type != "TOLL_FREE",
+        base_price=BASE_MONTHLY[number_type],
+    )
+
+
 def search_numbers(
     rng: random.Random,
     iso: str,
@@ -380,11 +434,10 @@ def search_numbers(
         if (sms is not None and has_sms != sms) or (voice is not None and has_voice != voice):
             continue
         seen.add(phone)
-        friendly = f"({national[:3]}) {national[3:6]}-{national[6:]}" if spec.nanp else phone
         found.append(
             AvailableNumber(
                 phone_number=phone,
-                friendly_name=friendly,
+                friendly_name=_friendly(spec, phone),
                 locality=area.locality,
                 region=area.region,
                 iso_country=iso,

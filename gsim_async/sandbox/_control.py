@@ -62,6 +62,13 @@ async def _body(request: web.Request) -> dict[str, Any]:
     return data
 
 
+def _optional_str(body: dict[str, Any], name: str) -> str | None:
+    value = body.get(name)
+    if value is not None and not isinstance(value, str):
+        raise TypeError(f"{name} must be a string")
+    return value
+
+
 def _plain(value: object) -> object:
     # Fault settings are floats; JSON numbers with a fraction arrive as Decimal.
     if isinstance(value, Decimal):
@@ -92,6 +99,14 @@ def add_routes(app: web.Application, sb: Sandbox) -> None:
 
     async def orders(request: web.Request) -> web.Response:
         return _reply({"orders": [o.to_dict() for o in sb.orders(key_of(request))]})
+
+    async def place_order(request: web.Request) -> web.Response:
+        body = await _body(request)
+        service, country = body.get("service"), body.get("country")
+        if not isinstance(service, str) or not isinstance(country, str):
+            raise TypeError("service and country are required strings")
+        operator, key = _optional_str(body, "operator"), _optional_str(body, "key")
+        return _reply(sb.place_order(service, country, operator, key=key).to_dict())
 
     async def order(request: web.Request) -> web.Response:
         return _reply(sb.order(request.match_info["id"]).to_dict())
@@ -128,6 +143,19 @@ def add_routes(app: web.Application, sb: Sandbox) -> None:
 
     async def rentals(request: web.Request) -> web.Response:
         return _reply({"rentals": [r.to_dict() for r in sb.rentals(key_of(request))]})
+
+    async def place_rental(request: web.Request) -> web.Response:
+        body = await _body(request)
+        phone = body.get("phone_number")
+        if not isinstance(phone, str):
+            raise TypeError("phone_number is required (a string)")
+        rental = sb.place_rental(
+            phone,
+            key=_optional_str(body, "key"),
+            number_type=_optional_str(body, "number_type"),
+            country=_optional_str(body, "country"),
+        )
+        return _reply(rental.to_dict())
 
     async def inbound_sms(request: web.Request) -> web.Response:
         body = await _body(request)
@@ -224,11 +252,13 @@ def add_routes(app: web.Application, sb: Sandbox) -> None:
     routes: list[tuple[str, str, Handler]] = [
         ("GET", "/", info),
         ("GET", "/orders", orders),
+        ("POST", "/orders", place_order),
         ("GET", "/orders/{id}", order),
         ("POST", "/orders/{id}/deliver", deliver),
         ("POST", "/orders/{id}/status", order_status),
         ("POST", "/orders/{id}/latency", order_latency),
         ("GET", "/rentals", rentals),
+        ("POST", "/rentals", place_rental),
         ("POST", "/rentals/{id}/sms", inbound_sms),
         ("POST", "/rentals/{id}/calls", inbound_call),
         ("POST", "/rentals/{id}/status", rental_status),

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 
 class ApiError(Exception):
     """An error answer of the gsim API: ``{"error": message, "code": code}`` with ``status``."""
@@ -42,3 +45,14 @@ def provider_error(message: str = "upstream SMS provider temporarily unavailable
 
 class StateError(ValueError):
     """A control action the current state forbids (e.g. delivering a code to a CANCELLED order)."""
+
+
+@contextlib.contextmanager
+def python_errors() -> Iterator[None]:
+    """API rules broken from the Python API: 400 raises ValueError, any other StateError."""
+    try:
+        yield
+    except ApiError as exc:
+        if exc.status == 400:
+            raise ValueError(exc.message) from None
+        raise StateError(f"{exc.message} ({exc.code})") from None

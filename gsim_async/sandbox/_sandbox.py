@@ -11,8 +11,9 @@ import attrs
 from aiohttp import web
 
 from ._app import build_app
-from ._catalogue import Catalogue
+from ._catalogue import E164, Catalogue
 from ._clock import Clock, Scheduler
+from ._errors import StateError, python_errors
 from ._faults import FaultInjector, Faults, fault_changes
 from ._records import Ledger, OrderRecord, RentalRecord, Stats
 from ._state import Account, State
@@ -199,6 +200,12 @@ class Sandbox:
     def _account(self, key: str | None) -> Account:
         return self._default if key is None else self._state.account(key)
 
+    def _buyer(self, key: str | None) -> Account:
+        account = self._account(key)
+        if account.revoked:
+            raise StateError(f"API key {account.key!r} has been revoked")
+        return account
+
     def add_key(self, key: str | None = None, balance: Money = Decimal("100")) -> str:
         """Create another account and return its API key (drawn from the seed if None)."""
         if key is not None and (not isinstance(key, str) or not key.strip()):
@@ -248,6 +255,22 @@ class Sandbox:
         """Snapshots of a key's orders, oldest first."""
         return self._state.order_records([self._account(key)])
 
+    def place_order(
+        self, service: str, country: str, operator: str | None = None, *, key: str | None = None
+    ) -> OrderRecord:
+        """Buy an order on a key's account as another client of that key would.
+
+        The rules of ``POST /orders`` apply (stock, price, balance; charged and
+        in the ledger, listed by the API), without the faults. Raises KeyError
+        for an unknown key, ValueError for an unknown service, country or
+        operator and StateError when the purchase is refused (no stock, balance
+        too low, key revoked).
+        """
+        account = self._buyer(key)
+        with python_errors():
+            offer = self._state.quote_order(account, service, country, operator)
+            return self._state.place_order(account, offer).record()
+
     def set_order_latency(self, order_id: str, seconds: float) -> None:
         """Make every ``GET /orders/{id}`` of one order take ``seconds`` (0 removes it).
 
@@ -276,6 +299,39 @@ class Sandbox:
         return self._state.add_inbound_call(
             rental_id, sender, status=status, duration=duration
         ).payload(self._timestamps)
+
+    def place_rental(
+        self,
+        phone_number: str,
+        *,
+        key: str | None = None,
+        number_type: str | None = None,
+        country: str | None = None,
+    ) -> RentalRecord:
+        """Rent a number on a key's account as another client of that key would.
+
+        A number no search offered is made available: its country and type come
+        from its digits (a known area of a served country) or from
+        ``number_type`` (``LOCAL``, ``MOBILE``, ``TOLL_FREE``) and ``country``
+        (ISO code). The rules of ``POST /rentals`` apply, without the faults.
+        Raises ValueError for a number that cannot be described or that does not
+        match them, StateError when the rental is refused (already rented,
+        balance too low, key revoked).
+        """
+        if not isinstance(phone_number, str) or not E164.fullmatch(phone_number):
+            raise ValueError(f"phone_number must be E.164 like +14155551234, got {phone_number!r}")
+        account = self._buyer(key)
+        iso = None if country is None else country.upper()
+        with python_errors():
+            offered = self._state.offer_number(phone_number, number_type, iso)
+            offered = self._state.quote_rental(
+                account,
+                phone_number,
+                number_type or offered.number_type,
+                iso or offered.iso_country,
+                offered.base_price,
+            )
+            return self._state.place_rental(account, offered).record()
 
     def set_rental_status(self, rental_id: str, status: str) -> RentalRecord:
         """Force a rental's status (EXPIRED and CANCELLED free the number)."""

@@ -559,6 +559,13 @@ class State:
             self._offered[number.phone_number] = number
         return found
 
+    def offer_number(self, phone: str, number_type: str | None, iso: str | None) -> AvailableNumber:
+        """``phone`` as search offered it; a number never offered is made available."""
+        offered = self._offered.get(phone)
+        if offered is None:
+            offered = self._offered[phone] = _catalogue.describe_number(phone, number_type, iso)
+        return offered
+
     def quote_rental(
         self, account: Account, phone: str, number_type: str, iso: str, monthly_price: Decimal
     ) -> AvailableNumber:
