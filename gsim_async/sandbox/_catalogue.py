@@ -125,6 +125,11 @@ class Catalogue:
         if country not in self.countries:
             raise _errors.validation(f"{field} {country!r} is not a known country id")
 
+    def check_operator(self, operator: str, field: str = "operator") -> None:
+        """Raise 400 VALIDATION_ERROR naming ``field`` for an operator of no country."""
+        if not any(o.operator == operator for offers in self._offers.values() for o in offers):
+            raise _errors.validation(f"{field} {operator!r} is not a known operator id")
+
     def choose(self, service: str, country: str, operator: str | None) -> Offer:
         """The offer a purchase takes its number from; raises the API's errors."""
         self.check_service(service)

@@ -235,6 +235,17 @@ def add_routes(app: web.Application, sb: Sandbox) -> None:
         sb.advance(float(seconds))
         return _reply({"now": sb.clock.now(), "offset": sb.clock.offset})
 
+    async def delivery(request: web.Request) -> web.Response:
+        body = await _body(request)
+        if "rate" not in body:
+            raise ValueError("rate is required (a number from 0 to 1, or null to remove)")
+        rate = body["rate"]
+        if rate is not None and (isinstance(rate, bool) or not isinstance(rate, (int, Decimal))):
+            raise TypeError("rate must be a number from 0 to 1, or null")
+        rule = {name: _optional_str(body, name) for name in ("service", "country", "operator")}
+        sb.set_delivery_rate(None if rate is None else float(rate), **rule)
+        return _reply({"rate": rate, **rule})
+
     async def stock(request: web.Request) -> web.Response:
         body = await _body(request)
         service, country, count = body.get("service"), body.get("country"), body.get("count")
@@ -274,6 +285,7 @@ def add_routes(app: web.Application, sb: Sandbox) -> None:
         ("GET", "/ledger", ledger),
         ("POST", "/advance", advance),
         ("POST", "/stock", stock),
+        ("POST", "/delivery", delivery),
     ]
     for method, path, handler in routes:
         app.router.add_route(method, p + path, handler)

@@ -280,6 +280,37 @@ class Sandbox:
             raise KeyError(f"order {order_id!r} not found")
         self._injector.set_order_latency(order_id, seconds)
 
+    def set_delivery_rate(
+        self,
+        rate: float | None,
+        service: str | None = None,
+        country: str | None = None,
+        operator: str | None = None,
+    ) -> None:
+        """Set the chance (0 to 1) that an order matching the rule gets its code by itself.
+
+        The most specific rule matching an order wins (operator, then country,
+        then service, then the rule with none of them); without one,
+        ``no_code_ratio`` decides. The draw is seeded and made at purchase, so
+        a rule applies to orders bought after it. ``rate=None`` removes the
+        rule. Codes arrive by themselves only with ``auto_deliver``.
+        Raises ValueError for a rate outside 0..1 or an unknown id.
+        """
+        if rate is not None and (isinstance(rate, bool) or not 0.0 <= rate <= 1.0):
+            raise ValueError(f"rate must be between 0 and 1 (or None), got {rate!r}")
+        catalogue = self._state.catalogue
+        operator = None if operator == "any" else operator
+        with python_errors():
+            if service is not None:
+                catalogue.check_service(service)
+            if country is not None:
+                catalogue.check_country(country)
+            if operator is not None:
+                catalogue.check_operator(operator)
+        self._state.set_delivery_rate(
+            None if rate is None else float(rate), service, country, operator
+        )
+
     def set_stock(
         self, service: str, country: str, count: int, operator: str | None = None
     ) -> None:

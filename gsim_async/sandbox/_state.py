@@ -295,6 +295,8 @@ class State:
         self.no_code_ratio = no_code_ratio
         self.order_ttl = order_ttl
         self.auto_deliver = auto_deliver
+        # (service, country, operator), None for any -> chance of a code arriving by itself.
+        self.delivery_rules: dict[tuple[str | None, str | None, str | None], float] = {}
         self.accounts: dict[str, Account] = {}
         self.orders: dict[str, Order] = {}
         self.rentals: dict[str, Rental] = {}
@@ -455,10 +457,33 @@ class State:
         self.scheduler.at(order.expires_at, lambda: self._expire(order))
         if self.auto_deliver:
             delay = rng.uniform(*self.code_delay)
-            gets_code = rng.random() >= self.no_code_ratio
+            rate = self.delivery_rate(order.service, order.country, order.operator)
+            gets_code = rng.random() >= (self.no_code_ratio if rate is None else 1.0 - rate)
             if gets_code and delay < self.order_ttl:
                 self.scheduler.at(now + delay, lambda: self._auto_deliver(order))
         return order
+
+    def set_delivery_rate(
+        self, rate: float | None, service: str | None, country: str | None, operator: str | None
+    ) -> None:
+        """Set (None: remove) the chance that matching orders get a code by themselves."""
+        if rate is None:
+            self.delivery_rules.pop((service, country, operator), None)
+        else:
+            self.delivery_rules[service, country, operator] = rate
+
+    def delivery_rate(self, service: str, country: str, operator: str) -> float | None:
+        """The rule for such an order, the most specific first: operator, country, service."""
+        rules = self.delivery_rules
+        if not rules:
+            return None
+        for o in (operator, None):
+            for c in (country, None):
+                for s in (service, None):
+                    rate = rules.get((s, c, o))
+                    if rate is not None:
+                        return rate
+        return None
 
     def get_order(self, account: Account, order_id: str) -> Order:
         """The account's order, or 404 (another key's order is not found either)."""
