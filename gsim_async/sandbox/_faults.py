@@ -115,16 +115,6 @@ class Faults:
     retry_after: int | None = attrs.field(
         default=None, converter=_to_retry_after, validator=_retry_after_valid
     )
-    # Tokens the bucket holds (the burst); None: max(1, rate_limit).
-    rate_limit_burst: float | None = attrs.field(
-        default=None, converter=_to_optional_float, validator=_burst_valid
-    )
-    # False: a 429 carries no Retry-After header at all.
-    retry_after_header: bool = attrs.field(default=True, validator=_boolean)
-    # None, "x" or "ietf": which headers advertise the bucket (only with a rate_limit).
-    rate_limit_headers: str | None = attrs.field(
-        default=None, validator=attrs.validators.in_((None, "x", "ietf"))
-    )
     # POST /orders and POST /rentals answer 503 PROVIDER_ERROR; nothing is charged.
     provider_error_rate: float = attrs.field(default=0.0, converter=float, validator=_probability)
     # Added delay before handling each request: (low, high) seconds, uniform.
@@ -137,6 +127,7 @@ class Faults:
     )
     # A 502 with an HTML body, as a proxy in front of the API would send.
     html_502_rate: float = attrs.field(default=0.0, converter=float, validator=_probability)
+    # New fields go below, so a positional Faults(...) keeps its meaning.
     # The application's processing time of POST /orders and POST /rentals: (low, high) s.
     # Validated at once (a 4xx answers at once); the purchase takes effect at the end of
     # the delay (createdAt is that moment), even if the client has gone meanwhile.
@@ -159,6 +150,16 @@ class Faults:
     # rendering draws a valid RFC 3339 form (0-9 digits, Z/z/+00:00/another offset, T/t).
     timestamp_style: str = attrs.field(
         default="ms", validator=attrs.validators.in_(TIMESTAMP_STYLES)
+    )
+    # Tokens the bucket holds (the burst); None: max(1, rate_limit).
+    rate_limit_burst: float | None = attrs.field(
+        default=None, converter=_to_optional_float, validator=_burst_valid
+    )
+    # False: a 429 carries no Retry-After header at all.
+    retry_after_header: bool = attrs.field(default=True, validator=_boolean)
+    # None, "x" or "ietf": which headers advertise the bucket (only with a rate_limit).
+    rate_limit_headers: str | None = attrs.field(
+        default=None, validator=attrs.validators.in_((None, "x", "ietf"))
     )
 
     def to_dict(self) -> dict[str, object]:
