@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, TypeVar
 from aiohttp import web
 
 from . import _catalogue, _control, _errors
+from ._accounts import Account
 from ._errors import ApiError
 from ._faults import DroppedResponse, FaultInjector, drop, html_502, html_504
 from ._http import (
@@ -34,15 +35,9 @@ from ._http import (
     required_str,
 )
 from ._json import dumps
-from ._state import (
-    ORDER_STATUSES,
-    RENTAL_STATUSES,
-    Account,
-    Call,
-    Message,
-    State,
-    page_of,
-)
+from ._orders import ORDER_STATUSES
+from ._rentals import RENTAL_STATUSES, Call, Message, page_of
+from ._state import State
 from ._stats import Counters
 from ._tasks import Background
 from ._timestamps import Timestamps
@@ -235,7 +230,7 @@ class Api:
         return json_response(text)
 
     def _account(self, request: web.Request) -> Account:
-        return self.state.authenticate(request.headers.get("Authorization"))
+        return self.state.accounts.authenticate(request.headers.get("Authorization"))
 
     def _cached(self, key: str, build: Callable[[], object]) -> web.Response:
         # Catalogue answers change only with stock; re-render after a purchase.
@@ -293,7 +288,7 @@ class Api:
         page = int_param(query, "page", 1, None)
         limit = int_param(query, "limit", 20, 100)
         status = choice_param(query, "status", ORDER_STATUSES)
-        items, total = self.state.list_orders(account, status, page, limit)
+        items, total = self.state.orders.page(account, status, page, limit)
         ts = self.ts
         return json_response(
             dumps(
@@ -316,11 +311,11 @@ class Api:
         operator = body.get("operator")
         if operator is not None and (not isinstance(operator, str) or not operator):
             raise _errors.validation("operator must be a non-empty string (omit it for any)")
-        state = self.state
+        orders = self.state.orders
         return await self._purchase(
             request,
-            lambda: state.quote_order(account, service, country, operator),
-            lambda offer: state.place_order(account, offer),
+            lambda: orders.quote(account, service, country, operator),
+            lambda offer: orders.place(account, offer),
             lambda order: order.purchase_payload(self.ts),
         )
 
@@ -331,7 +326,7 @@ class Api:
         if delay:
             await asyncio.sleep(delay)
         account = self._account(request)
-        order = self.state.get_order(account, order_id)
+        order = self.state.orders.get(account, order_id)
         return json_response(order.wire(self.ts).text)
 
     async def cancel_order(self, request: web.Request) -> web.Response:
@@ -344,7 +339,7 @@ class Api:
 
     def _end_order(self, request: web.Request, status: str) -> web.Response:
         account = self._account(request)
-        refunded = self.state.end_order(account, request.match_info["id"], status)
+        refunded = self.state.orders.end(account, request.match_info["id"], status)
         return json_response(dumps({"success": True, "refunded": refunded}))
 
     # -- rentals --
@@ -373,7 +368,7 @@ class Api:
         if contains is not None and not (contains.isascii() and contains.isdigit()):
             raise _errors.validation("contains must be a pattern of digits, e.g. 555")
         page_size = int_param(query, "pageSize", 20, 50)
-        numbers = self.state.search_numbers(
+        numbers = self.state.rentals.search(
             country.upper(),
             number_type,
             page_size=page_size,
@@ -391,7 +386,7 @@ class Api:
         page = int_param(query, "page", 1, None)
         limit = int_param(query, "limit", 20, 100)
         status = choice_param(query, "status", RENTAL_STATUSES)
-        items, total = self.state.list_rentals(account, status, page, limit)
+        items, total = self.state.rentals.page(account, status, page, limit)
         ts = self.ts
         return json_response(
             dumps({"rentals": [r.payload(ts) for r in items], "total": total, "page": page})
@@ -411,26 +406,26 @@ class Api:
         if not ISO2.fullmatch(country):
             raise _errors.validation("country must be a 2-letter ISO code, e.g. US")
         price = money_field(body, "monthlyPrice")
-        state = self.state
+        rentals = self.state.rentals
         iso = country.upper()
         return await self._purchase(
             request,
-            lambda: state.quote_rental(account, phone, number_type, iso, price),
-            lambda offered: state.place_rental(account, offered),
+            lambda: rentals.quote(account, phone, number_type, iso, price),
+            lambda offered: rentals.place(account, offered),
             lambda rental: rental.payload(self.ts),
         )
 
     async def get_rental(self, request: web.Request) -> web.Response:
         """GET /rentals/{id}: the rental with its recent messages and calls."""
         account = self._account(request)
-        rental = self.state.get_rental(account, request.match_info["id"])
+        rental = self.state.rentals.get(account, request.match_info["id"])
         return json_response(dumps(rental.payload(self.ts, detail=True)))
 
     async def update_rental(self, request: web.Request) -> web.Response:
         """PATCH /rentals/{id}: set only the fields sent; answer with exactly those."""
         account = self._account(request)
         rental_id = request.match_info["id"]
-        self.state.get_rental(account, rental_id)
+        self.state.rentals.get(account, rental_id)
         body = await json_object(request)
         # Validate every field before applying any, so a bad request changes nothing.
         auto_renew = bool_field(body, "autoRenew") if "autoRenew" in body else None
@@ -441,35 +436,34 @@ class Api:
         name = body.get("friendlyName")
         if name is not None and (not isinstance(name, str) or len(name) > 64):
             raise _errors.validation("friendlyName must be a string of at most 64 characters")
-        rental = self.state.live_rental(account, rental_id)
-        changes: dict[str, object] = {"id": rental.id}
+        fields: dict[str, object] = {}
         if auto_renew is not None:
-            rental.auto_renew = changes["autoRenew"] = auto_renew
+            fields["autoRenew"] = auto_renew
         if "forwardingNumber" in body:
-            # null turns forwarding off.
-            rental.forwarding_number = changes["forwardingNumber"] = forwarding
+            fields["forwardingNumber"] = forwarding  # null turns forwarding off
         if voicemail is not None:
-            rental.voicemail_enabled = changes["voicemailEnabled"] = voicemail
+            fields["voicemailEnabled"] = voicemail
         if "friendlyName" in body:
-            rental.friendly_name = changes["friendlyName"] = name
-        return json_response(dumps(changes))
+            fields["friendlyName"] = name
+        rental = self.state.rentals.update(account, rental_id, fields)
+        return json_response(dumps({"id": rental.id, **fields}))
 
     async def delete_rental(self, request: web.Request) -> web.Response:
         """DELETE /rentals/{id}: release the number (the rental stays listed as CANCELLED)."""
         account = self._account(request)
-        self.state.release_rental(account, request.match_info["id"])
+        self.state.rentals.release(account, request.match_info["id"])
         return json_response('{"success":true}')
 
     async def list_sms(self, request: web.Request) -> web.Response:
         """GET /rentals/{id}/sms?page=&limit=, newest first."""
-        rental = self.state.get_rental(self._account(request), request.match_info["id"])
+        rental = self.state.rentals.get(self._account(request), request.match_info["id"])
         return self._rental_page(request, "messages", rental.messages)
 
     async def send_sms(self, request: web.Request) -> web.Response:
         """POST /rentals/{id}/sms: queue an SMS and charge the per-SMS fee."""
         account = self._account(request)
         rental_id = request.match_info["id"]
-        self.state.get_rental(account, rental_id)
+        self.state.rentals.get(account, rental_id)
         body = await json_object(request)
         to = phone_field(body, "to")
         text = body.get("body")
@@ -477,13 +471,13 @@ class Api:
             raise _errors.validation("body is required")
         if not isinstance(text, str) or not 1 <= len(text) <= 1600:
             raise _errors.validation("body must be a string of 1 to 1600 characters")
-        message = self.state.send_sms(account, rental_id, to, text)
-        sid = self.state.new_sid("SM")
+        message = self.state.rentals.send_sms(account, rental_id, to, text)
+        sid = self.state.ids.new_sid("SM")
         return self._answer_action({"id": message.id, "status": "queued", "twilioSid": sid})
 
     async def list_calls(self, request: web.Request) -> web.Response:
         """GET /rentals/{id}/calls?page=&limit=, newest first."""
-        rental = self.state.get_rental(self._account(request), request.match_info["id"])
+        rental = self.state.rentals.get(self._account(request), request.match_info["id"])
         return self._rental_page(request, "calls", rental.calls)
 
     def _rental_page(
@@ -500,11 +494,11 @@ class Api:
         """POST /rentals/{id}/calls: start a call."""
         account = self._account(request)
         rental_id = request.match_info["id"]
-        self.state.get_rental(account, rental_id)
+        self.state.rentals.get(account, rental_id)
         body = await json_object(request)
         to = phone_field(body, "to")
-        call = self.state.place_call(account, rental_id, to)
-        sid = self.state.new_sid("CA")
+        call = self.state.rentals.place_call(account, rental_id, to)
+        sid = self.state.ids.new_sid("CA")
         return self._answer_action({"id": call.id, "status": call.status, "twilioSid": sid})
 
 

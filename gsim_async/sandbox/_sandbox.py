@@ -10,13 +10,14 @@ from typing import Any
 import attrs
 from aiohttp import web
 
+from ._accounts import Account
 from ._app import build_app
 from ._catalogue import E164, Catalogue
 from ._clock import Clock, Scheduler
 from ._errors import StateError, python_errors
 from ._faults import FaultInjector, Faults, fault_changes
 from ._records import Ledger, OrderRecord, RentalRecord, Stats
-from ._state import Account, State
+from ._state import State
 from ._stats import Counters
 from ._tasks import Background
 from ._timestamps import Timestamps
@@ -118,7 +119,7 @@ class Sandbox:
         self._injector = FaultInjector(self._faults, seed)
         self._counters = Counters()
         self._background = Background()
-        self._default = self._state.add_account(api_key, to_money(balance, "balance"))
+        self._default = self._state.accounts.add(api_key, to_money(balance, "balance"))
         self._runner: web.AppRunner | None = None
         self._base_url: str | None = None
         self.app: web.Application = build_app(self)
@@ -198,7 +199,7 @@ class Sandbox:
     # -- accounts and money --
 
     def _account(self, key: str | None) -> Account:
-        return self._default if key is None else self._state.account(key)
+        return self._default if key is None else self._state.accounts.get(key)
 
     def _buyer(self, key: str | None) -> Account:
         account = self._account(key)
@@ -210,15 +211,15 @@ class Sandbox:
         """Create another account and return its API key (drawn from the seed if None)."""
         if key is not None and (not isinstance(key, str) or not key.strip()):
             raise TypeError("key must be a non-empty string or None")
-        return self._state.add_account(key, to_money(balance, "balance")).key
+        return self._state.accounts.add(key, to_money(balance, "balance")).key
 
     def revoke_key(self, key: str) -> None:
         """Revoke a key: its requests get 403 FORBIDDEN from now on."""
-        self._state.account(key).revoked = True
+        self._state.accounts.get(key).revoked = True
 
     def set_balance(self, amount: Money, key: str | None = None) -> None:
         """Set a key's balance (booked in the ledger as an adjustment)."""
-        self._state.set_balance(self._account(key), to_money(amount))
+        self._state.accounts.set_balance(self._account(key), to_money(amount))
 
     def balance(self, key: str | None = None) -> Decimal:
         """A key's current balance."""
@@ -238,22 +239,22 @@ class Sandbox:
         """
         if code is not None and not isinstance(code, str):
             raise TypeError("code must be a string")
-        return self._state.deliver_code(order_id, code)
+        return self._state.orders.deliver_code(order_id, code)
 
     def set_order_status(self, order_id: str, status: str, *, refund: bool = False) -> OrderRecord:
         """Force any status string, even one the API does not document (``"ON_HOLD"``).
 
         ``refund=True`` also refunds the order, unless it was refunded already.
         """
-        return self._state.set_order_status(order_id, status, refund=refund).record()
+        return self._state.orders.force_status(order_id, status, refund=refund).record()
 
     def order(self, order_id: str) -> OrderRecord:
         """A snapshot of one order (KeyError if unknown)."""
-        return self._state.orders[order_id].record()
+        return self._state.orders.by_id[order_id].record()
 
     def orders(self, key: str | None = None) -> list[OrderRecord]:
         """Snapshots of a key's orders, oldest first."""
-        return self._state.order_records([self._account(key)])
+        return self._state.orders.records(self._account(key))
 
     def place_order(
         self, service: str, country: str, operator: str | None = None, *, key: str | None = None
@@ -268,15 +269,15 @@ class Sandbox:
         """
         account = self._buyer(key)
         with python_errors():
-            offer = self._state.quote_order(account, service, country, operator)
-            return self._state.place_order(account, offer).record()
+            orders = self._state.orders
+            return orders.place(account, orders.quote(account, service, country, operator)).record()
 
     def set_order_latency(self, order_id: str, seconds: float) -> None:
         """Make every ``GET /orders/{id}`` of one order take ``seconds`` (0 removes it).
 
         Other requests are not slowed. Raises KeyError for an unknown order.
         """
-        if order_id not in self._state.orders:
+        if order_id not in self._state.orders.by_id:
             raise KeyError(f"order {order_id!r} not found")
         self._injector.set_order_latency(order_id, seconds)
 
@@ -307,7 +308,7 @@ class Sandbox:
                 catalogue.check_country(country)
             if operator is not None:
                 catalogue.check_operator(operator)
-        self._state.set_delivery_rate(
+        self._state.orders.set_delivery_rate(
             None if rate is None else float(rate), service, country, operator
         )
 
@@ -321,13 +322,14 @@ class Sandbox:
 
     def add_inbound_sms(self, rental_id: str, sender: str, body: str) -> dict[str, object]:
         """An SMS arrives on a rented number; returns the message as on the wire."""
-        return self._state.add_inbound_sms(rental_id, sender, body).payload(self._timestamps)
+        message = self._state.rentals.add_inbound_sms(rental_id, sender, body)
+        return message.payload(self._timestamps)
 
     def add_inbound_call(
         self, rental_id: str, sender: str, *, status: str = "COMPLETED", duration: int = 30
     ) -> dict[str, object]:
         """A call arrives on a rented number; returns the call as on the wire."""
-        return self._state.add_inbound_call(
+        return self._state.rentals.add_inbound_call(
             rental_id, sender, status=status, duration=duration
         ).payload(self._timestamps)
 
@@ -354,27 +356,28 @@ class Sandbox:
         account = self._buyer(key)
         iso = None if country is None else country.upper()
         with python_errors():
-            offered = self._state.offer_number(phone_number, number_type, iso)
-            offered = self._state.quote_rental(
+            rentals = self._state.rentals
+            offered = rentals.offer(phone_number, number_type, iso)
+            offered = rentals.quote(
                 account,
                 phone_number,
                 number_type or offered.number_type,
                 iso or offered.iso_country,
                 offered.base_price,
             )
-            return self._state.place_rental(account, offered).record()
+            return rentals.place(account, offered).record()
 
     def set_rental_status(self, rental_id: str, status: str) -> RentalRecord:
         """Force a rental's status (EXPIRED and CANCELLED free the number)."""
-        return self._state.set_rental_status(rental_id, status).record()
+        return self._state.rentals.force_status(rental_id, status).record()
 
     def rental(self, rental_id: str) -> RentalRecord:
         """A snapshot of one rental (KeyError if unknown)."""
-        return self._state.rentals[rental_id].record()
+        return self._state.rentals.by_id[rental_id].record()
 
     def rentals(self, key: str | None = None) -> list[RentalRecord]:
         """Snapshots of a key's rentals, oldest first."""
-        return [r.record() for r in self._account(key).rentals]
+        return [r.record() for r in self._state.rentals.of(self._account(key))]
 
     # -- faults and counters --
 
@@ -418,7 +421,7 @@ class Sandbox:
 
     def keys(self) -> list[str]:
         """Every API key, the default first."""
-        return list(self._state.accounts)
+        return list(self._state.accounts.by_key)
 
     def __repr__(self) -> str:
         where = self._base_url or "not running"
