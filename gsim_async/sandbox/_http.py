@@ -77,6 +77,14 @@ def bool_param(query: Mapping[str, str], name: str) -> bool | None:
     return lowered == "true"
 
 
+def digits_param(query: Mapping[str, str], name: str, what: str) -> str | None:
+    """An optional query parameter of ASCII digits; ``what`` says what they are for."""
+    raw = query.get(name) or None
+    if raw is not None and not (raw.isascii() and raw.isdigit()):
+        raise _errors.validation(f"{name} must be {what}")
+    return raw
+
+
 # -- JSON bodies --
 
 
@@ -110,6 +118,14 @@ def phone_field(body: Mapping[str, Any], name: str) -> str:
     if not E164.fullmatch(value):
         raise _errors.validation(f"{name} must be an E.164 phone number like +14155551234")
     return value
+
+
+def iso_field(body: Mapping[str, Any], name: str) -> str:
+    """A required 2-letter ISO country code field, upper-cased."""
+    value = required_str(body, name)
+    if not ISO2.fullmatch(value):
+        raise _errors.validation(f"{name} must be a 2-letter ISO code, e.g. US")
+    return value.upper()
 
 
 def bool_field(body: Mapping[str, Any], name: str) -> bool:
