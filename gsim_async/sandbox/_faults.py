@@ -1,23 +1,24 @@
 """Fault injection: what can go wrong between a client and gsim, switchable at run time.
 
 :class:`Faults` is the mutable switchboard a test flips; :class:`FaultInjector`
-makes the seeded random decisions and keeps the per-key token buckets of the
-rate limit. The middleware in ``_app`` applies them to ``/api/v1`` requests:
-first the reverse proxy's (drop before, HTML 502, gateway timeout), then the
-application's (rate limit, latency); the purchase handlers apply the provider
-error, the processing time and the drop after charging.
+makes the seeded random decisions and applies the rate limit's settings to
+its token buckets. The middleware (``_pipeline``) applies them to
+``/api/v1`` requests: first the reverse proxy's (drop before, HTML 502,
+gateway timeout), then the application's (rate limit, latency); the purchase
+path (``_api``) applies the provider error, the processing time, the drop
+after charging and the unreadable answer.
 """
 
 from __future__ import annotations
 
 import math
 import random
-import time
 from collections.abc import Mapping
 
 import attrs
 from aiohttp import web
 
+from ._ratelimit import TokenBuckets, advertised
 from ._timestamps import TIMESTAMP_STYLES
 
 
@@ -192,7 +193,7 @@ class FaultInjector:
     def __init__(self, faults: Faults, seed: int) -> None:
         self.faults = faults
         self._rng = random.Random(f"{seed}:faults")
-        self._buckets: dict[str, list[float]] = {}  # key -> [tokens, last refill]
+        self._buckets = TokenBuckets()
         self.order_latency: dict[str, float] = {}  # order id -> seconds per GET of it
 
     def roll(self, rate: float) -> bool:
@@ -226,30 +227,17 @@ class FaultInjector:
         burst = self.faults.rate_limit_burst
         return max(1.0, rate) if burst is None else burst
 
-    def _tokens(self, key: str, rate: float) -> tuple[list[float], float]:
-        """``key``'s bucket, refilled up to now; also returns its capacity."""
-        now = time.monotonic()
-        burst = self._burst(rate)
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            bucket = self._buckets[key] = [burst, now]
-        bucket[0] = min(burst, bucket[0] + (now - bucket[1]) * rate)
-        bucket[1] = now
-        return bucket, burst
-
     def throttle(self, key: str) -> int | None:
         """None if ``key`` may make a request now, else the Retry-After seconds to send."""
         rate = self.faults.rate_limit
         if rate is None:
             return None
-        bucket, _ = self._tokens(key, rate)
-        tokens = bucket[0]
-        if tokens >= 1.0:
-            bucket[0] = tokens - 1.0
+        wait = self._buckets.take(key, rate, self._burst(rate))
+        if wait is None:
             return None
         if self.faults.retry_after is not None:
             return self.faults.retry_after
-        return max(1, math.ceil((1.0 - tokens) / rate))
+        return max(1, math.ceil(wait))
 
     def rate_limit_headers(self, key: str) -> dict[str, str]:
         """The headers advertising ``key``'s bucket, per ``rate_limit_headers``; maybe none."""
@@ -257,24 +245,8 @@ class FaultInjector:
         style = self.faults.rate_limit_headers
         if rate is None or style is None:
             return {}
-        bucket, burst = self._tokens(key, rate)
-        limit = int(burst)
-        remaining = math.floor(bucket[0])
-        # Float refills stop a hair short of full; that hair is not a second to wait.
-        missing = burst - bucket[0]
-        reset = math.ceil(missing / rate) if missing > 1e-9 else 0
-        if style == "x":
-            return {
-                "X-RateLimit-Limit": str(limit),
-                "X-RateLimit-Remaining": str(remaining),
-                "X-RateLimit-Reset": str(reset),
-            }
-        window = burst / rate
-        shown = str(int(window)) if window.is_integer() else format(round(window, 3), "g")
-        return {
-            "RateLimit-Policy": f"{limit};w={shown}",
-            "RateLimit": f"limit={limit}, remaining={remaining}, reset={reset}",
-        }
+        burst = self._burst(rate)
+        return advertised(style, rate, burst, self._buckets.state(key, rate, burst))
 
     def reset_buckets(self) -> None:
         """Every key starts again with a full bucket."""
