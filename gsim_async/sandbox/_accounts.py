@@ -7,7 +7,7 @@ all times.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from decimal import Decimal
 
 import attrs
@@ -42,9 +42,6 @@ class Accounts:
         self._ids = ids
         self._clock = clock
         self.by_key: dict[str, Account] = {}
-
-    def __iter__(self) -> Iterator[Account]:
-        return iter(self.by_key.values())
 
     def add(self, key: str | None, balance: Decimal) -> Account:
         """Create an API key with an opening balance; ``None`` draws a ``2s_...`` key."""

@@ -346,14 +346,10 @@ def _friendly(spec: _RentalCountry, phone: str) -> str:
     return f"({national[:3]}) {national[3:6]}-{national[6:]}" if spec.nanp else phone
 
 
-def describe_number(phone: str, number_type: str | None, iso: str | None) -> AvailableNumber:
-    """A number search never offered, made rentable: its country and type come from its
-    digits (a known area of a served country) or from ``number_type`` and ``iso``.
-
-    Raises 400 VALIDATION_ERROR when neither tells them.
-    """
-    if number_type is not None and number_type not in NUMBER_TYPES:
-        raise _errors.validation(f"numberType must be one of {', '.join(NUMBER_TYPES)}")
+def _placed(
+    phone: str, number_type: str | None, iso: str | None
+) -> tuple[str, str, _RentalCountry, _Area] | None:
+    """The served country, number type and area that ``phone``'s digits fall in, if any."""
     for country, spec in RENTAL_COUNTRIES.items():
         national = phone[1 + len(spec.calling_code) :]
         if iso not in (None, country) or not phone.startswith("+" + spec.calling_code):
@@ -363,27 +359,33 @@ def describe_number(phone: str, number_type: str | None, iso: str | None) -> Ava
         for kind in NUMBER_TYPES if number_type is None else (number_type,):
             for area in spec.areas[kind]:
                 if national.startswith(area.prefix):
-                    return AvailableNumber(
-                        phone_number=phone,
-                        friendly_name=_friendly(spec, phone),
-                        locality=area.locality,
-                        region=area.region,
-                        iso_country=country,
-                        number_type=kind,
-                        voice=True,
-                        sms=True,
-                        mms=kind != "TOLL_FREE",
-                        base_price=BASE_MONTHLY[kind],
-                    )
-    if number_type is None or iso is None:
+                    return country, kind, spec, area
+    return None
+
+
+def describe_number(phone: str, number_type: str | None, iso: str | None) -> AvailableNumber:
+    """A number search never offered, made rentable: its country and type come from its
+    digits (a known area of a served country) or from ``number_type`` and ``iso``.
+
+    Raises 400 VALIDATION_ERROR when neither tells them.
+    """
+    if number_type is not None and number_type not in NUMBER_TYPES:
+        raise _errors.validation(f"numberType must be one of {', '.join(NUMBER_TYPES)}")
+    placed = _placed(phone, number_type, iso)
+    if placed is not None:
+        iso, number_type, spec, area = placed
+        friendly, locality, region = _friendly(spec, phone), area.locality, area.region
+    elif number_type is None or iso is None:
         raise _errors.validation(
             f"cannot tell the country and type of {phone}: give number_type and country"
         )
+    else:
+        friendly, locality, region = phone, None, None
     return AvailableNumber(
         phone_number=phone,
-        friendly_name=phone,
-        locality=None,
-        region=None,
+        friendly_name=friendly,
+        locality=locality,
+        region=region,
         iso_country=iso,
         number_type=number_type,
         voice=True,

@@ -64,10 +64,10 @@ def _to_retry_after(value: float | None) -> int | None:
     return value  # type: ignore[return-value]  # anything else is left to the validator
 
 
-Seconds = float | tuple[float, float] | list[float]
+_Seconds = float | tuple[float, float] | list[float]
 
 
-def _seconds_range(value: Seconds, name: str) -> tuple[float, float]:
+def _seconds_range(value: _Seconds, name: str) -> tuple[float, float]:
     """A fixed delay or a (low, high) range, in seconds."""
     if isinstance(value, (int, float)):
         low = high = float(value)
@@ -78,11 +78,11 @@ def _seconds_range(value: Seconds, name: str) -> tuple[float, float]:
     return (low, high)
 
 
-def _to_latency(value: Seconds) -> tuple[float, float]:
+def _to_latency(value: _Seconds) -> tuple[float, float]:
     return _seconds_range(value, "latency")
 
 
-def _to_purchase_delay(value: Seconds) -> tuple[float, float]:
+def _to_purchase_delay(value: _Seconds) -> tuple[float, float]:
     return _seconds_range(value, "purchase_delay")
 
 

@@ -301,11 +301,23 @@ class Orders:
     def set_delivery_rate(
         self, rate: float | None, service: str | None, country: str | None, operator: str | None
     ) -> None:
-        """Set (None: remove) the chance that matching orders get a code by themselves."""
+        """Set (None: remove) the chance that matching orders get a code by themselves.
+
+        Raises ValueError for a rate outside 0..1, ApiError (400) for an unknown id.
+        """
+        if rate is not None and (isinstance(rate, bool) or not 0.0 <= rate <= 1.0):
+            raise ValueError(f"rate must be between 0 and 1 (or None), got {rate!r}")
+        catalogue = self._catalogue
+        if service is not None:
+            catalogue.check_service(service)
+        if country is not None:
+            catalogue.check_country(country)
+        if operator is not None:
+            catalogue.check_operator(operator)
         if rate is None:
             self._rules.pop((service, country, operator), None)
         else:
-            self._rules[service, country, operator] = rate
+            self._rules[service, country, operator] = float(rate)
 
     def delivery_rate(self, service: str, country: str, operator: str) -> float | None:
         """The rule for such an order, the most specific first: operator, country, service."""

@@ -297,20 +297,9 @@ class Sandbox:
         rule. Codes arrive by themselves only with ``auto_deliver``.
         Raises ValueError for a rate outside 0..1 or an unknown id.
         """
-        if rate is not None and (isinstance(rate, bool) or not 0.0 <= rate <= 1.0):
-            raise ValueError(f"rate must be between 0 and 1 (or None), got {rate!r}")
-        catalogue = self._state.catalogue
         operator = None if operator == "any" else operator
         with python_errors():
-            if service is not None:
-                catalogue.check_service(service)
-            if country is not None:
-                catalogue.check_country(country)
-            if operator is not None:
-                catalogue.check_operator(operator)
-        self._state.orders.set_delivery_rate(
-            None if rate is None else float(rate), service, country, operator
-        )
+            self._state.orders.set_delivery_rate(rate, service, country, operator)
 
     def set_stock(
         self, service: str, country: str, count: int, operator: str | None = None

@@ -25,9 +25,6 @@ class Background:
     def __init__(self) -> None:
         self._tasks: set[asyncio.Task[Any]] = set()
 
-    def __len__(self) -> int:
-        return len(self._tasks)
-
     def spawn(self, work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         """Start ``work``; the task is kept until it ends."""
         task = asyncio.get_running_loop().create_task(work)
