@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from cli_helpers import Gsim, Served
+from cli_helpers import Gsim, Served, StubApi
 
 from gsim_async.sandbox import Sandbox
 
@@ -67,3 +67,48 @@ def gsim(served: Served) -> Gsim:
 def no_env() -> dict[str, str | None]:
     """An environment without the gsim variables (None unsets them for the runner)."""
     return {"GSIM_API_KEY": None, "GSIM_BASE_URL": None}
+
+
+@pytest.fixture
+def stub_api() -> Iterator[StubApi]:
+    """A loopback HTTP server answering what a test puts in ``stub_api.answers``."""
+    from aiohttp import web
+
+    api = StubApi()
+
+    async def handle(request: web.Request) -> web.Response:
+        path = request.path.removeprefix("/api/v1")
+        api.hits.append((request.method, path))
+        status, body = api.answers.get(
+            (request.method, path), (404, {"error": "no such endpoint", "code": "NOT_FOUND"})
+        )
+        return web.json_response(body, status=status)
+
+    ready: concurrent.futures.Future[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = (
+        concurrent.futures.Future()
+    )
+
+    def main() -> None:
+        async def serve() -> None:
+            app = web.Application()
+            app.router.add_route("*", "/{tail:.*}", handle)
+            runner = web.AppRunner(app, access_log=None)
+            await runner.setup()
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            api.base_url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+            stop = asyncio.Event()
+            ready.set_result((asyncio.get_running_loop(), stop))
+            try:
+                await stop.wait()
+            finally:
+                await runner.cleanup()
+
+        asyncio.run(serve())
+
+    thread = threading.Thread(target=main, daemon=True)
+    thread.start()
+    loop, stop = ready.result(timeout=10)
+    yield api
+    loop.call_soon_threadsafe(stop.set)
+    thread.join(10)
