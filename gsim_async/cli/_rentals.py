@@ -236,17 +236,23 @@ def rent(app: App, phone_number: str, country: str, kind: str, monthly_price: st
             offers = await gsim.rentals.search(
                 country, type=number_type, contains=digits, page_size=50
             )
-            price = next((o.monthly_price for o in offers if o.phone_number == phone_number), None)
-            if price is None:
+            offer = next((o for o in offers if o.phone_number == phone_number), None)
+            if offer is None:
                 raise click.UsageError(
-                    f"{phone_number} is not offered in {country} as {kind}; pass "
-                    "--monthly-price with the price `gsim rentals search` showed"
+                    f"{phone_number} is not offered in {country} as {kind} (see `gsim rentals "
+                    "search`); to try anyway, pass --monthly-price with its base price"
                 )
+            if offer.monthly_price is None:
+                raise click.UsageError(
+                    "the search results carry no price: pass --monthly-price with the "
+                    "number's base monthly price from gsim's price list (before its markup)"
+                )
+            price = offer.monthly_price
         rental = await gsim.rentals.create(phone_number, number_type, country, price)
         app.out.result(
             rental,
-            f"rented [bold]{rental.phone_number}[/] for {money(rental.monthly_price)} a month "
-            f"(rental {rental.id})",
+            f"rented [bold]{rental.phone_number}[/] for {money(rental.monthly_price)} a month, "
+            f"charged now: base price {price} USD plus gsim's markup (rental {rental.id})",
         )
 
     app.run(go)
