@@ -137,8 +137,9 @@ class GetCode:
 
     @contextlib.contextmanager
     def _live(self) -> Iterator[Progress | None]:
-        if self.out.json or not self.out.console.is_terminal:
-            yield None  # a pipe or a file gets the lines only, not the live display
+        if self.out.json or not self.out.console.is_interactive:
+            # A pipe, a file or a CI log (TTY_INTERACTIVE=0) gets the lines only.
+            yield None
             return
         progress = Progress(
             SpinnerColumn(finished_text=" "),
