@@ -70,8 +70,14 @@ USER_TESTS = """
 """
 
 
+def user_project(tmp_path: Path, tests: str) -> None:
+    """A user's project: its tests, and a pytest.ini so no configuration above it counts."""
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    (tmp_path / "test_user.py").write_text(textwrap.dedent(tests))
+
+
 def test_a_fresh_session_finds_the_fixture_through_the_entry_point(tmp_path: Path) -> None:
-    (tmp_path / "test_user.py").write_text(textwrap.dedent(USER_TESTS))
+    user_project(tmp_path, USER_TESTS)
     # -p no:asyncio: a user with anyio alone (pytest-asyncio is in our test extra).
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:asyncio",
@@ -94,8 +100,9 @@ def run_pytest_asyncio(tmp_path: Path, *options: str) -> subprocess.CompletedPro
 
 
 def test_works_with_pytest_asyncio_too(tmp_path: Path) -> None:
-    (tmp_path / "test_user.py").write_text(
-        textwrap.dedent("""
+    user_project(
+        tmp_path,
+        """
             import pytest
 
             @pytest.mark.asyncio
@@ -104,7 +111,7 @@ def test_works_with_pytest_asyncio_too(tmp_path: Path) -> None:
                 assert gsim_sandbox.deliver_code(order) == (
                     await gsim_sandbox.client.orders.wait_for_code(order)
                 )
-        """)
+        """,
     )
     result = run_pytest_asyncio(tmp_path, "-o", "asyncio_default_fixture_loop_scope=function")
     assert "1 passed" in result.stdout, result.stdout + result.stderr
@@ -128,7 +135,7 @@ def test_a_module_scoped_test_loop_with_function_scoped_fixtures_fails_at_once(
 ) -> None:
     # The client would be bound to the fixture's loop and hang in the test's: it used to
     # end after ~155 s in "a purchase ... may have been charged".
-    (tmp_path / "test_user.py").write_text(textwrap.dedent(MODULE_LOOP_TESTS))
+    user_project(tmp_path, MODULE_LOOP_TESTS)
     started = time.monotonic()
     result = run_pytest_asyncio(tmp_path, "-o", "asyncio_default_fixture_loop_scope=function")
     assert time.monotonic() - started < 30
@@ -140,6 +147,6 @@ def test_a_module_scoped_test_loop_with_function_scoped_fixtures_fails_at_once(
 
 
 def test_a_module_scoped_test_loop_works_with_fixtures_in_the_same_loop(tmp_path: Path) -> None:
-    (tmp_path / "test_user.py").write_text(textwrap.dedent(MODULE_LOOP_TESTS))
+    user_project(tmp_path, MODULE_LOOP_TESTS)
     result = run_pytest_asyncio(tmp_path, "-o", "asyncio_default_fixture_loop_scope=module")
     assert "1 passed" in result.stdout, result.stdout + result.stderr
