@@ -17,7 +17,9 @@ It is an async fixture, run by whichever plugin runs the test:
 
 * anyio's pytest plugin (installed with gsim-async): ``@pytest.mark.anyio`` tests;
 * pytest-asyncio: ``@pytest.mark.asyncio`` tests, or any async test in its
-  ``asyncio_mode = auto``.
+  ``asyncio_mode = auto``. The client must live in the test's own event loop, so
+  ``asyncio_default_fixture_loop_scope`` must equal the test's loop scope; a test run
+  in another loop than the fixture's fails at once, saying what to set.
 
 ``@pytest.mark.gsim_sandbox(...)`` passes options to the :class:`Sandbox`
 (``balance``, ``code_delay``, ``auto_deliver``, ``no_code_ratio``, ``order_ttl``,
@@ -28,9 +30,12 @@ runners or a longer-lived sandbox.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import functools
 import importlib
-from collections.abc import AsyncIterator, Callable
+import inspect
+from collections.abc import AsyncIterator, Callable, Generator
 from typing import Any, TypeVar
 
 import attrs
@@ -56,6 +61,9 @@ DEFAULT_CODE_DELAY = (0.1, 0.3)
 DEFAULT_POLL_INTERVAL = 0.05
 
 MARKER = "gsim_sandbox"
+
+#: The event loop the fixture's client was made in, for the test that asked for it.
+_FIXTURE_LOOP = pytest.StashKey[asyncio.AbstractEventLoop]()
 
 
 @attrs.frozen
@@ -139,8 +147,62 @@ if _asyncio_fixture is not None:
     async def _gsim_sandbox_asyncio(
         request: pytest.FixtureRequest,
     ) -> AsyncIterator[GsimSandbox]:
+        # pytest-asyncio runs async fixtures and tests in loops of their own scopes; the
+        # test checks it runs in this one (see pytest_runtest_call).
+        request.node.stash[_FIXTURE_LOOP] = asyncio.get_running_loop()
         async with _running(request) as env:
             yield env
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
+    """Fail a pytest-asyncio test at once when it runs in another loop than the fixture.
+
+    The client's session belongs to the loop it was made in; used from another loop,
+    its requests never complete (a purchase then ends, minutes later, in "may have been
+    charged"). The check runs first in the test's own coroutine, before any request.
+    """
+    loop = item.stash.get(_FIXTURE_LOOP, None)
+    test = getattr(item, "obj", None)
+    if loop is None or not inspect.iscoroutinefunction(test):
+        return (yield)
+
+    @functools.wraps(test)
+    async def checked(*args: Any, **kwargs: Any) -> Any:
+        if asyncio.get_running_loop() is not loop:
+            pytest.fail(_loop_mismatch(item), pytrace=False)
+        return await test(*args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(item, "obj", checked)
+        return (yield)
+
+
+def _ini(config: pytest.Config, name: str) -> str | None:
+    try:
+        value = config.getini(name)
+    except ValueError:  # an older pytest-asyncio without this option
+        return None
+    return value if isinstance(value, str) and value else None
+
+
+def _loop_mismatch(item: pytest.Item) -> str:
+    marker = item.get_closest_marker("asyncio")
+    kwargs = marker.kwargs if marker is not None else {}
+    test_scope = (
+        kwargs.get("loop_scope")
+        or kwargs.get("scope")
+        or _ini(item.config, "asyncio_default_test_loop_scope")
+        or "function"
+    )
+    fixture_scope = _ini(item.config, "asyncio_default_fixture_loop_scope") or "function"
+    return (
+        f"{MARKER}: this test runs in pytest-asyncio's {test_scope}-scoped event loop, but "
+        f"async fixtures, {MARKER} among them, run in the {fixture_scope}-scoped one (the "
+        "client must live in the test's own loop). Set asyncio_default_fixture_loop_scope "
+        f"= {test_scope} in your pytest configuration, or run the test in the fixtures' "
+        f'loop: @pytest.mark.asyncio(loop_scope="{fixture_scope}").'
+    )
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from decimal import Decimal
 from pathlib import Path
 
@@ -69,11 +70,18 @@ USER_TESTS = """
 """
 
 
+def user_project(tmp_path: Path, tests: str) -> None:
+    """A user's project: its tests, and a pytest.ini so no configuration above it counts."""
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    (tmp_path / "test_user.py").write_text(textwrap.dedent(tests))
+
+
 def test_a_fresh_session_finds_the_fixture_through_the_entry_point(tmp_path: Path) -> None:
-    (tmp_path / "test_user.py").write_text(textwrap.dedent(USER_TESTS))
+    user_project(tmp_path, USER_TESTS)
+    # -p no:asyncio: a user with anyio alone (pytest-asyncio is in our test extra).
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--strict-markers",
-         "-W", "error", "test_user.py"],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:asyncio",
+         "--strict-markers", "-W", "error", "test_user.py"],
         cwd=tmp_path, capture_output=True, text=True, timeout=60,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )  # fmt: skip
@@ -81,10 +89,20 @@ def test_a_fresh_session_finds_the_fixture_through_the_entry_point(tmp_path: Pat
     assert "gsim_sandbox is an async fixture: use it from an async test marked" in result.stdout
 
 
+def run_pytest_asyncio(tmp_path: Path, *options: str) -> subprocess.CompletedProcess[str]:
+    """Run tmp_path's test_user.py in a fresh session with pytest-asyncio (and -W error)."""
+    return subprocess.run(  # noqa: S603 (our own interpreter and a file we wrote)
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "error",
+         *options, "test_user.py"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+
+
 def test_works_with_pytest_asyncio_too(tmp_path: Path) -> None:
-    pytest.importorskip("pytest_asyncio")
-    (tmp_path / "test_user.py").write_text(
-        textwrap.dedent("""
+    user_project(
+        tmp_path,
+        """
             import pytest
 
             @pytest.mark.asyncio
@@ -93,12 +111,42 @@ def test_works_with_pytest_asyncio_too(tmp_path: Path) -> None:
                 assert gsim_sandbox.deliver_code(order) == (
                     await gsim_sandbox.client.orders.wait_for_code(order)
                 )
-        """)
+        """,
     )
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "error",
-         "-o", "asyncio_default_fixture_loop_scope=function", "test_user.py"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=60,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )  # fmt: skip
+    result = run_pytest_asyncio(tmp_path, "-o", "asyncio_default_fixture_loop_scope=function")
+    assert "1 passed" in result.stdout, result.stdout + result.stderr
+
+
+MODULE_LOOP_TESTS = """
+    import pytest
+
+    pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+    async def test_buys(gsim_sandbox):
+        order = await gsim_sandbox.client.orders.create("telegram", "russia")
+        assert gsim_sandbox.deliver_code(order) == (
+            await gsim_sandbox.client.orders.wait_for_code(order)
+        )
+"""
+
+
+def test_a_module_scoped_test_loop_with_function_scoped_fixtures_fails_at_once(
+    tmp_path: Path,
+) -> None:
+    # The client would be bound to the fixture's loop and hang in the test's: it used to
+    # end after ~155 s in "a purchase ... may have been charged".
+    user_project(tmp_path, MODULE_LOOP_TESTS)
+    started = time.monotonic()
+    result = run_pytest_asyncio(tmp_path, "-o", "asyncio_default_fixture_loop_scope=function")
+    assert time.monotonic() - started < 30
+    output = result.stdout + result.stderr
+    assert "1 failed" in result.stdout, output
+    assert "may have been charged" not in output
+    assert "runs in pytest-asyncio's module-scoped event loop" in output
+    assert "Set asyncio_default_fixture_loop_scope = module" in output
+
+
+def test_a_module_scoped_test_loop_works_with_fixtures_in_the_same_loop(tmp_path: Path) -> None:
+    user_project(tmp_path, MODULE_LOOP_TESTS)
+    result = run_pytest_asyncio(tmp_path, "-o", "asyncio_default_fixture_loop_scope=module")
     assert "1 passed" in result.stdout, result.stdout + result.stderr

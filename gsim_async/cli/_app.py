@@ -3,21 +3,27 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import click
 
 from .._version import __version__
 from . import _catalogue, _get_code, _orders, _rentals, _sandbox_cmd
-from ._context import DURATION, INTERRUPTED, App
+from ._context import INTERRUPTED, POSITIVE_DURATION, App, Group, positive_duration
+from ._output import error_line
 
 
-class _Group(click.Group):
-    """Usage errors as one line (``gsim: error: ...``), like every other error."""
+def _wants_json(args: Sequence[str]) -> bool:
+    """``--json`` anywhere on the line (before a ``--``): errors are JSON from the start."""
+    args = list(args)
+    if "--" in args:
+        args = args[: args.index("--")]
+    return "--json" in args
 
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return list(self.commands)  # the order they were added in: most used first
+
+class _Gsim(Group):
+    """Every error, usage errors included, as one line (a JSON object with --json)."""
 
     def main(
         self,
@@ -29,48 +35,60 @@ class _Group(click.Group):
     ) -> Any:
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, False, **extra)
+        as_json = _wants_json(sys.argv[1:] if args is None else args)
         try:
             status = super().main(args, prog_name, complete_var, False, **extra)
         except click.UsageError as exc:
-            hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
-            click.echo(f"gsim: error: {exc.format_message()}{hint}", err=True)
+            hint = f"see '{exc.ctx.command_path} --help'" if exc.ctx is not None else None
+            error_line(
+                exc.format_message(),
+                code="USAGE",
+                exit_code=exc.exit_code,
+                hint=hint,
+                as_json=as_json,
+            )
             sys.exit(exc.exit_code)
         except click.ClickException as exc:
-            click.echo(f"gsim: error: {exc.format_message()}", err=True)
+            error_line(exc.format_message(), code="ERROR", exit_code=exc.exit_code, as_json=as_json)
             sys.exit(exc.exit_code)
         except click.Abort:
-            click.echo("gsim: aborted", err=True)
+            error_line("aborted", code="INTERRUPTED", exit_code=INTERRUPTED, as_json=as_json)
             sys.exit(INTERRUPTED)
         sys.exit(status if isinstance(status, int) else 0)
 
 
-@click.group("gsim", cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option(
-    "--api-key",
-    envvar="GSIM_API_KEY",
-    show_envvar=True,
-    metavar="KEY",
-    help="Your gsim API key (made on the gsim dashboard).",
-)
-@click.option(
-    "--base-url",
-    envvar="GSIM_BASE_URL",
-    show_envvar=True,
-    metavar="URL",
-    help="The API's address (default https://gsim.io).",
-)
-@click.option(
-    "--sandbox",
-    is_flag=True,
-    help="Use an embedded sandbox: no account, no money; codes arrive after a few seconds.",
-)
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output, no colours.")
-@click.option(
-    "--poll-interval",
-    **DURATION,
-    help="How often waits look for codes (default 2 s; 0.5 s with --sandbox).",
-)
-@click.option("-v", "--verbose", count=True, help="DEBUG logs on stderr (-vv adds aiohttp's).")
+# The options every command takes, before or after its name. Before it they also read
+# the environment; after it they override whatever was given before.
+_API_KEY: dict[str, Any] = {
+    "metavar": "KEY",
+    "help": "Your gsim API key (made on the gsim dashboard).",
+}
+_BASE_URL: dict[str, Any] = {
+    "metavar": "URL",
+    "help": "The API's address (default https://gsim.io).",
+}
+_SANDBOX: dict[str, Any] = {
+    "is_flag": True,
+    "help": "Use an embedded sandbox: no account, no money; codes arrive after a few seconds.",
+}
+_JSON: dict[str, Any] = {"is_flag": True, "help": "Machine-readable output, no colours."}
+_POLL_INTERVAL: dict[str, Any] = {
+    **POSITIVE_DURATION,
+    "help": "How often waits look for codes (default 2 s; 0.5 s with --sandbox).",
+}
+_VERBOSE: dict[str, Any] = {
+    "count": True,
+    "help": "DEBUG logs on stderr (-vv adds aiohttp's).",
+}
+
+
+@click.group("gsim", cls=_Gsim, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--api-key", envvar="GSIM_API_KEY", show_envvar=True, **_API_KEY)
+@click.option("--base-url", envvar="GSIM_BASE_URL", show_envvar=True, **_BASE_URL)
+@click.option("--sandbox", envvar="GSIM_SANDBOX", show_envvar=True, **_SANDBOX)
+@click.option("--json", "as_json", **_JSON)
+@click.option("--poll-interval", **_POLL_INTERVAL)
+@click.option("-v", "--verbose", **_VERBOSE)
 @click.version_option(__version__, "-V", "--version", prog_name="gsim")
 @click.pass_context
 def cli(
@@ -85,6 +103,8 @@ def cli(
     """gsim: SMS verification numbers and virtual number rentals.
 
     Try it without an account: gsim --sandbox get-code telegram russia
+
+    The options below may also follow the command (gsim balance --json).
 
     Exit status: 0 ok, 1 API error, 2 usage, 3 no code, 130 interrupted.
     """
@@ -118,14 +138,41 @@ for _command in (
 del _command
 
 
-def _late_json(ctx: click.Context, param: click.Parameter, value: bool) -> None:
-    if value:
-        ctx.ensure_object(App).out.json = True
+def _late(name: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    """The callback of an option given after the command: it overrides the App's ``name``."""
+
+    def callback(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        if name == "poll_interval":
+            value = positive_duration(ctx, param, value)
+        app = ctx.find_object(App)
+        if app is None or not value:  # not given (or empty): what came before stands
+            return value
+        if name == "verbose":
+            app.verbose += value
+        elif name == "json":
+            app.out.json = True
+        else:
+            setattr(app, name, value)
+        return value
+
+    return callback
 
 
-def _late_verbose(ctx: click.Context, param: click.Parameter, value: int) -> None:
-    if value:
-        ctx.ensure_object(App).verbose += value
+def _late_options(*names: str) -> list[click.Option]:
+    options = {
+        "api_key": (["--api-key"], _API_KEY),
+        "base_url": (["--base-url"], _BASE_URL),
+        "sandbox": (["--sandbox"], _SANDBOX),
+        "poll_interval": (["--poll-interval"], _POLL_INTERVAL),
+        "json": (["--json"], _JSON),
+        "verbose": (["-v", "--verbose"], _VERBOSE),
+    }
+    return [
+        click.Option(
+            options[name][0], **{**options[name][1], "expose_value": False, "callback": _late(name)}
+        )
+        for name in names
+    ]
 
 
 def _leaves(group: click.Group) -> list[click.Command]:
@@ -135,16 +182,9 @@ def _leaves(group: click.Group) -> list[click.Command]:
     return found
 
 
-# `gsim orders --json` works as well as `gsim --json orders`: scripts put it anywhere.
+# `gsim orders --json` works as well as `gsim --json orders`: scripts put options anywhere.
 for _command in _leaves(cli):
-    _command.params += [
-        click.Option(
-            ["--json"], is_flag=True, expose_value=False, callback=_late_json,
-            help="Machine-readable output, no colours.",
-        ),
-        click.Option(
-            ["-v", "--verbose"], count=True, expose_value=False, callback=_late_verbose,
-            help="DEBUG logs on stderr.",
-        ),
-    ]  # fmt: skip
+    if _command is not _sandbox_cmd.sandbox:  # it serves an API: no key, no client
+        _command.params += _late_options("api_key", "base_url", "sandbox", "poll_interval")
+    _command.params += _late_options("json", "verbose")
 del _command

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from .._client import Client
-from ._context import App, pass_app
+from ._context import App, catalogue_hint, pass_app
 from ._output import amount
 
 
@@ -51,7 +51,7 @@ def countries(app: App, service: str | None) -> None:
             ([c.id, c.name, c.iso, amount(c.min_price), c.count] for c in found),
         )
 
-    app.run(go)
+    app.run(go, hint=catalogue_hint(service))
 
 
 @click.command()
@@ -59,7 +59,7 @@ def countries(app: App, service: str | None) -> None:
 @click.argument("country")
 @pass_app
 def operators(app: App, service: str, country: str) -> None:
-    """List the operators of COUNTRY selling numbers for SERVICE, with prices."""
+    """List the operators for SERVICE in COUNTRY, with their prices."""
 
     async def go(gsim: Client) -> None:
         found = await gsim.operators(service, country)
@@ -69,4 +69,4 @@ def operators(app: App, service: str, country: str) -> None:
             ([o.id, o.name, amount(o.price), o.count] for o in found),
         )
 
-    app.run(go)
+    app.run(go, hint=catalogue_hint(service, country))

@@ -15,7 +15,14 @@ import click
 
 from .._client import Client
 from .._constants import DEFAULT_POLL_INTERVAL
-from .._exceptions import GsimError, InvalidArgumentError, MessageTimeoutError, NoCodeError
+from .._exceptions import (
+    GsimError,
+    InvalidArgumentError,
+    MessageTimeoutError,
+    NoCodeError,
+    NotFoundError,
+    ValidationError,
+)
 from ._output import Output
 
 log = logging.getLogger("gsim_async")
@@ -32,6 +39,8 @@ SANDBOX_CODE_DELAY = (2.0, 5.0)
 SANDBOX_POLL_INTERVAL = 0.5
 
 Command = Callable[[Client], Awaitable[int | None]]
+#: Turns an error into a hint for the user, or None.
+Hint = Callable[[GsimError], str | None]
 
 
 class App:
@@ -47,7 +56,7 @@ class App:
         verbose: int,
         poll_interval: float | None = None,
     ) -> None:
-        self._api_key = api_key
+        self.api_key = api_key
         self.base_url = base_url
         self.poll_interval = poll_interval
         self.sandbox = sandbox
@@ -55,20 +64,27 @@ class App:
         self.verbose = verbose
         #: Set once Ctrl-C (or SIGTERM) asked the command to stop.
         self.interrupted = False
+        #: Set by a command that already told the user it was interrupted (a summary).
+        self.interruption_reported = False
 
     def __repr__(self) -> str:
         # Never the key, whatever prints this.
         return f"<gsim App base_url={self.base_url!r} sandbox={self.sandbox}>"
 
-    def run(self, command: Command) -> NoReturn:
-        """Run ``command(client)`` in a fresh event loop and exit with its status."""
-        raise click.exceptions.Exit(self.run_plain(lambda: self._with_client(command)))
+    def run(self, command: Command, *, hint: Hint | None = None) -> NoReturn:
+        """Run ``command(client)`` in a fresh event loop and exit with its status.
 
-    def run_plain(self, work: Callable[[], Awaitable[int | None]]) -> int:
+        ``hint`` adds a line of advice to the error the command ends with.
+        """
+        raise click.exceptions.Exit(self.run_plain(lambda: self._with_client(command), hint=hint))
+
+    def run_plain(
+        self, work: Callable[[], Awaitable[int | None]], *, hint: Hint | None = None
+    ) -> int:
         """Run ``work()`` in a fresh event loop; errors become one line and a status."""
         with debug_logging(self.verbose):
             try:
-                return asyncio.run(self._guarded(work))
+                return asyncio.run(self._guarded(work, hint))
             except KeyboardInterrupt:  # where the loop cannot handle signals (Windows)
                 self.out.error("interrupted", code="INTERRUPTED", exit_code=INTERRUPTED)
                 return INTERRUPTED
@@ -86,19 +102,19 @@ class App:
                     poll_interval=self.poll_interval or SANDBOX_POLL_INTERVAL,
                 )
             else:
-                if not self._api_key:
+                if not self.api_key:
                     raise click.UsageError(
                         "no API key: pass --api-key or set GSIM_API_KEY (or try --sandbox)"
                     )
                 client = Client(
-                    self._api_key,
+                    self.api_key,
                     base_url=self.base_url or None,
                     poll_interval=self.poll_interval or DEFAULT_POLL_INTERVAL,
                 )
             await stack.enter_async_context(client)
             return await command(client)
 
-    async def _guarded(self, work: Callable[[], Awaitable[int | None]]) -> int:
+    async def _guarded(self, work: Callable[[], Awaitable[int | None]], hint: Hint | None) -> int:
         interrupts = _Interrupts(self)
         interrupts.install()
         try:
@@ -106,13 +122,14 @@ class App:
         except asyncio.CancelledError:
             if not self.interrupted:
                 raise
-            self.out.error("interrupted", code="INTERRUPTED", exit_code=INTERRUPTED)
+            if not self.interruption_reported:
+                self.out.error("interrupted", code="INTERRUPTED", exit_code=INTERRUPTED)
             return INTERRUPTED
         except click.ClickException:
             raise
         except GsimError as exc:
             status = exit_status(exc)
-            self.out.failure(exc, status)
+            self.out.failure(exc, status, hint=hint(exc) if hint is not None else None)
             return status
         except Exception as exc:
             log.debug("unexpected error", exc_info=True)
@@ -133,6 +150,31 @@ def exit_status(exc: GsimError) -> int:
     if isinstance(exc, InvalidArgumentError):
         return USAGE
     return API_ERROR
+
+
+def catalogue_hint(service: str | None, country: str | None = None) -> Hint:
+    """Where to look up the ids of a command that names a service, country or operator.
+
+    An unknown id is a 400 or 404 from the API, whose message may or may not say which
+    id it did not know: the hint names the listing that has it, or both.
+    """
+
+    def hint(exc: GsimError) -> str | None:
+        if not isinstance(exc, (NotFoundError, ValidationError)):
+            return None
+        said = exc.message.lower()
+        services = "`gsim services` lists the service ids"
+        countries = "`gsim countries" + (f" --service {service}" if service else "") + "`"
+        countries += " lists the country ids"
+        if "operator" in said and service and country:
+            return f"`gsim operators {service} {country}` lists the operators"
+        if "country" in said and "service" not in said:
+            return countries
+        if "service" in said and "country" not in said:
+            return services
+        return f"{services}, {countries}"
+
+    return hint
 
 
 class _Interrupts:
@@ -217,7 +259,45 @@ def duration(ctx: click.Context, param: click.Parameter, value: str | None) -> f
     return float(number) * _UNITS[(unit or "").lower()]
 
 
-#: Keyword arguments of a click option that takes a duration.
+def positive_duration(
+    ctx: click.Context, param: click.Parameter, value: str | None
+) -> float | None:
+    """A duration that must be more than zero (a zero timeout would buy and refund at once)."""
+    seconds = duration(ctx, param, value)
+    if seconds is not None and seconds <= 0:
+        raise click.BadParameter(f"{value!r} is not a positive duration (e.g. 90s, 5m)")
+    return seconds
+
+
+#: Keyword arguments of a click option that takes a duration (zero allowed).
 DURATION: dict[str, Any] = {"callback": duration, "metavar": "DURATION"}
+#: Keyword arguments of a click option that takes a duration above zero.
+POSITIVE_DURATION: dict[str, Any] = {"callback": positive_duration, "metavar": "DURATION"}
+
+
+class Group(click.Group):
+    """A group of commands listed in the order they were added, with whole help lines."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(self.commands)  # the order they were added in: most used first
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        # Bare `gsim` (or `gsim rentals`) asks what there is: help, and success.
+        if not args and self.no_args_is_help and not ctx.resilient_parsing:
+            click.echo(ctx.get_help(), color=ctx.color)
+            ctx.exit(OK)
+        return super().parse_args(ctx, args)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # click cuts each line's help to fit with "..."; wrap the first sentence instead.
+        rows = [
+            (name, command.get_short_help_str(limit=1_000))
+            for name in self.list_commands(ctx)
+            if (command := self.get_command(ctx, name)) is not None and not command.hidden
+        ]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
 
 pass_app = click.make_pass_decorator(App)

@@ -17,11 +17,14 @@ import click
 from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 
 from .._client import Client
-from .._exceptions import GsimError, NoCodeError
+from .._exceptions import CodeTimeoutError, GsimError, NoCodeError
 from .._models import Order
-from .._waiting import Activation
-from ._context import API_ERROR, DURATION, NO_CODE, App, pass_app
+from .._waiting import Activation, OnTimeout
+from ._context import API_ERROR, NO_CODE, POSITIVE_DURATION, App, Hint, catalogue_hint, pass_app
 from ._output import money, to_data
+
+#: What ``--on-timeout`` may say, as ``wait_for_code(on_timeout=...)`` takes it.
+ON_TIMEOUT: list[OnTimeout] = ["ban", "cancel", "keep"]
 
 
 @click.command("get-code")
@@ -32,10 +35,18 @@ from ._output import money, to_data
     help="How many numbers to buy and wait on at once.",
 )  # fmt: skip
 @click.option("--operator", help="An operator id from `gsim operators` (default: any).")
-@click.option("--max-price", help="Buy only at this price or lower (USD, e.g. 0.50).")
 @click.option(
-    "--timeout", **DURATION, default="5m", show_default=True,
-    help="How long to wait for each code (90s, 5m, 20m) before a refund.",
+    "--max-price", metavar="USD",
+    help="Buy only at this price or lower (e.g. 0.50); nothing is bought above it.",
+)  # fmt: skip
+@click.option(
+    "--timeout", **POSITIVE_DURATION, default="5m", show_default=True,
+    help="How long to wait for each code (90s, 5m, 20m).",
+)  # fmt: skip
+@click.option(
+    "--on-timeout", type=click.Choice(ON_TIMEOUT), default="ban", show_default=True,
+    help="What to do with an order whose code did not come in time: ban or cancel it "
+    "(both refund it), or keep it waiting for `gsim wait ID`.",
 )  # fmt: skip
 @pass_app
 def get_code(
@@ -46,12 +57,14 @@ def get_code(
     operator: str | None,
     max_price: str | None,
     timeout: float,
+    on_timeout: OnTimeout,
 ) -> None:
-    """Buy numbers for SERVICE in COUNTRY, wait for their codes, refund those without.
+    """Buy numbers for SERVICE in COUNTRY and print their codes.
 
-    Each number is printed as soon as it is bought, and each code as it arrives.
-    An order that gets no code in time is banned and refunded; Ctrl-C cancels (and
-    refunds) the ones still waiting. Exit status 3 when a code did not come.
+    Each number is printed as soon as it is bought, each code as it arrives, and a
+    summary at the end. An order that gets no code in time is banned and refunded
+    (see --on-timeout); Ctrl-C cancels and refunds the ones still waiting. Exit
+    status 3 when a code did not come.
     """
 
     async def go(gsim: Client) -> int:
@@ -60,9 +73,11 @@ def get_code(
             gsim.orders.activation(service, country, operator, max_price=max_price)
             for _ in range(count)
         ]
-        return await GetCode(app, timeout).run(activations)
+        return await GetCode(app, timeout, on_timeout, catalogue_hint(service, country)).run(
+            activations
+        )
 
-    app.run(go)
+    app.run(go, hint=catalogue_hint(service, country))
 
 
 @attrs.define(eq=False)
@@ -76,15 +91,22 @@ class Slot:
     error: GsimError | None = None
     refunded: Decimal | None = None
     interrupted: bool = False
+    #: Left PENDING after its timeout (--on-timeout keep).
+    kept: bool = False
 
 
 class GetCode:
     """The concurrent waits of one ``get-code`` run, and what they show."""
 
-    def __init__(self, app: App, timeout: float) -> None:
+    def __init__(self, app: App, timeout: float, on_timeout: OnTimeout, hint: Hint) -> None:
+        self.app = app
         self.out = app.out
         self.timeout = timeout
+        self.on_timeout: OnTimeout = on_timeout
+        self.hint = hint
         self.progress: Progress | None = None
+        #: Error lines already shown: the same failure of many purchases is shown once.
+        self.shown: set[str] = set()
 
     async def run(self, activations: list[Activation]) -> int:
         slots = [Slot(i) for i in range(len(activations))]
@@ -105,6 +127,7 @@ class GetCode:
                     task.cancel()
                 await asyncio.wait(tasks)
                 self._summary(slots, interrupted=True)
+                self.app.interruption_reported = True
                 raise
         for task in tasks:
             error = None if task.cancelled() else task.exception()
@@ -114,8 +137,9 @@ class GetCode:
 
     @contextlib.contextmanager
     def _live(self) -> Iterator[Progress | None]:
-        if self.out.json or not self.out.console.is_terminal:
-            yield None  # a pipe or a file gets the lines only, not the live display
+        if self.out.json or not self.out.console.is_interactive:
+            # A pipe, a file or a CI log (TTY_INTERACTIVE=0) gets the lines only.
+            yield None
             return
         progress = Progress(
             SpinnerColumn(finished_text=" "),
@@ -130,11 +154,20 @@ class GetCode:
 
     async def _one(self, slot: Slot, act: Activation) -> None:
         try:
-            async with act:
+            async with contextlib.AsyncExitStack() as stack:
+                await stack.enter_async_context(act)
                 slot.order = act.order
                 self._bought(slot)
                 try:
-                    slot.code = await act.wait_for_code(timeout=self.timeout)
+                    slot.code = await act.wait_for_code(
+                        timeout=self.timeout, on_timeout=self.on_timeout
+                    )
+                except CodeTimeoutError as exc:
+                    slot.error = exc
+                    if self.on_timeout == "keep":
+                        # Leaving the activation would cancel the order: keep it waiting.
+                        stack.pop_all()
+                        slot.kept = True
                 except NoCodeError as exc:
                     slot.error = exc
         except GsimError as exc:
@@ -179,6 +212,12 @@ class GetCode:
                 text = "[red]not cancelled[/]: it will expire and be refunded by gsim"
             else:
                 text = f"[yellow]cancelled[/] ({refunded} refunded)"
+        elif slot.kept and order is not None:
+            event, status = "no_code", "[yellow]kept"
+            text = (
+                f"[yellow]no code yet[/]: kept waiting (`gsim wait {order.id}`, "
+                f"or `gsim cancel {order.id}` for a refund)"
+            )
         elif isinstance(slot.error, NoCodeError):
             event = "no_code"
             state = order.status.value if order is not None else "?"
@@ -198,11 +237,13 @@ class GetCode:
                     "error": str(slot.error) if slot.error is not None else None,
                 }
             )
-            return
         if event == "error":
             assert slot.error is not None
-            self.out.failure(slot.error, API_ERROR)
-        else:
+            # On stderr like every error (JSON with --json), once for many alike.
+            if str(slot.error) not in self.shown:
+                self.shown.add(str(slot.error))
+                self.out.failure(slot.error, API_ERROR, hint=self.hint(slot.error))
+        elif not self.out.json:
             self.out.console.print(f"[bold]{number or '(no number)'}[/]  {text}")
         if self.progress is not None and slot.task is not None:
             self.progress.update(slot.task, status=status, total=1, completed=1)
@@ -222,11 +263,14 @@ class GetCode:
                     "interrupted": interrupted,
                 }
             )
-        elif interrupted or (failed and len(slots) > 1):
-            what = "interrupted: " if interrupted else ""
-            self.out.console.print(
-                f"{what}{codes} of {len(slots)} codes; {money(refunded)} refunded"
-            )
+        else:
+            text = f"{codes} of {len(slots)} code{'s' if len(slots) > 1 else ''}"
+            if failed:
+                text += f"; {money(refunded)} refunded"
+            kept = sum(1 for s in slots if s.kept)
+            if kept:
+                text += f"; {kept} kept waiting"
+            self.out.console.print(("interrupted: " if interrupted else "") + text)
         if any(s.error is not None and not isinstance(s.error, NoCodeError) for s in failed):
             return API_ERROR
         return NO_CODE if failed else 0

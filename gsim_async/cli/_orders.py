@@ -13,7 +13,7 @@ from .._client import Client
 from .._enums import OrderStatus
 from .._exceptions import ConflictError
 from .._models import Order, Refund
-from ._context import API_ERROR, DURATION, App, pass_app
+from ._context import API_ERROR, DURATION, POSITIVE_DURATION, App, catalogue_hint, pass_app
 from ._output import amount, money, to_data, when
 
 ORDER_COLUMNS = ["order", "number", "service", "country", "status", "code", "USD", "created"]
@@ -56,7 +56,11 @@ def order_fields(order: Order) -> Iterable[tuple[str, object]]:
 @click.option("--operator", help="An operator id from `gsim operators` (default: any).")
 @pass_app
 def buy(app: App, service: str, country: str, operator: str | None) -> None:
-    """Buy a number for SERVICE in COUNTRY (charged now; see also get-code)."""
+    """Buy a number for SERVICE in COUNTRY; its price is charged now.
+
+    Then `gsim wait ID` waits for its code. `gsim get-code` does both, and refunds a
+    number that gets no code.
+    """
 
     async def go(gsim: Client) -> None:
         order = await gsim.orders.create(service, country, operator)
@@ -66,7 +70,7 @@ def buy(app: App, service: str, country: str, operator: str | None) -> None:
         )
         app.out.note(f"wait for its code: gsim wait {order.id}   refund: gsim cancel {order.id}")
 
-    app.run(go)
+    app.run(go, hint=catalogue_hint(service, country))
 
 
 @click.command()
@@ -86,7 +90,7 @@ def order(app: App, order_id: str) -> None:
 @click.argument("order_id", metavar="ID")
 @click.option(
     "--timeout",
-    **DURATION,
+    **POSITIVE_DURATION,
     help="Give up after this long (90, 90s, 5m); default: until the order expires.",
 )
 @click.option(
@@ -100,7 +104,10 @@ def order(app: App, order_id: str) -> None:
 def wait(
     app: App, order_id: str, timeout: float | None, on_timeout: Literal["ban", "cancel", "keep"]
 ) -> None:
-    """Wait for an order's code and print it (exit status 3 if none comes)."""
+    """Wait for an order's code and print it.
+
+    Exit status 3 when no code comes; Ctrl-C stops waiting and leaves the order as it is.
+    """
 
     async def go(gsim: Client) -> None:
         try:
@@ -147,7 +154,7 @@ def _refund_command(action: Literal["cancel", "ban"]) -> click.Command:
     command.__doc__ = (
         "Cancel a PENDING order; its price is refunded."
         if action == "cancel"
-        else "Report a PENDING order's number as not receiving; its price is refunded."
+        else "Report a PENDING order's number as not receiving, for a refund."
     )
     return click.command(action)(command)
 
@@ -157,10 +164,22 @@ ban = _refund_command("ban")
 
 
 @click.command()
-@click.option("--status", type=click.Choice(STATUSES, case_sensitive=False), help="Only these.")
+@click.option(
+    "--status",
+    type=click.Choice(STATUSES, case_sensitive=False),
+    help="Only the orders in this status.",
+)
 @click.option("--all", "every", is_flag=True, help="Every page, not just one.")
-@click.option("--page", type=click.IntRange(1), default=1, show_default=True)
-@click.option("--limit", type=click.IntRange(1, 100), default=20, show_default=True)
+@click.option(
+    "--page", type=click.IntRange(1), default=1, show_default=True, help="Which page to show."
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(1, 100),
+    default=20,
+    show_default=True,
+    help="Orders per page.",
+)
 @pass_app
 def orders(app: App, status: str | None, every: bool, page: int, limit: int) -> None:
     """List the account's orders, newest first."""
@@ -193,7 +212,11 @@ def orders(app: App, status: str | None, every: bool, page: int, limit: int) -> 
 )
 @pass_app
 def sweep(app: App, older_than: float) -> None:
-    """Cancel PENDING orders left behind by a crashed program, for a refund."""
+    """Refund the PENDING orders a crashed program left behind.
+
+    Cancels every PENDING order bought at least --older-than ago; a program still
+    waiting on one of them will see it cancelled.
+    """
 
     async def go(gsim: Client) -> None:
         refunds: list[tuple[Order, Refund]] = await gsim.orders.cancel_stale(older_than=older_than)

@@ -144,17 +144,43 @@ class Output:
 
     # -- failures --
 
-    def error(self, message: str, *, code: str | None = None, exit_code: int = 1) -> None:
-        """One line on stderr: ``error: ...`` (a JSON object under --json)."""
-        message = " ".join(message.split())
-        if self.json:
-            line = {"error": message, "code": code, "exit_code": exit_code}
-            click.echo(json.dumps(line, ensure_ascii=False), err=True)
-        else:
-            click.secho("error: ", fg="red", bold=True, err=True, nl=False)
-            click.echo(message, err=True)
+    def error(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        exit_code: int = 1,
+        hint: str | None = None,
+    ) -> None:
+        """One line on stderr: ``gsim: error: ...`` (a JSON object under --json)."""
+        error_line(message, code=code, exit_code=exit_code, hint=hint, as_json=self.json)
 
-    def failure(self, exc: GsimError, exit_code: int) -> None:
+    def failure(self, exc: GsimError, exit_code: int, *, hint: str | None = None) -> None:
         """Report an SDK error as one line."""
         code = exc.code if isinstance(exc, APIError) else type(exc).__name__
-        self.error(str(exc) or type(exc).__name__, code=code, exit_code=exit_code)
+        self.error(str(exc) or type(exc).__name__, code=code, exit_code=exit_code, hint=hint)
+
+
+def error_line(
+    message: str,
+    *,
+    code: str | None,
+    exit_code: int,
+    as_json: bool,
+    hint: str | None = None,
+) -> None:
+    """Every error of the command line, usage errors included, in one of two forms.
+
+    ``gsim: error: MESSAGE; HINT`` for people (in red on a terminal), or one JSON
+    object for scripts: ``{"error": MESSAGE, "code": CODE, "exit_code": N}`` (and
+    ``"hint"`` when there is one).
+    """
+    message = " ".join(message.split())
+    if as_json:
+        line: dict[str, object] = {"error": message, "code": code, "exit_code": exit_code}
+        if hint:
+            line["hint"] = hint
+        click.echo(json.dumps(line, ensure_ascii=False), err=True)
+        return
+    click.secho("gsim: error: ", fg="red", bold=True, err=True, nl=False)
+    click.echo(f"{message.rstrip('.')}; {hint}" if hint else message, err=True)

@@ -15,7 +15,7 @@ from .._codes import extract_code
 from .._enums import NumberType, RentalStatus
 from .._models import Call, Message, Rental
 from .._types import NOT_GIVEN
-from ._context import DURATION, App, pass_app
+from ._context import POSITIVE_DURATION, App, Group, pass_app
 from ._output import amount, money, to_data, when
 
 RENTAL_COLUMNS = ["rental", "number", "country", "type", "status", "USD/month", "renews"]
@@ -85,19 +85,25 @@ def _yes_no(flag: bool | None) -> str | None:
     return None if flag is None else ("yes" if flag else "no")
 
 
-@click.group()
+@click.group(cls=Group)
 def rentals() -> None:
-    """Long-term virtual numbers: search, rent, read SMS and calls, release."""
+    """Rent long-term virtual numbers, with their SMS and calls."""
 
 
 @rentals.command()
 @click.argument("country")
-@click.option("--type", "kind", type=TYPE_OPTION, default="local", show_default=True)
+@click.option(
+    "--type", "kind", type=TYPE_OPTION, default="local", show_default=True,
+    help="The kind of number.",
+)  # fmt: skip
 @click.option("--sms/--no-sms", default=None, help="Only numbers that can (or cannot) get SMS.")
 @click.option("--voice/--no-voice", default=None, help="Only numbers with (or without) voice.")
 @click.option("--area-code", help="Only numbers in this area code (e.g. 510).")
 @click.option("--contains", help="Only numbers containing these digits (e.g. 555).")
-@click.option("--limit", type=click.IntRange(1, 50), default=20, show_default=True)
+@click.option(
+    "--limit", type=click.IntRange(1, 50), default=20, show_default=True,
+    help="At most this many numbers.",
+)  # fmt: skip
 @pass_app
 def search(
     app: App,
@@ -109,7 +115,11 @@ def search(
     contains: str | None,
     limit: int,
 ) -> None:
-    """Numbers available to rent in COUNTRY (2-letter ISO code, e.g. US)."""
+    """Find numbers to rent in COUNTRY, a 2-letter ISO code such as US.
+
+    The USD/month column is filled only when the server sends a price: the published
+    gsim API's search results carry none (see `gsim rentals rent --help`).
+    """
 
     async def go(gsim: Client) -> None:
         found = await gsim.rentals.search(
@@ -147,10 +157,22 @@ def search(
 
 
 @rentals.command("list")
-@click.option("--status", type=click.Choice([s.value for s in RentalStatus], case_sensitive=False))
+@click.option(
+    "--status",
+    type=click.Choice([s.value for s in RentalStatus], case_sensitive=False),
+    help="Only the rentals in this status.",
+)
 @click.option("--all", "every", is_flag=True, help="Every page, not just one.")
-@click.option("--page", type=click.IntRange(1), default=1, show_default=True)
-@click.option("--limit", type=click.IntRange(1, 100), default=20, show_default=True)
+@click.option(
+    "--page", type=click.IntRange(1), default=1, show_default=True, help="Which page to show."
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(1, 100),
+    default=20,
+    show_default=True,
+    help="Rentals per page.",
+)
 @pass_app
 def list_(app: App, status: str | None, every: bool, page: int, limit: int) -> None:
     """List the account's rentals."""
@@ -186,14 +208,25 @@ def get(app: App, rental_id: str) -> None:
 @rentals.command()
 @click.argument("phone_number", metavar="NUMBER")
 @click.option("--country", required=True, help="2-letter ISO code the number was found in.")
-@click.option("--type", "kind", type=TYPE_OPTION, default="local", show_default=True)
+@click.option(
+    "--type", "kind", type=TYPE_OPTION, default="local", show_default=True,
+    help="The kind of number, as searched for.",
+)  # fmt: skip
 @click.option(
     "--monthly-price",
-    help="The base price `gsim rentals search` showed; looked up when left out.",
+    metavar="USD",
+    help="The number's base monthly price, before gsim's markup. Left out, it is taken "
+    "from the search results when they carry one (the published API's do not).",
 )
 @pass_app
 def rent(app: App, phone_number: str, country: str, kind: str, monthly_price: str | None) -> None:
-    """Rent NUMBER (found with `gsim rentals search`); the monthly fee is charged now."""
+    """Rent NUMBER found by search; the first month is charged now.
+
+    The API takes the number's base monthly price (--monthly-price, as gsim's price
+    list gives it) and charges that price plus gsim's markup: the rental's monthly
+    price, printed once it is rented, is what the balance pays, more than the base
+    price passed.
+    """
 
     async def go(gsim: Client) -> None:
         number_type = TYPES[kind.lower()]
@@ -203,17 +236,23 @@ def rent(app: App, phone_number: str, country: str, kind: str, monthly_price: st
             offers = await gsim.rentals.search(
                 country, type=number_type, contains=digits, page_size=50
             )
-            price = next((o.monthly_price for o in offers if o.phone_number == phone_number), None)
-            if price is None:
+            offer = next((o for o in offers if o.phone_number == phone_number), None)
+            if offer is None:
                 raise click.UsageError(
-                    f"{phone_number} is not offered in {country} as {kind}; pass "
-                    "--monthly-price with the price `gsim rentals search` showed"
+                    f"{phone_number} is not offered in {country} as {kind} (see `gsim rentals "
+                    "search`); to try anyway, pass --monthly-price with its base price"
                 )
+            if offer.monthly_price is None:
+                raise click.UsageError(
+                    "the search results carry no price: pass --monthly-price with the "
+                    "number's base monthly price from gsim's price list (before its markup)"
+                )
+            price = offer.monthly_price
         rental = await gsim.rentals.create(phone_number, number_type, country, price)
         app.out.result(
             rental,
-            f"rented [bold]{rental.phone_number}[/] for {money(rental.monthly_price)} a month "
-            f"(rental {rental.id})",
+            f"rented [bold]{rental.phone_number}[/] for {money(rental.monthly_price)} a month, "
+            f"charged now: base price {price} USD plus gsim's markup (rental {rental.id})",
         )
 
     app.run(go)
@@ -224,7 +263,9 @@ def rent(app: App, phone_number: str, country: str, kind: str, monthly_price: st
 @click.option("--auto-renew/--no-auto-renew", default=None, help="Renew every month.")
 @click.option("--forward-to", metavar="NUMBER", help="Forward calls to this E.164 number.")
 @click.option("--no-forwarding", is_flag=True, help="Stop forwarding calls.")
-@click.option("--voicemail/--no-voicemail", default=None)
+@click.option(
+    "--voicemail/--no-voicemail", default=None, help="Take voicemail for missed calls (or stop)."
+)
 @click.option("--name", help="A friendly name (at most 64 characters).")
 @pass_app
 def update(
@@ -236,7 +277,7 @@ def update(
     voicemail: bool | None,
     name: str | None,
 ) -> None:
-    """Change a rental's settings; only the options given are changed."""
+    """Change a rental's settings: only those given are changed."""
     if forward_to is not None and no_forwarding:
         raise click.UsageError("--forward-to and --no-forwarding contradict each other")
 
@@ -279,8 +320,16 @@ def release(app: App, rental_id: str, yes: bool) -> None:
 
 @rentals.command()
 @click.argument("rental_id", metavar="ID")
-@click.option("--page", type=click.IntRange(1), default=1, show_default=True)
-@click.option("--limit", type=click.IntRange(1, 100), default=50, show_default=True)
+@click.option(
+    "--page", type=click.IntRange(1), default=1, show_default=True, help="Which page to show."
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(1, 100),
+    default=50,
+    show_default=True,
+    help="Messages per page.",
+)
 @pass_app
 def sms(app: App, rental_id: str, page: int, limit: int) -> None:
     """List a rental's SMS, newest first."""
@@ -298,7 +347,10 @@ def sms(app: App, rental_id: str, page: int, limit: int) -> None:
 @click.argument("body")
 @pass_app
 def send(app: App, rental_id: str, to: str, body: str) -> None:
-    """Send an SMS with BODY to TO (E.164) from a rental (a per-SMS fee is charged)."""
+    """Send BODY by SMS from a rental to TO; a per-SMS fee is charged.
+
+    TO is an E.164 number (+14155551234).
+    """
 
     async def go(gsim: Client) -> None:
         sent = await gsim.rentals.send_sms(rental_id, to, body)
@@ -309,8 +361,12 @@ def send(app: App, rental_id: str, to: str, body: str) -> None:
 
 @rentals.command()
 @click.argument("rental_id", metavar="ID")
-@click.option("--page", type=click.IntRange(1), default=1, show_default=True)
-@click.option("--limit", type=click.IntRange(1, 100), default=50, show_default=True)
+@click.option(
+    "--page", type=click.IntRange(1), default=1, show_default=True, help="Which page to show."
+)
+@click.option(
+    "--limit", type=click.IntRange(1, 100), default=50, show_default=True, help="Calls per page."
+)
 @pass_app
 def calls(app: App, rental_id: str, page: int, limit: int) -> None:
     """List a rental's calls, newest first."""
@@ -338,11 +394,17 @@ def call(app: App, rental_id: str, to: str) -> None:
 
 @rentals.command("wait-sms")
 @click.argument("rental_id", metavar="ID")
-@click.option("--match", metavar="REGEX", help="Only an SMS whose body matches.")
-@click.option("--timeout", **DURATION, help="Give up after this long (exit status 3).")
+@click.option("--match", metavar="REGEX", help="Only an SMS whose body matches this regex.")
+@click.option(
+    "--timeout", **POSITIVE_DURATION, help="Give up after this long (90s, 5m; exit status 3)."
+)
 @pass_app
 def wait_sms(app: App, rental_id: str, match: str | None, timeout: float | None) -> None:
-    """Wait for the next inbound SMS on a rental and print it, with any code in it."""
+    """Wait for a rental's next inbound SMS and print it.
+
+    A verification code found in it is printed on a line of its own. Exit status 3
+    when none comes before --timeout.
+    """
 
     async def go(gsim: Client) -> None:
         try:

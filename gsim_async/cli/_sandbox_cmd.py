@@ -62,10 +62,11 @@ def sandbox(
     code_delay: str,
     no_auto_deliver: bool,
 ) -> None:  # fmt: skip
-    """Run a local gsim API sandbox (no money, no account) until Ctrl-C.
+    """Serve a local gsim API sandbox (no account, no money).
 
-    It prints its base URL and its own API key (a sandbox key, worth nothing) as an
-    `export` line to paste into another shell, where `gsim` then talks to it.
+    It runs until Ctrl-C, and prints its base URL and its own API key (a sandbox key,
+    worth nothing) as an `export` line to paste into another shell, where `gsim` then
+    talks to it.
     """
     from ..sandbox import Sandbox
 

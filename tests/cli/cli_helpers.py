@@ -43,6 +43,23 @@ class Served:
         return {"GSIM_API_KEY": self.api_key, "GSIM_BASE_URL": self.base_url}
 
 
+class StubApi:
+    """Canned answers of a server that behaves like the published API, not the sandbox.
+
+    ``answers[(method, path)]`` is ``(status, json body)``; paths start after ``/api/v1``.
+    """
+
+    def __init__(self) -> None:
+        self.answers: dict[tuple[str, str], tuple[int, Any]] = {}
+        self.hits: list[tuple[str, str]] = []
+        self.base_url = ""
+        self.api_key = "2s_" + "s" * 40
+
+    @property
+    def env(self) -> dict[str, str | None]:
+        return {"GSIM_API_KEY": self.api_key, "GSIM_BASE_URL": self.base_url}
+
+
 class Gsim:
     """Runs ``gsim`` in-process against a sandbox; checks the key never shows."""
 

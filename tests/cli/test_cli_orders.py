@@ -49,7 +49,7 @@ def test_wait_timeout_bans_for_a_refund_and_exits_3(gsim: Gsim, served: Served) 
 
 def test_wait_json_error_on_stderr(gsim: Gsim) -> None:
     order = gsim.json("buy", "telegram", "russia")
-    result = gsim("--json", "wait", order["id"], "--timeout", "0", "--on-timeout", "keep")
+    result = gsim("--json", "wait", order["id"], "--timeout", "0.1", "--on-timeout", "keep")
     assert result.exit_code == 3
     error = json.loads(result.stderr)
     assert error["code"] == "CodeTimeoutError"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from cli_helpers import Gsim, Served
+from cli_helpers import Gsim, Served, StubApi
 
 
 def rent_one(gsim: Gsim) -> dict[str, object]:
@@ -104,3 +104,58 @@ def test_release_needs_yes_without_a_terminal(gsim: Gsim, served: Served) -> Non
     assert "--yes" in refused.stderr
     assert gsim.json("rentals", "release", rid, "--yes") == {"id": rid, "released": True}
     assert served.call(served.sandbox.rental, rid).status == "CANCELLED"
+
+
+PUBLISHED_SEARCH = {
+    "numbers": [
+        {
+            "friendlyName": "(510) 555-1234",
+            "phoneNumber": "+15105551234",
+            "locality": "Oakland",
+            "region": "CA",
+            "isoCountry": "US",
+            "capabilities": {"voice": True, "SMS": True, "MMS": True},
+        }
+    ]
+}
+
+
+def test_rent_without_a_price_in_the_search_asks_for_the_base_price(stub_api: StubApi) -> None:
+    # The published API's search results carry no price at all.
+    stub_api.answers[("GET", "/rentals/search")] = (200, PUBLISHED_SEARCH)
+    gsim = Gsim(stub_api.env, stub_api.api_key)
+    result = gsim("rentals", "rent", "+15105551234", "--country", "US")
+    assert result.exit_code == 2
+    assert "the search results carry no price: pass --monthly-price" in result.stderr
+    assert "before its markup" in result.stderr
+    assert ("POST", "/rentals") not in stub_api.hits
+
+
+def test_rent_says_the_charge_is_the_base_price_plus_the_markup(stub_api: StubApi) -> None:
+    stub_api.answers[("POST", "/rentals")] = (
+        200,
+        {
+            "id": "cmrental1",
+            "phoneNumber": "+15105551234",
+            "country": "US",
+            "numberType": "LOCAL",
+            "status": "ACTIVE",
+            "monthlyPrice": 1.50,
+            "autoRenew": False,
+            "renewsAt": "2024-04-15T10:00:00.000Z",
+        },
+    )
+    gsim = Gsim(stub_api.env, stub_api.api_key)
+    result = gsim("rentals", "rent", "+15105551234", "--country", "US", "--monthly-price", "1.15")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == (
+        "rented +15105551234 for 1.5 USD a month, charged now: base price 1.15 USD plus "
+        "gsim's markup (rental cmrental1)\n"
+    )
+
+
+def test_rent_help_says_where_the_base_price_comes_from_and_the_markup(gsim: Gsim) -> None:
+    text = " ".join(gsim("rentals", "rent", "--help").stdout.split())
+    assert "base monthly price, before gsim's markup" in text
+    assert "charges that price plus gsim's markup" in text
+    assert "the published API's do not" in text

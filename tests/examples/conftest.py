@@ -5,8 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import gsim_async
-
-EXAMPLES = Path(gsim_async.__file__).resolve().parent.parent / "examples"
+# Beside tests/, whether gsim_async is imported from this checkout or an installed wheel.
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 if str(EXAMPLES) not in sys.path:
     sys.path.insert(0, str(EXAMPLES))

@@ -21,15 +21,17 @@ from aiogram.types import Chat, Message, Update, User
 import gsim_async
 from gsim_async.pytest_plugin import GsimSandbox
 
-EXAMPLES = Path(gsim_async.__file__).resolve().parent.parent / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+#: Where gsim_async is imported from: this checkout, or an installed wheel's site-packages.
+PACKAGE_HOME = Path(gsim_async.__file__).resolve().parent.parent
 pytestmark = pytest.mark.anyio
 
 
 def test_the_example_test_file_passes() -> None:
     result = subprocess.run(  # noqa: S603 (our own interpreter and file)
         [sys.executable, "-m", "pytest", "-q", str(EXAMPLES / "test_my_bot.py")],
-        cwd=EXAMPLES.parent, capture_output=True, text=True, timeout=60,
-        env={**os.environ, "PYTHONPATH": str(EXAMPLES.parent)},
+        cwd=EXAMPLES, capture_output=True, text=True, timeout=60,
+        env={**os.environ, "PYTHONPATH": str(PACKAGE_HOME)},
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     assert "3 passed" in result.stdout
