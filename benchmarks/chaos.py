@@ -209,7 +209,8 @@ async def child(config: Json) -> Json:
 
 def _diagnose(gsim: Any) -> Json:
     """What the client was doing when the run overran its deadline (private state)."""
-    book = gsim._purchases
+    book = gsim._orders_book.reconciler
+    pacing = gsim._transport.pacing
     return {
         "purchase_keys": {
             "/".join(key): {
@@ -219,8 +220,9 @@ def _diagnose(gsim: Any) -> Json:
             }
             for key, state in book._keys.items()
         },
-        "gate_closed_for_s": gsim._transport.gate.remaining,
-        "rate": gsim._transport.rate.rate,
-        "watching": gsim.orders._watcher.watching,
+        "gate_closed_for_s": pacing.paused_for,
+        "rate": pacing.rate,
+        "pacing_phase": pacing.phase.value,
+        "watching": gsim.orders.waiting,
         "requests_sent": gsim.requests_sent,
     }

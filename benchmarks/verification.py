@@ -6,7 +6,7 @@ Each contender runs in its own process against its own fresh sandbox:
 
 * ``sdk_wait``: ``gsim_async.wait_for_code`` per order (one task each), default strategy;
 * ``sdk_per_order``: the same with per-order polling forced — a *benchmark-only* patch
-  of ``Watcher._use_lists`` (there is no public switch), to show what the lists save;
+  of ``Watcher._list_cost`` (there is no public switch), to show what the lists save;
 * ``sdk_as_completed``: ``client.orders.as_completed`` over all orders;
 * ``naive``: gsim-api.md's usage example in plain aiohttp — one task per order, sleep
   an interval, ``GET /orders/{id}``, repeat; a non-200 answer (a 429) is simply
@@ -354,8 +354,8 @@ async def _limit_server(base_url: str, rate: float) -> None:
             resp.raise_for_status()
 
 
-def _never_lists(self: object, waiting: int) -> bool:
-    return False
+def _never_lists(self: object, waiting: int) -> float:
+    return float("inf")
 
 
 async def _sdk(
@@ -372,7 +372,7 @@ async def _sdk(
 
         # Benchmark-only: the watcher believes list pages cost more than per-order GETs,
         # so it polls GET /orders/{id} for every order however many are waiting.
-        Watcher._use_lists = _never_lists  # type: ignore[method-assign]
+        Watcher._list_cost = _never_lists  # type: ignore[method-assign]
     timeout = config["wait_timeout"]
     async with gsim_async.Client(
         config["api_key"], base_url=config["base_url"], poll_interval=config["interval"]

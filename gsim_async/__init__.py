@@ -17,6 +17,7 @@ from ._exceptions import (
     APIError,
     APIResponseValidationError,
     APITimeoutError,
+    ClientClosedError,
     CodeTimeoutError,
     ConflictError,
     ForbiddenError,
@@ -39,6 +40,7 @@ from ._models import (
     Call,
     Capabilities,
     Country,
+    Dispatched,
     Message,
     Operator,
     Order,
@@ -50,10 +52,11 @@ from ._models import (
     SentMessage,
     Service,
 )
+from ._resources._orders import wait_for_code
 from ._retry import RetryEvent
 from ._types import NOT_GIVEN, NotGiven
 from ._version import __version__
-from ._waiting import Activation, WaitResult, wait_for_code
+from ._waiting import Activation, WaitResult
 
 __all__ = [
     "NOT_GIVEN",
@@ -67,10 +70,12 @@ __all__ = [
     "Call",
     "Capabilities",
     "Client",
+    "ClientClosedError",
     "CodeTimeoutError",
     "ConflictError",
     "Country",
     "Direction",
+    "Dispatched",
     "ForbiddenError",
     "GsimError",
     "InsufficientBalanceError",

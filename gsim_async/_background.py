@@ -40,13 +40,16 @@ class Background:
             task.exception()
 
     async def shielded(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Run ``coro`` to completion even if the caller is cancelled.
+        """Run ``coro`` to completion even if the caller is cancelled (see shielded_wait)."""
+        return await self.shielded_wait(self.spawn(coro))
 
-        A cancelled caller still waits for the result (as in a shielded scope) and then
-        re-raises its cancellation; cancelled a second time, it stops waiting and the
-        work finishes in the background.
+    async def shielded_wait(self, task: asyncio.Task[T]) -> T:
+        """The result of ``task``, which a cancelled caller still waits for.
+
+        A cancelled caller keeps waiting (as in a shielded scope) and then re-raises its
+        cancellation; cancelled a second time, it stops waiting and the work finishes in
+        the background.
         """
-        task = self.spawn(coro)
         try:
             return await asyncio.shield(task)
         except asyncio.CancelledError:
@@ -56,6 +59,19 @@ class Background:
                 except asyncio.CancelledError:
                     log.debug("cleanup left to finish in the background")
             raise
+
+    async def wait_for(self, task: asyncio.Task[Any], timeout: float) -> bool:
+        """Wait up to ``timeout`` s for ``task`` (shielded, as above); whether it is done."""
+        try:
+            await asyncio.wait([task], timeout=timeout)
+        except asyncio.CancelledError:
+            with anyio.CancelScope(shield=True):
+                try:
+                    await asyncio.wait([task], timeout=timeout)
+                except asyncio.CancelledError:
+                    log.debug("cleanup left to finish in the background")
+            raise
+        return task.done()
 
     async def drain(self, timeout: float) -> None:
         """Wait (up to ``timeout`` s) for background work, e.g. before closing the session.
@@ -71,3 +87,8 @@ class Background:
             if not self._tasks or left <= 0:
                 return
             await asyncio.wait(list(self._tasks), timeout=left)
+
+    def cancel_all(self) -> None:
+        """Cancel every task still running (the client is closing past its deadline)."""
+        for task in list(self._tasks):
+            task.cancel()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import ssl
 from types import TracebackType
@@ -10,16 +11,23 @@ import aiohttp
 
 from . import _constants as C
 from . import _validation as v
-from ._background import Background
+from ._converter import Decoder, decoder
 from ._exceptions import InvalidArgumentError
+from ._http import Session, check_base_url
 from ._models import Balance, Country, Operator, Service
-from ._purchases import PurchaseBook
-from ._resources._orders import Orders
-from ._resources._rentals import Rentals
+from ._pacing import Pacing
+from ._resources._orders import OrderBook, Orders
+from ._resources._rentals import RentalBook, Rentals
+from ._resources._shared import Shared as Bookkeeping
 from ._retry import RetryHook
-from ._transport import Pool, Settings, Transport, check_base_url
+from ._transport import Settings, Shared, Transport
 from ._types import NOT_GIVEN, NotGiven
 from ._watcher import OrderHook
+
+_BALANCE: Decoder[Balance] = decoder(Balance)
+_SERVICES: Decoder[list[Service]] = decoder(list[Service])
+_COUNTRIES: Decoder[list[Country]] = decoder(list[Country])
+_OPERATORS: Decoder[list[Operator]] = decoder(list[Operator])
 
 
 class Client:
@@ -33,10 +41,19 @@ class Client:
     ``timeout`` is each attempt's deadline and ``connect_timeout`` that of opening a
     connection, in seconds; ``max_retries=0`` turns every retry off; ``poll_interval``
     is how often waiting helpers look for codes. Pass ``session`` to use your own
-    aiohttp session (it is then never closed by us). ``max_requests_per_second`` keeps
-    the client under a quota you know; ``on_retry`` is called with a ``RetryEvent``
-    before each retry, ``on_order_update`` with an ``Order`` whenever a waited-on
-    order changes status or gets its code.
+    aiohttp session (it is then never closed by us).
+
+    Rate limits: ``max_requests_per_second`` paces the client under a limit you know;
+    without it the client starts slowly and learns the server's limit from its first
+    429 (``slow_start=False`` sends at full speed until then). ``max_retry_after``
+    caps the pause a 429 imposes.
+
+    ``reconcile_window`` is how long (seconds) a server may still be working on a
+    purchase whose answer was lost: the account is checked until then before the SDK
+    concludes nothing was bought (default: 60 s or twice ``timeout``).
+
+    ``on_retry`` is called with a ``RetryEvent`` before each retry, ``on_order_update``
+    with an ``Order`` whenever a waited-on order changes status or gets its code.
     """
 
     def __init__(
@@ -54,10 +71,12 @@ class Client:
         ssl_context: ssl.SSLContext | None = None,
         dns_cache_ttl: int | None = C.DEFAULT_DNS_CACHE_TTL,
         max_requests_per_second: float | None = None,
+        slow_start: bool = True,
         backoff_base: float = C.DEFAULT_BACKOFF_BASE,
         backoff_cap: float = C.DEFAULT_BACKOFF_CAP,
         max_retry_after: float = C.DEFAULT_MAX_RETRY_AFTER,
         max_response_size: int = C.DEFAULT_MAX_RESPONSE_SIZE,
+        reconcile_window: float | None = None,
         on_retry: RetryHook | None = None,
         on_order_update: OrderHook | None = None,
     ) -> None:
@@ -84,20 +103,30 @@ class Client:
         )
         if max_requests_per_second is not None:
             v.positive_seconds("max_requests_per_second", max_requests_per_second)
+        window = (
+            max(C.DEFAULT_RECONCILE_WINDOW, 2 * settings.timeout)
+            if reconcile_window is None
+            else v.positive_seconds("reconcile_window", reconcile_window, allow_zero=True)
+        )
         self.poll_interval = v.positive_seconds("poll_interval", poll_interval)
-        pool = Pool(
+        session_ = Session(
             session=session,
             connection_limit=v.integer("connection_limit", connection_limit, 1),
             dns_cache_ttl=dns_cache_ttl,
             ssl_context=ssl_context,
-            max_requests_per_second=max_requests_per_second,
-            on_retry=on_retry,
         )
-        self._transport = Transport(settings, pool)
-        self._background = Background()
-        self._purchases = PurchaseBook(self._background)
-        self.orders = Orders(self, on_order_update)
-        self.rentals = Rentals(self)
+        pacing = Pacing(max_requests_per_second, slow_start=v.boolean("slow_start", slow_start))
+        self._transport = Transport(settings, Shared(session_, pacing, on_retry))
+        self._books = Bookkeeping(self._transport, self.poll_interval, window)
+        self._orders_book = OrderBook(self._books, on_order_update)
+        self._rentals_book = RentalBook(self._books)
+        self._bind(self._transport, self.poll_interval)
+
+    def _bind(self, transport: Transport, poll_interval: float) -> None:
+        self._transport = transport
+        self.poll_interval = poll_interval
+        self.orders = Orders(transport, self._orders_book, poll_interval)
+        self.rentals = Rentals(transport, self._rentals_book, poll_interval)
 
     def with_options(
         self,
@@ -113,8 +142,8 @@ class Client:
         """A view of this client with other per-call settings, for one call or a few.
 
         ``await gsim.with_options(max_retries=10).orders.create(...)``. The view shares
-        this client's session, rate gate, watcher and purchase book; closing either
-        closes both.
+        this client's session, pacing, watcher and bookkeeping; closing either closes
+        both.
         """
         changes: dict[str, float | int] = {}
         for name, value in (
@@ -129,17 +158,13 @@ class Client:
                 changes[name] = v.positive_seconds(name, value, allow_zero=not positive)
         if not isinstance(max_retries, NotGiven):
             changes["max_retries"] = v.integer("max_retries", max_retries, 0)
-        view = object.__new__(Client)
-        view._transport = self._transport.derive(**changes)
-        view._background = self._background
-        view._purchases = self._purchases
-        view.poll_interval = (
+        interval = (
             self.poll_interval
             if isinstance(poll_interval, NotGiven)
             else v.positive_seconds("poll_interval", poll_interval)
         )
-        view.orders = Orders(view, watcher=self.orders._watcher)
-        view.rentals = Rentals(view)
+        view = copy.copy(self)
+        view._bind(self._transport.derive(**changes), interval)
         return view
 
     @property
@@ -155,12 +180,12 @@ class Client:
     @property
     def requests_sent(self) -> int:
         """HTTP requests this client has put on the wire, retries included."""
-        return self._transport.requests_sent
+        return self._transport.shared.requests_sent
 
     @property
     def closed(self) -> bool:
         """Whether the client was closed."""
-        return self._transport.closed
+        return self._transport.shared.session.closed
 
     def __repr__(self) -> str:
         return f"<gsim_async.Client base_url={self.base_url!r}>"
@@ -177,34 +202,48 @@ class Client:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Stop polling and close the HTTP session (a session you passed in stays open)."""
-        if self._transport.closed:
+        """Refund open activations, stop polling, and close the HTTP session.
+
+        Refunds under way (a ban after a timeout, leaving an ``activation()`` block)
+        are waited for first, as are any pauses the server imposed on them. A session
+        you passed in stays open.
+        """
+        shared = self._transport.shared
+        if shared.session.closed:
             return
-        await self.orders._watcher.aclose()
-        # Waiters woken by the watcher's close may start refunds (leaving activation()):
-        # let them run, and let every refund finish, before the session goes away.
-        await self._background.drain(C.DEFAULT_CLEANUP_TIMEOUT)
-        await self._transport.aclose()
+        pacing = shared.pacing
+        deadline = C.CLEANUP_TIMEOUT + pacing.paused_for
+        # Blocks still open lose their number: refund it now, not after the session died.
+        await self._books.activations.close(deadline)
+        await self._orders_book.watcher.aclose()
+        await self._orders_book.reconciler.aclose()
+        await self._rentals_book.reconciler.aclose()
+        # Waiters woken by the watcher's close may start refunds: let them run, and let
+        # every refund finish, before the session goes away.
+        await self._books.background.drain(C.CLEANUP_TIMEOUT + pacing.paused_for)
+        self._books.background.cancel_all()
+        pacing.close()
+        await shared.session.aclose()
 
     # -- account and catalogue -------------------------------------------------------
 
     async def balance(self) -> Balance:
         """The account's balance."""
-        return await self._transport.request("GET", "/balance", Balance)
+        return await self._transport.request("GET", "/balance", _BALANCE)
 
     async def services(self) -> list[Service]:
         """Every service numbers can be bought for, with the cheapest price and stock."""
-        return await self._transport.request("GET", "/services", list[Service])
+        return await self._transport.request("GET", "/services", _SERVICES)
 
     async def countries(self, service: str | None = None) -> list[Country]:
         """Countries with numbers (for ``service``, if given)."""
         params = {"service": v.text("service", service)} if service is not None else None
-        return await self._transport.request("GET", "/countries", list[Country], params=params)
+        return await self._transport.request("GET", "/countries", _COUNTRIES, params=params)
 
     async def operators(self, service: str, country: str) -> list[Operator]:
         """Operators of ``country`` selling numbers for ``service``, with prices and stock."""
         params = {"service": v.text("service", service), "country": v.text("country", country)}
-        return await self._transport.request("GET", "/operators", list[Operator], params=params)
+        return await self._transport.request("GET", "/operators", _OPERATORS, params=params)
 
 
 __all__ = ["Client"]

@@ -1,24 +1,32 @@
-"""The one cattrs converter: wire JSON (camelCase, numbers, ``...Z`` strings) ⇄ models."""
+"""The one cattrs converter: wire JSON (camelCase, numbers, RFC 3339 strings) → models.
+
+Used at the transport's edge only: the rest of the SDK sees models, never dicts.
+Requests are small dicts the namespaces build; :func:`dumps` writes them with money
+exact.
+"""
 
 from __future__ import annotations
 
 import json
-import sys
-from collections.abc import Sequence
-from datetime import datetime, timezone
+import re
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
+from functools import cache
 from typing import Any, Generic, TypeVar
 
 import attrs
 import cattrs
-from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
+from cattrs.gen import make_dict_structure_fn, override
 
 from ._enums import OpenEnum
-from ._models import AvailableNumber, Call, Capabilities, Message, Order, Rental
+from ._models import Capabilities
 
 T = TypeVar("T")
 
-__all__ = ["converter", "dumps", "loads", "structure"]
+__all__ = ["Listing", "decoder", "dumps", "listing", "loads", "parse_datetime"]
+
+Decoder = Callable[[Any], T]
 
 # Wire names that are not the plain camelCase of the attribute.
 _RENAMES: dict[type, dict[str, str]] = {
@@ -31,7 +39,8 @@ def _camel(name: str) -> str:
     return head + "".join(part[:1].upper() + part[1:] for part in rest)
 
 
-def _wire_names(cl: type) -> dict[str, str]:
+def wire_names(cl: type) -> dict[str, str]:
+    """Attribute name → JSON field name of an attrs model."""
     special = _RENAMES.get(cl, {})
     return {a.name: special.get(a.name, _camel(a.name)) for a in attrs.fields(cl)}
 
@@ -51,41 +60,60 @@ def _to_decimal(value: Any, _: type) -> Decimal:
     return result
 
 
+# RFC 3339 (section 5.6), plus the space separator ISO 8601 and many servers allow.
+_RFC3339 = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?"
+    r"(?:([Zz])|([+-])(\d{2}):?(\d{2}))?"
+)
+
+
 def parse_datetime(value: str) -> datetime:
-    """Parse an ISO 8601 timestamp (``Z`` suffix accepted on 3.10 too) into aware UTC."""
-    text = value.strip()
-    if text[-1:] in ("Z", "z"):
-        text = text[:-1] + "+00:00"
-    parsed = datetime.fromisoformat(text)
-    if parsed.tzinfo is None:
-        # The API documents UTC; a naive timestamp is taken as UTC, not local time.
-        return parsed.replace(tzinfo=timezone.utc)
-    return parsed.astimezone(timezone.utc)
+    """Any RFC 3339 timestamp, on every supported Python, as an aware UTC datetime.
+
+    Python 3.10's ``fromisoformat`` takes only 0, 3 or 6 fraction digits and no ``Z``;
+    the API documents ``...000Z`` but "a client must accept any RFC 3339 form". A
+    timestamp without an offset is taken as UTC (the API documents UTC), and a leap
+    second (``:60``) as the last microsecond of its minute.
+    """
+    match = _RFC3339.fullmatch(value.strip())
+    if match is None:
+        raise ValueError(f"not an RFC 3339 timestamp: {value!r}")
+    year, month, day, hour, minute, second, fraction, zulu, sign, off_h, off_m = match.groups()
+    micro = int((fraction or "0")[:6].ljust(6, "0"))
+    sec = int(second)
+    if sec == 60:
+        sec, micro = 59, 999_999
+    tz = timezone.utc
+    if sign is not None and not zulu:
+        delta = timedelta(hours=int(off_h), minutes=int(off_m))
+        if delta:
+            tz = timezone(-delta if sign == "-" else delta)
+    parsed = datetime(
+        int(year), int(month), int(day), int(hour), int(minute), sec, micro, tzinfo=tz
+    )
+    return parsed if tz is timezone.utc else parsed.astimezone(timezone.utc)
 
 
 def format_datetime(value: datetime) -> str:
-    """Format an aware datetime as the API does: UTC, milliseconds, ``Z``."""
+    """An aware datetime as the API shows one: UTC, milliseconds, ``Z``."""
     if value.tzinfo is None:
         value = value.replace(tzinfo=timezone.utc)
     value = value.astimezone(timezone.utc)
     return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 
-_READS_Z = sys.version_info >= (3, 11)
-
-
 def _to_datetime(value: Any, _: type) -> datetime:
-    if type(value) is str and value[-1:] == "Z":
-        # The API's own form, on the hot path: "2024-03-15T10:00:00.000Z" (Python 3.11
-        # reads the Z itself; 3.10 needs it spelled as an offset).
+    if type(value) is str and len(value) == 24 and value[-1] == "Z" and value[19] == ".":
+        # The API's own form on the hot path ("2024-03-15T10:00:00.000Z"): three
+        # fraction digits and an offset are what every Python's fromisoformat reads.
         try:
-            return datetime.fromisoformat(value if _READS_Z else value[:-1] + "+00:00")
+            return datetime.fromisoformat(value[:-1] + "+00:00")
         except ValueError:
             pass  # let the general parser say what is wrong
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
     if not isinstance(value, str):
-        raise TypeError(f"expected an ISO 8601 string, got {value!r}")
+        raise TypeError(f"expected an RFC 3339 string, got {value!r}")
     return parse_datetime(value)
 
 
@@ -124,9 +152,7 @@ def _optional(hook: Any) -> Any:
 def _make_converter() -> cattrs.Converter:
     conv = cattrs.Converter(forbid_extra_keys=False)
     conv.register_structure_hook(Decimal, _to_decimal)
-    conv.register_unstructure_hook(Decimal, lambda d: d)
     conv.register_structure_hook(datetime, _to_datetime)
-    conv.register_unstructure_hook(datetime, format_datetime)
     # Predicates, not classes: a class hook would also catch str/int subclasses (our enums).
     conv.register_structure_hook_func(lambda t: t is str, _to_str)
     conv.register_structure_hook_func(lambda t: t is int, _to_int)
@@ -147,33 +173,65 @@ def _make_converter() -> cattrs.Converter:
 
     # cattrs' own enum hook raises on unknown values; ours keeps them readable.
     conv.register_structure_hook_func(is_open_enum, lambda v, t: t(_to_str(v, str)))
-    conv.register_unstructure_hook_func(is_open_enum, lambda v: v.value)
 
     def structure_factory(cl: type) -> Any:
-        names = _wire_names(cl)
-        overrides: dict[str, Any] = {a: override(rename=w) for a, w in names.items() if a != w}
+        overrides: dict[str, Any] = {
+            a: override(rename=w) for a, w in wire_names(cl).items() if a != w
+        }
         return make_dict_structure_fn(cl, conv, _cattrs_forbid_extra_keys=False, **overrides)
 
-    def unstructure_factory(cl: type) -> Any:
-        names = _wire_names(cl)
-        overrides: dict[str, Any] = {a: override(rename=w) for a, w in names.items() if a != w}
-        return make_dict_unstructure_fn(cl, conv, **overrides)
-
     conv.register_structure_hook_factory(attrs.has, structure_factory)
-    conv.register_unstructure_hook_factory(attrs.has, unstructure_factory)
     return conv
 
 
 converter = _make_converter()
 
 
-def structure(data: Any, cl: type[T]) -> T:
-    """Wire JSON (already decoded) to a model."""
-    return converter.structure(data, cl)
+@cache
+def decoder(cl: Any) -> Decoder[Any]:
+    """A function turning decoded wire JSON into ``cl`` (a model, or ``list[Model]``)."""
+    hook = converter.get_structure_hook(cl)
+
+    def decode(data: Any) -> Any:
+        return hook(data, cl)
+
+    return decode
 
 
-# One decoder for every body: json.loads(..., parse_float=...) builds a new one per call.
-_DECODER = json.JSONDecoder(parse_float=Decimal)
+@attrs.frozen
+class Listing(Generic[T]):
+    """A list endpoint's answer: its items, and whatever it said of the whole list."""
+
+    items: Sequence[T]
+    total: int | None = None
+    page: int | None = None
+    limit: int | None = None
+    total_pages: int | None = None
+
+
+@attrs.frozen
+class _Meta:
+    total: int | None = None
+    page: int | None = None
+    limit: int | None = None
+    total_pages: int | None = None
+
+
+@cache
+def listing(key: str, item: Any) -> Decoder[Listing[Any]]:
+    """The decoder of a list answer whose items are under ``key`` (``"orders"``, ...)."""
+    items_hook = decoder(list[item])
+    meta_hook = decoder(_Meta)
+
+    def decode(data: Any) -> Listing[Any]:
+        if not isinstance(data, dict) or not isinstance(data.get(key), list):
+            raise TypeError(f"expected an object with a {key!r} list")
+        meta = meta_hook(data)
+        return Listing(
+            tuple(items_hook(data[key])), meta.total, meta.page, meta.limit, meta.total_pages
+        )
+
+    return decode
 
 
 def loads(data: bytes | str) -> Any:
@@ -182,6 +240,10 @@ def loads(data: bytes | str) -> Any:
         # As json.loads does: UTF-8/16/32 told by the first bytes.
         data = data.decode(json.detect_encoding(data), "surrogatepass")
     return _DECODER.decode(data)
+
+
+# One decoder for every body: json.loads(..., parse_float=...) builds a new one per call.
+_DECODER = json.JSONDecoder(parse_float=Decimal)
 
 
 def _json_default(o: Any) -> Any:
@@ -198,68 +260,5 @@ def _json_default(o: Any) -> Any:
 
 
 def dumps(data: Any) -> str:
-    """Encode JSON, money as exact numbers."""
+    """Encode a request body as JSON, money as exact numbers."""
     return json.dumps(data, default=_json_default, separators=(",", ":"))
-
-
-# Envelopes of the list endpoints; turned into Page by _pagination.
-
-
-@attrs.frozen(kw_only=True)
-class Envelope(Generic[T]):
-    """What every list response may say besides its items (rentals and SMS omit some)."""
-
-    total: int | None = None
-    page: int | None = None
-    limit: int | None = None
-    total_pages: int | None = None
-
-    @property
-    def items(self) -> Sequence[T]:
-        raise NotImplementedError
-
-
-@attrs.frozen(kw_only=True)
-class OrderList(Envelope[Order]):
-    orders: list[Order]
-
-    @property
-    def items(self) -> Sequence[Order]:
-        return self.orders
-
-
-@attrs.frozen(kw_only=True)
-class RentalList(Envelope[Rental]):
-    rentals: list[Rental]
-
-    @property
-    def items(self) -> Sequence[Rental]:
-        return self.rentals
-
-
-@attrs.frozen(kw_only=True)
-class MessageList(Envelope[Message]):
-    messages: list[Message]
-
-    @property
-    def items(self) -> Sequence[Message]:
-        return self.messages
-
-
-@attrs.frozen(kw_only=True)
-class CallList(Envelope[Call]):
-    calls: list[Call]
-
-    @property
-    def items(self) -> Sequence[Call]:
-        return self.calls
-
-
-@attrs.frozen
-class SearchResult:
-    numbers: list[AvailableNumber]
-
-
-@attrs.frozen
-class Success:
-    success: bool = True

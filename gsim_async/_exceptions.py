@@ -4,6 +4,8 @@
 
     GsimError
     ├── InvalidArgumentError (also ValueError)     bad input, raised before any request
+    ├── ClientClosedError (also RuntimeError)      the client was closed, or is used from
+    │                                              another event loop than its own
     ├── APIError                                   the server answered with an error
     │   ├── UnauthorizedError          401 UNAUTHORIZED
     │   ├── ForbiddenError             403 FORBIDDEN
@@ -17,6 +19,7 @@
     ├── APIConnectionError                         no usable answer (refused, reset, cut)
     │   ├── APITimeoutError            the request's deadline passed
     │   └── OutcomeUnknownError        a charging request may have gone through
+    │                                  (.candidates: what it may have bought)
     ├── PriceTooHighError                          activation(max_price=...) refused a price
     ├── MessageTimeoutError (also TimeoutError)    rentals.wait_for_sms timed out
     └── NoCodeError                                a wait ended without a code (.order)
@@ -25,17 +28,20 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._models import Order
+    from ._models import Order, Rental
 
 __all__ = [
     "APIConnectionError",
     "APIError",
     "APIResponseValidationError",
     "APITimeoutError",
+    "ClientClosedError",
     "CodeTimeoutError",
     "ConflictError",
     "ForbiddenError",
@@ -62,13 +68,18 @@ class InvalidArgumentError(GsimError, ValueError):
     """An argument is invalid; raised before any request is sent (so nothing is charged)."""
 
 
+class ClientClosedError(GsimError, RuntimeError):
+    """The client cannot send: it was closed, or it belongs to another event loop."""
+
+
 class APIError(GsimError):
     """The API answered with an error status.
 
     ``status`` is the HTTP status, ``code`` the API's error code (``None`` when the
     body was not the API's JSON, e.g. an HTML page from a proxy), ``message`` the
     server's human message (or a short excerpt of a non-JSON body), and ``method`` /
-    ``path`` name the request.
+    ``path`` name the request. ``headers`` are the response's headers and
+    ``request_id`` its ``X-Request-Id``, to quote when asking the provider's support.
     """
 
     status: int
@@ -76,6 +87,10 @@ class APIError(GsimError):
     message: str
     method: str
     path: str
+    #: The response's headers (empty when the error was not built from a response).
+    headers: Mapping[str, str] = {}
+    #: The server's id for the request (``X-Request-Id``), when it sent one.
+    request_id: str | None = None
     #: How many times the request was sent before this answer (retries included).
     attempts: int = 1
     #: Whether an earlier attempt of this request lost its answer (so it may have been
@@ -90,18 +105,23 @@ class APIError(GsimError):
         code: str | None = None,
         method: str = "",
         path: str = "",
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         self.message = message
         self.status = status
         self.code = code
         self.method = method
         self.path = path
+        if headers:
+            self.headers = headers
+            self.request_id = headers.get("X-Request-Id")
         super().__init__(str(self))
 
     def __str__(self) -> str:
         where = f" ({self.method} {self.path})" if self.method else ""
         code = f" {self.code}" if self.code else ""
-        return f"{self.status}{code}: {self.message}{where}"
+        rid = f" [request {self.request_id}]" if self.request_id else ""
+        return f"{self.status}{code}: {self.message}{where}{rid}"
 
     def __reduce__(self):  # type: ignore[no-untyped-def]  # keep pickling working with kw-only init
         return (_rebuild, (type(self), self.__dict__.copy()))
@@ -163,7 +183,11 @@ class ConflictError(APIError):
 
 
 class APIResponseValidationError(APIError):
-    """A successful response whose body does not have the documented shape."""
+    """A successful response whose body does not have the documented shape.
+
+    For a request that acts (``send_sms``, ``call``), the action took place: the
+    server said so with its 2xx, only its answer could not be read.
+    """
 
 
 ERROR_CODES: dict[str, type[APIError]] = {
@@ -184,7 +208,11 @@ class APIConnectionError(GsimError):
     method: str
     path: str
 
+    #: What went wrong, without the request's method and path.
+    reason: str
+
     def __init__(self, message: str, *, method: str = "", path: str = "") -> None:
+        self.reason = message
         self.method = method
         self.path = path
         where = f" ({method} {path})" if method else ""
@@ -198,21 +226,57 @@ class APITimeoutError(APIConnectionError):
 class OutcomeUnknownError(APIConnectionError):
     """A request that charges money may or may not have gone through.
 
-    Raised for ``send_sms`` and ``call`` (never repeated, so a message is not sent twice)
-    and for a purchase whose reconciliation could not run. Check the account before
-    trying again.
+    Raised for ``send_sms`` and ``call`` (never repeated, so a message is not sent
+    twice), and for a purchase whose answer was lost when the SDK cannot prove which
+    order or rental it bought: ``candidates`` then lists the orders (or rentals) that
+    appeared on the account since it was sent and may be it — decide, e.g. cancel
+    the ones you do not want. ``charged`` is True when the server answered 2xx (the
+    purchase happened), None when that is unknown. Nothing was bought again.
     """
+
+    candidates: Sequence[Order | Rental]
+    charged: bool | None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        method: str = "",
+        path: str = "",
+        candidates: Sequence[Order | Rental] = (),
+        charged: bool | None = None,
+    ) -> None:
+        self.candidates = tuple(candidates)
+        self.charged = charged
+        super().__init__(message, method=method, path=path)
 
 
 class PriceTooHighError(GsimError):
-    """The number costs more than ``max_price``; nothing was spent (or it was refunded)."""
+    """The number costs more than ``max_price``; nothing was spent (or it was refunded).
+
+    When an order came back dearer than ``max_price`` and its code arrived before it
+    could be cancelled, nothing was refunded: ``order`` is that order and ``code`` its
+    code, which is yours to use.
+    """
 
     price: Decimal
     max_price: Decimal
+    order: Order | None
+    code: str | None
 
-    def __init__(self, message: str, *, price: Decimal, max_price: Decimal) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        price: Decimal,
+        max_price: Decimal,
+        order: Order | None = None,
+        code: str | None = None,
+    ) -> None:
         self.price = price
         self.max_price = max_price
+        self.order = order
+        self.code = code
         super().__init__(message)
 
 
@@ -233,4 +297,37 @@ class NoCodeError(GsimError):
 
 
 class CodeTimeoutError(NoCodeError, TimeoutError):
-    """No code before the wait's timeout. ``refunded`` is what the ban/cancel gave back."""
+    """No code before the wait's timeout. ``refunded`` is what the ban/cancel gave back.
+
+    When the server paused the client (a 429) as the wait ended, the error is raised
+    without waiting out the whole pause and ``refunded`` may still be ``None`` while
+    the ban finishes in the background: ``await exc.wait_refund()`` returns the amount
+    refunded once it is done (``None`` if the order could not be refunded), and the
+    client's ``aclose()`` waits for it too.
+    """
+
+    _refund: asyncio.Future[Any] | None = None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        order: Order,
+        refunded: Decimal | None = None,
+        pending: asyncio.Future[Any] | None = None,
+    ) -> None:
+        super().__init__(message, order=order, refunded=refunded)
+        self._refund = pending
+
+    @property
+    def refund_pending(self) -> bool:
+        """Whether the ban or cancel after the timeout is still under way."""
+        return self._refund is not None and not self._refund.done()
+
+    async def wait_refund(self) -> Decimal | None:
+        """Wait for the ban or cancel to finish; the amount refunded, or ``None``."""
+        if self._refund is not None:
+            settled = await asyncio.shield(self._refund)
+            self.refunded = getattr(settled, "refunded", None)
+            self.order = getattr(settled, "order", self.order)
+        return self.refunded

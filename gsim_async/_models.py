@@ -20,6 +20,7 @@ __all__ = [
     "Call",
     "Capabilities",
     "Country",
+    "Dispatched",
     "Message",
     "Operator",
     "Order",
@@ -187,8 +188,8 @@ class RentalUpdate:
 
 
 @frozen
-class SentMessage:
-    """An outbound SMS accepted for delivery."""
+class Dispatched:
+    """Something the server accepted to send from a rental: an SMS or a call."""
 
     id: str
     status: str
@@ -196,12 +197,13 @@ class SentMessage:
 
 
 @frozen
-class PlacedCall:
-    """An outbound call that was started."""
+class SentMessage(Dispatched):
+    """An outbound SMS accepted for delivery (``status`` e.g. ``queued``)."""
 
-    id: str
-    status: str
-    twilio_sid: str | None = None
+
+@frozen
+class PlacedCall(Dispatched):
+    """An outbound call that was started (``status`` e.g. ``RINGING``)."""
 
 
 @frozen

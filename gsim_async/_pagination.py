@@ -1,18 +1,14 @@
-"""Turning list envelopes into ``Page`` and walking every page lazily."""
+"""Turning list answers into ``Page`` and walking every page lazily."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Protocol, TypeVar
 
 import attrs
 
-from . import _validation as v
-from ._converter import Envelope
+from ._converter import Listing
 from ._models import Page
-
-if TYPE_CHECKING:
-    from ._transport import Transport
 
 
 class _HasId(Protocol):
@@ -24,24 +20,8 @@ T = TypeVar("T")
 I = TypeVar("I", bound=_HasId)  # noqa: E741
 
 
-async def fetch_page(
-    transport: Transport,
-    path: str,
-    envelope: type[Envelope[T]],
-    *,
-    page: int,
-    limit: int,
-    max_limit: int = 100,
-    params: Mapping[str, str] | None = None,
-) -> Page[T]:
-    """GET one page of a list endpoint (arguments checked first) as a ``Page``."""
-    query = {"page": str(v.page(page)), "limit": str(v.limit(limit, max_limit)), **(params or {})}
-    data = await transport.request("GET", path, envelope, params=query)
-    return make_page(data, page, limit)
-
-
-def make_page(data: Envelope[T], requested_page: int, requested_limit: int) -> Page[T]:
-    """A Page, deriving what the response left out (rentals and SMS lists omit some)."""
+def make_page(data: Listing[T], requested_page: int, requested_limit: int) -> Page[T]:
+    """A Page, deriving what the answer left out (rentals and SMS lists omit some)."""
     items = data.items
     page = data.page or requested_page
     limit = data.limit or requested_limit

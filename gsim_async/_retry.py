@@ -1,4 +1,9 @@
-"""What may be retried, and how long to wait: the money rules of design.md, in code."""
+"""What may be retried, and how long to wait: the money rules, in code.
+
+:func:`decide` is the whole retry policy as one pure function of the operation and
+what one attempt got (docs/architecture.md, "Money and codes are never lost", rule 1):
+only a request that cannot charge twice is retried blindly.
+"""
 
 from __future__ import annotations
 
@@ -23,6 +28,42 @@ class Operation(enum.Enum):
     #: Charges per call and cannot be reconciled (send_sms, call): retried only when
     #: provably rejected; an unknown outcome is raised.
     ONCE = "once"
+
+
+class Action(enum.Enum):
+    """What the transport does after an attempt that did not succeed."""
+
+    RETRY = "retry"  #: send it again, after a backoff
+    PAUSE = "pause"  #: send it again once the gate a 429 closed opens
+    RAISE = "raise"  #: the answer is final: raise it
+    LOST = "lost"  #: it may have been carried out: reconcile a purchase, report the rest
+
+
+def decide(
+    op: Operation,
+    status: int | None,
+    code: str | None = None,
+    *,
+    unsent: bool = False,
+    transient: bool = True,
+) -> Action:
+    """The retry policy: what to do after an attempt answered ``status`` (None: no answer).
+
+    ``unsent`` says the request provably never reached the server; ``transient`` that
+    trying again may help. Whether retries are left is the caller's to check.
+    """
+    if status is None:
+        if unsent or op is Operation.SAFE:
+            return Action.RETRY if transient else Action.RAISE
+        return Action.LOST
+    if status == 429:
+        return Action.PAUSE  # provably rejected, whoever sent it
+    if status == 503 and code == "PROVIDER_ERROR":
+        return Action.RETRY  # provably rejected: nothing was charged
+    if status >= 500 or status == 408:
+        # A proxy's 5xx may hide a request that went through.
+        return Action.RETRY if op is Operation.SAFE else Action.LOST
+    return Action.RAISE
 
 
 @attrs.frozen

@@ -16,7 +16,11 @@ E = TypeVar("E", bound=OpenEnum)
 _E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 _ISO2 = re.compile(r"[A-Za-z]{2}")
 _DIGITS = re.compile(r"[0-9]+")
-_UNSAFE_ID = re.compile(r"[/?#\s]")
+# Ids are opaque, but they go into URL paths: only URL-unreserved characters, and not
+# "." or ".." (which a server or proxy resolves as path steps).
+ID_PATTERN = re.compile(r"[A-Za-z0-9._~-]+")
+_ID = ID_PATTERN
+_DOTS = re.compile(r"\.+")
 _SEARCH_TYPES = {
     "LOCAL": "Local",
     "MOBILE": "Mobile",
@@ -32,12 +36,22 @@ def text(name: str, value: object) -> str:
     return value.strip()
 
 
-def identifier(name: str, value: object) -> str:
-    """An id to put in a URL path: non-empty, no slash or whitespace."""
+def identifier(name: str, value: object, reserved: Iterable[str] = ()) -> str:
+    """An id to put in a URL path: letters, digits, ``._~-``; not a path step or a route."""
     result = text(name, value)
-    if _UNSAFE_ID.search(result):
-        raise InvalidArgumentError(f"{name} must be an id without '/', '?', '#' or spaces")
+    if not _ID.fullmatch(result) or _DOTS.fullmatch(result) or result in reserved:
+        raise InvalidArgumentError(
+            f"{name} id {result!r:.60} is not an id (ids are letters, digits and '._~-', "
+            "such as 'cma1b2c3...')"
+        )
     return result
+
+
+def path_id(name: str, value: str) -> str:
+    """An id already checked by :func:`identifier` (a cheap re-check for internal calls)."""
+    if _ID.fullmatch(value) is None:
+        raise InvalidArgumentError(f"{name} id {value!r:.60} is not an id")
+    return value
 
 
 def integer(name: str, value: object, low: int, high: int | None = None) -> int:

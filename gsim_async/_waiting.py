@@ -1,83 +1,77 @@
-"""Waiting for codes: wait_for_code, as_completed, activation, and the stale-order sweep."""
+"""Waiting for codes: wait, the cleanup after a timeout, as_completed, and activation().
+
+Everything here works through :class:`OrderOps`, a small protocol the orders namespace
+implements (fetch, ban/cancel, the watcher, the clock, the background tasks), so the
+waiting helpers never reach into the namespace.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import weakref
-from collections.abc import AsyncIterator, Iterable
-from datetime import datetime, timedelta, timezone
+from collections.abc import Awaitable, Callable, Sequence
 from decimal import Decimal
 from types import TracebackType
-from typing import TYPE_CHECKING, Literal
+from typing import Literal, Protocol
 
 import anyio
 import attrs
 
+from . import _constants as C
 from . import _validation as v
-from ._constants import DEFAULT_CLEANUP_TIMEOUT
+from ._background import Background
 from ._enums import TERMINAL_WITHOUT_CODE, OrderStatus
 from ._exceptions import (
+    ClientClosedError,
     CodeTimeoutError,
     ConflictError,
     GsimError,
-    InvalidArgumentError,
     NoCodeError,
     PriceTooHighError,
 )
-from ._models import Order, Refund
-from ._watcher import is_settled
-
-if TYPE_CHECKING:
-    from ._resources._orders import OrderRef, Orders
+from ._models import Operator, Order, Refund
+from ._watcher import Watcher, is_settled
 
 log = logging.getLogger("gsim_async")
 
 OnTimeout = Literal["ban", "cancel", "keep"]
 _ON_TIMEOUT = ("ban", "cancel", "keep")
 
-# Which client bought an order, so the top-level wait_for_code(order) finds its watcher.
-_owners: weakref.WeakValueDictionary[str, Orders] = weakref.WeakValueDictionary()
 
+class OrderOps(Protocol):
+    """What the waiting helpers need of a client's orders."""
 
-def remember(order: Order, orders: Orders) -> None:
-    """Note that ``order`` came from the client owning ``orders``."""
-    # A read is cheaper than a write (which makes a weak reference): orders are
-    # mostly read again and again by the same client.
-    if _owners.get(order.id) is not orders:
-        _owners[order.id] = orders
+    @property
+    def watcher(self) -> Watcher:
+        """The client's watcher."""
 
+    @property
+    def background(self) -> Background:
+        """The client's tasks that outlive their caller's cancellation."""
 
-async def wait_for_code(
-    order: Order,
-    *,
-    timeout: float | None = None,
-    on_timeout: OnTimeout = "ban",
-    poll_interval: float | None = None,
-) -> str:
-    """Wait for the SMS code of an order bought through a :class:`Client`; return it.
+    @property
+    def poll_interval(self) -> float:
+        """Seconds between polls."""
 
-    ``timeout`` (seconds) defaults to the order's ``expires_at``. When it passes,
-    the order is banned (``on_timeout="ban"``), cancelled (``"cancel"``) or left as it
-    is (``"keep"``) and ``CodeTimeoutError`` is raised; the ban/cancel runs even if
-    this task is cancelled meanwhile. A code that is present is returned whatever the
-    status says. Raises ``NoCodeError`` if the order ends (expired, cancelled, banned)
-    without one. Cancelling the waiting task only stops waiting: the order is kept.
-    """
-    if not isinstance(order, Order):
-        raise InvalidArgumentError(
-            "wait_for_code(order) takes an Order returned by a Client; for an order id use "
-            "client.orders.wait_for_code(order_id)"
-        )
-    orders = _owners.get(order.id)
-    if orders is None:
-        raise InvalidArgumentError(
-            f"order {order.id} was not bought or read through a Client of this process; "
-            "use client.orders.wait_for_code(order) with the client it belongs to"
-        )
-    return await orders.wait_for_code(
-        order, timeout=timeout, on_timeout=on_timeout, poll_interval=poll_interval
-    )
+    async def fetch(self, order_id: str, *, cleanup: bool = False) -> Order:
+        """One order's current state (``cleanup``: retry until the cleanup deadline)."""
+
+    async def finish(self, order: Order, action: str, *, cleanup: bool = False) -> Refund:
+        """Ban or cancel ``order``; ConflictError (with the order re-read) if not PENDING."""
+
+    def seconds_left(self, order: Order) -> float:
+        """Seconds until the order expires, on the server's clock."""
+
+    def paused_for(self) -> float:
+        """Seconds until the gate a 429 closed opens again."""
+
+    def paused_total(self) -> float:
+        """Seconds the server has paused the client so far."""
+
+    def settled(self, order: Order) -> None:
+        """The order will not get (another) code: bookkeeping may forget it."""
 
 
 def check_wait_args(timeout: float | None, on_timeout: str, poll_interval: float | None) -> None:
@@ -90,7 +84,7 @@ def check_wait_args(timeout: float | None, on_timeout: str, poll_interval: float
 
 
 async def wait(
-    orders: Orders,
+    ops: OrderOps,
     order: Order,
     *,
     timeout: float | None,
@@ -98,57 +92,76 @@ async def wait(
     poll_interval: float | None,
 ) -> Order:
     """The order once it has a code; raises NoCodeError/CodeTimeoutError otherwise."""
+    final = await watch_until(ops, order, timeout=timeout, poll_interval=poll_interval)
+    if final is not None:
+        return final
+    seconds = ops.seconds_left(order) if timeout is None else timeout
+    return await give_up(ops, order, on_timeout, seconds)
+
+
+async def watch_until(
+    ops: OrderOps, order: Order, *, timeout: float | None, poll_interval: float | None
+) -> Order | None:
+    """The order once it has a code; ``None`` when ``timeout`` passed first."""
     if order.sms_code is not None:
         return order
     if order.status in TERMINAL_WITHOUT_CODE:
-        raise _no_code(order)
-    seconds = _time_left(order, orders._transport.server_now()) if timeout is None else timeout
-    watch = orders._watcher.watch(order, poll_interval or orders._client.poll_interval)
+        raise no_code(order)
+    seconds = ops.seconds_left(order) if timeout is None else timeout
+    watch = ops.watcher.watch(order, poll_interval or ops.poll_interval)
     try:
         with anyio.move_on_after(seconds):
             await watch.done.wait()
     finally:
-        orders._watcher.unwatch(watch)
-    if watch.done.is_set():
-        if watch.error is not None:
-            raise watch.error
-        final = watch.order
-        if final.sms_code is not None:
-            return final
-        raise _no_code(final)
-    return await give_up(orders, watch.order, on_timeout, seconds)
+        ops.watcher.unwatch(watch)
+    if not watch.done.is_set():
+        return None
+    if watch.error is not None:
+        raise watch.error
+    final = watch.order
+    ops.settled(final)
+    if final.sms_code is not None:
+        return final
+    raise no_code(final)
 
 
-def _time_left(order: Order, now: datetime) -> float:
-    if order.expires_at is None:
-        # No expiry given: the API documents about 20 minutes from purchase.
-        return 20 * 60.0
-    # expires_at is on the server's clock, so is `now`.
-    left = (order.expires_at - now).total_seconds()
-    return max(left, 0.0)
-
-
-def _no_code(order: Order) -> NoCodeError:
+def no_code(order: Order) -> NoCodeError:
+    """The error for an order that ended without a code."""
     return NoCodeError(
         f"order {order.id} ({order.phone_number}) ended {order.status} without a code",
         order=order,
     )
 
 
-async def give_up(orders: Orders, order: Order, action: OnTimeout, waited: float) -> Order:
-    """After a timeout: ban/cancel (shielded) and raise, or return a code that raced in."""
-    what = f"no code for order {order.id} ({order.phone_number}) after {waited:.0f} s"
+def _seconds(value: float) -> str:
+    return f"{value:.0f} s" if value >= 10 else f"{value:.3g} s"
+
+
+async def give_up(ops: OrderOps, order: Order, action: OnTimeout, waited: float) -> Order:
+    """After a timeout: ban/cancel for a refund and raise, or return a code that raced in.
+
+    The refund runs in a task of its own; the caller gets control back once it is done
+    or, when the server has paused the client, after that pause plus a few seconds,
+    with the refund left to finish (``CodeTimeoutError.wait_refund()``).
+    """
+    what = f"no code for order {order.id} ({order.phone_number}) after {_seconds(waited)}"
     if action == "keep":
         raise CodeTimeoutError(f"{what}; the order was kept", order=order)
-    return await orders._client._background.shielded(_refund_or_code(orders, order, action, what))
-
-
-async def _refund_or_code(orders: Orders, order: Order, action: OnTimeout, what: str) -> Order:
-    done = await settle(orders, order, action)
-    if done.order.sms_code is not None:
+    task = ops.background.spawn(settle(ops, order, action))
+    limit = ops.paused_for() + C.CLEANUP_GRACE
+    done = await ops.background.wait_for(task, limit)
+    if not done:
+        raise CodeTimeoutError(
+            f"{what}; the {action} is still under way (the server paused this client for "
+            f"{ops.paused_for():.0f} s more): await the error's wait_refund() for the refund",
+            order=order,
+            pending=task,
+        )
+    result = task.result()
+    if result.order.sms_code is not None:
         log.info("code for order %s arrived just before the %s", order.id, action)
-        return done.order
-    raise CodeTimeoutError(f"{what}; {done.note}", order=done.order, refunded=done.refunded)
+        return result.order
+    raise CodeTimeoutError(f"{what}; {result.note}", order=result.order, refunded=result.refunded)
 
 
 @attrs.frozen
@@ -160,50 +173,57 @@ class Settled:
     note: str
 
 
-#: Cleanup retries until its own deadline, waiting out 429s (design.md, rule 4).
-_CLEANUP_RETRIES = 1000
-
-
-async def settle(orders: Orders, order: Order, action: Literal["ban", "cancel"] | str) -> Settled:
+async def settle(ops: OrderOps, order: Order, action: str) -> Settled:
     """Ban or cancel ``order`` for a refund, within the cleanup deadline.
 
-    If the order is no longer PENDING, a code may have come: a RECEIVED order without
-    its code yet (or a status we do not know) is watched until the code or a final
-    status shows, so a paid code is never given up.
+    The deadline is :data:`CLEANUP_TIMEOUT` plus every pause the server imposes
+    meanwhile. If the order is no longer PENDING, a code may have come: a RECEIVED order
+    without its code yet (or a status we do not know) is watched until the code or a
+    final status shows, so a paid code is never given up.
     """
     target = OrderStatus.BANNED if action == "ban" else OrderStatus.CANCELLED
     current = order
-    with anyio.move_on_after(DEFAULT_CLEANUP_TIMEOUT):
-        while True:
+    started, paused = time.monotonic(), ops.paused_total()
+
+    def left() -> float:
+        extra = ops.paused_total() - paused
+        return started + C.CLEANUP_TIMEOUT + extra - time.monotonic()
+
+    while left() > 0:
+        try:
+            with anyio.fail_after(max(left(), 0.001) + ops.paused_for()):
+                refund = await ops.finish(current, action, cleanup=True)
+        except ConflictError as exc:
+            current = exc.order or current
+        except (GsimError, TimeoutError) as exc:
+            if left() > 0 and not isinstance(exc, ClientClosedError):
+                await anyio.sleep(min(ops.poll_interval, max(left(), 0)))
+                continue
+            note = f"the {action} failed ({exc}); the order will expire and be refunded"
+            return Settled(current, None, note)
+        else:
+            done = "banned" if action == "ban" else "cancelled"
+            ops.settled(current)
+            return Settled(
+                attrs.evolve(current, status=target),
+                refund.refunded,
+                f"{done}, {refund.refunded} refunded",
+            )
+        while left() > 0:
+            if current.sms_code is not None:
+                ops.settled(current)
+                return Settled(current, None, "a code arrived")
+            if current.status in TERMINAL_WITHOUT_CODE:
+                ops.settled(current)
+                return Settled(current, None, f"the order is already {current.status}")
+            if current.status == OrderStatus.PENDING:
+                break  # back to PENDING (or a stale read): ban/cancel again
+            await anyio.sleep(ops.poll_interval)
             try:
-                refund = await orders._finish(current, action, target, _CLEANUP_RETRIES)
-            except ConflictError as exc:
-                current = exc.order or current
-            except GsimError as exc:
-                note = f"the {action} failed ({exc}); the order will expire and be refunded"
-                return Settled(current, None, note)
-            else:
-                done = "banned" if action == "ban" else "cancelled"
-                return Settled(
-                    attrs.evolve(current, status=target),
-                    refund.refunded,
-                    f"{done}, {refund.refunded} refunded",
-                )
-            while True:
-                if current.sms_code is not None:
-                    return Settled(current, None, "a code arrived")
-                if current.status in TERMINAL_WITHOUT_CODE:
-                    return Settled(current, None, f"the order is already {current.status}")
-                if current.status == OrderStatus.PENDING:
-                    break  # back to PENDING (or a stale read): ban/cancel again
-                await anyio.sleep(orders._client.poll_interval)
-                try:
-                    current = current.merged(await orders._fetch(current.id, _CLEANUP_RETRIES))
-                except GsimError:
-                    continue
-    return Settled(
-        current, None, f"the {action} did not finish within {DEFAULT_CLEANUP_TIMEOUT:.0f} s"
-    )
+                current = current.merged(await ops.fetch(current.id, cleanup=True))
+            except GsimError:
+                continue
+    return Settled(current, None, f"the {action} did not finish within {C.CLEANUP_TIMEOUT:.0f} s")
 
 
 @attrs.frozen
@@ -215,57 +235,106 @@ class WaitResult:
     error: GsimError | None = None
 
 
-async def as_completed(
-    orders: Orders,
-    items: Iterable[OrderRef],
-    *,
-    timeout: float | None,
-    on_timeout: OnTimeout,
-    poll_interval: float | None,
-) -> AsyncIterator[WaitResult]:
-    """Yield a WaitResult per order as each one finishes; see ``Orders.as_completed``."""
-    results: asyncio.Queue[WaitResult] = asyncio.Queue()
+class AsCompleted:
+    """``async for result in client.orders.as_completed(orders)``: results as they come.
 
-    async def one(ref: OrderRef) -> None:
-        order = ref if isinstance(ref, Order) else None
+    Each order is watched until it gets a code, ends without one, or its timeout
+    passes. What happens on a timeout (ban, cancel) happens when the caller takes that
+    result, never behind its back: leaving the loop (``break``), even while keeping a
+    reference to this iterator, leaves the other orders as they are.
+    """
+
+    def __init__(
+        self,
+        ops: OrderOps,
+        orders: Sequence[Order | str],
+        resolve: Callable[[str], Awaitable[Order]],
+        *,
+        timeout: float | None,
+        on_timeout: OnTimeout,
+        poll_interval: float | None,
+    ) -> None:
+        self._ops = ops
+        self._on_timeout = on_timeout
+        self._left = len(orders)
+        self._results: asyncio.Queue[tuple[Order, str | None, GsimError | None, bool]] = (
+            asyncio.Queue()
+        )
+        self._tasks: list[asyncio.Task[None]] = []
+        self._started = False
+        self._items = list(orders)
+        self._resolve = resolve
+        self._timeout = timeout
+        self._poll_interval = poll_interval
+
+    def __aiter__(self) -> AsCompleted:
+        return self
+
+    async def __anext__(self) -> WaitResult:
+        if not self._started:
+            self._started = True
+            loop = asyncio.get_running_loop()
+            self._tasks = [loop.create_task(self._one(item)) for item in self._items]
+        if self._left <= 0:
+            await self.aclose()
+            raise StopAsyncIteration
+        order, code, error, timed_out = await self._results.get()
+        self._left -= 1
+        if timed_out:
+            # The timeout's consequence happens now that the caller takes the result.
+            try:
+                final = await give_up(self._ops, order, self._on_timeout, self._waited(order))
+            except GsimError as exc:
+                return WaitResult(order=getattr(exc, "order", order), error=exc)
+            return WaitResult(order=final, code=final.sms_code)
+        return WaitResult(order=order, code=code, error=error)
+
+    def _waited(self, order: Order) -> float:
+        return self._timeout if self._timeout is not None else self._ops.seconds_left(order)
+
+    async def _one(self, item: Order | str) -> None:
+        order = item if isinstance(item, Order) else None
         try:
             if order is None:
-                order = await orders.get(ref)
-            final = await wait(
-                orders,
-                order,
-                timeout=timeout,
-                on_timeout=on_timeout,
-                poll_interval=poll_interval,
+                order = await self._resolve(str(item))
+            final = await watch_until(
+                self._ops, order, timeout=self._timeout, poll_interval=self._poll_interval
             )
         except NoCodeError as exc:
-            results.put_nowait(WaitResult(order=exc.order, error=exc))
+            self._results.put_nowait((exc.order, None, exc, False))
         except Exception as exc:  # every order gets its result, whatever went wrong
             error = exc if isinstance(exc, GsimError) else GsimError(f"{type(exc).__name__}: {exc}")
             if error is not exc:
                 error.__cause__ = exc
-            stub = order or Order(
-                id=str(ref),
-                service="",
-                phone_number="",
-                status=OrderStatus("UNKNOWN"),
-                price=Decimal(0),
-            )
-            results.put_nowait(WaitResult(order=stub, error=error))
+            self._results.put_nowait((order or _stub(str(item)), None, error, False))
         else:
-            results.put_nowait(WaitResult(order=final, code=final.sms_code))
+            if final is None:
+                assert order is not None
+                self._results.put_nowait((order, None, None, True))
+            else:
+                self._results.put_nowait((final, final.sms_code, None, False))
 
-    tasks = [asyncio.ensure_future(one(ref)) for ref in items]
-    try:
-        for _ in range(len(tasks)):
-            yield await results.get()
-    finally:
-        # The consumer stopped early: stop waiting (orders are kept, as with a cancelled
-        # wait_for_code); a ban already under way finishes, being shielded.
-        for task in tasks:
+    async def aclose(self) -> None:
+        """Stop waiting on the orders not yet returned (they are left as they are)."""
+        for task in self._tasks:
             task.cancel()
-        if tasks:
-            await asyncio.wait(tasks)
+        if self._tasks:
+            await asyncio.wait(self._tasks)
+        self._tasks = []
+
+    def __del__(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+
+
+def _stub(order_id: str) -> Order:
+    return Order(
+        id=order_id,
+        service="",
+        phone_number="",
+        status=OrderStatus("UNKNOWN"),
+        price=Decimal(0),
+    )
 
 
 class Activation:
@@ -274,24 +343,30 @@ class Activation:
     ``act.order`` / ``act.phone_number`` are the number bought; ``await
     act.wait_for_code()`` returns its code. Leaving the block without a code gets the
     money back: the order is banned after a code timeout and cancelled on any other
-    exit (an exception, a cancelled task), shielded so it also happens under
-    cancellation. ``act.refunded`` then says how much came back.
+    exit (an exception, a cancelled task, the client closing), in a task of its own so
+    it also happens under cancellation. ``act.refunded`` then says how much came back.
     """
 
     def __init__(
         self,
-        orders: Orders,
-        service: str,
-        country: str,
+        ops: OrderOps,
+        buy: Callable[[], Awaitable[Order]],
+        quote: Callable[[], Awaitable[list[Operator]]] | None,
+        *,
+        what: str,
         operator: str | None,
         max_price: Decimal | None,
+        register: Callable[[Activation], None],
     ) -> None:
-        self._orders = orders
-        self._service = service
-        self._country = country
+        self._ops = ops
+        self._buy = buy
+        self._quote = quote
+        self._what = what
         self._operator = operator
         self._max_price = max_price
+        self._register = register
         self._order: Order | None = None
+        self._cleanup: asyncio.Task[Settled] | None = None
         #: The code, once ``wait_for_code`` returned it.
         self.code: str | None = None
         #: What the cleanup on exit gave back, if it ran.
@@ -312,36 +387,36 @@ class Activation:
     async def __aenter__(self) -> Activation:
         if self._max_price is not None:
             await self._check_price()
-        background = self._orders._client._background
-        buying = background.spawn(self._orders.create(self._service, self._country, self._operator))
-        try:
-            order = await asyncio.shield(buying)
-        except asyncio.CancelledError:
-            # Cancelled while the purchase was on the wire: if it goes through, the
-            # number is cancelled at once, so leaving the block still refunds.
-            background.spawn(self._refund_if_bought(buying))
-            raise
+        order = await self._buy()
         self._order = order
+        self._register(self)
         if self._max_price is not None and order.price > self._max_price:
-            await self._cleanup()
+            result = await self._refund()
+            if result is not None and result.order.sms_code is not None:
+                code = result.order.sms_code
+                self._order = result.order
+                raise PriceTooHighError(
+                    f"order {order.id} came back at {order.price}, above max_price "
+                    f"{self._max_price}, and its code arrived before it could be cancelled: "
+                    f"it was charged; the code is on this error (.code, .order)",
+                    price=order.price,
+                    max_price=self._max_price,
+                    order=result.order,
+                    code=code,
+                )
             raise PriceTooHighError(
                 f"order {order.id} came back at {order.price}, above max_price "
                 f"{self._max_price}; it was cancelled (refunded: {self.refunded})",
                 price=order.price,
                 max_price=self._max_price,
+                order=self._order,
             )
         return self
 
-    async def _refund_if_bought(self, buying: asyncio.Task[Order]) -> None:
-        try:
-            self._order = await buying
-        except BaseException:  # nothing bought, nothing to refund
-            return
-        await self._cancel()
-
     async def _check_price(self) -> None:
         assert self._max_price is not None
-        operators = await self._orders._client.operators(self._service, self._country)
+        assert self._quote is not None
+        operators = await self._quote()
         wanted = self._operator or "any"
         offers = [o for o in operators if o.id == wanted] or [o for o in operators if o.count > 0]
         if not offers:
@@ -349,8 +424,8 @@ class Activation:
         price = min(o.price for o in offers)
         if price > self._max_price:
             raise PriceTooHighError(
-                f"{self._service}/{self._country} costs {price}, above max_price "
-                f"{self._max_price}; nothing was bought",
+                f"{self._what} costs {price}, above max_price {self._max_price}; "
+                "nothing was bought",
                 price=price,
                 max_price=self._max_price,
             )
@@ -364,9 +439,13 @@ class Activation:
     ) -> str:
         """Wait for the code (see :func:`gsim_async.wait_for_code`) and return it."""
         check_wait_args(timeout, on_timeout, poll_interval)
+        if self._cleanup is not None:
+            raise ClientClosedError(
+                f"order {self.order.id} was already cancelled (the client is closing)"
+            )
         try:
             final = await wait(
-                self._orders,
+                self._ops,
                 self.order,
                 timeout=timeout,
                 on_timeout=on_timeout,
@@ -390,54 +469,59 @@ class Activation:
     ) -> None:
         if self._order is None or self.code is not None or is_settled(self._order):
             return
-        await self._cleanup()
+        await self._refund()
 
-    async def _cleanup(self) -> None:
-        await self._orders._client._background.shielded(self._cancel())
+    async def _refund(self) -> Settled | None:
+        """Cancel the order (once, whoever asks first) and record what came back."""
+        if self._cleanup is None:
+            self._cleanup = self._ops.background.spawn(settle(self._ops, self.order, "cancel"))
+        result = await self._ops.background.shielded_wait(self._cleanup)
+        self._order = result.order
+        if result.refunded is not None:
+            self.refunded = result.refunded
+        return result
 
-    async def _cancel(self) -> None:
-        done = await settle(self._orders, self.order, "cancel")
-        self._order = done.order
-        self.refunded = done.refunded
-        if done.order.sms_code is not None:
-            # Paid for and delivered while we left: keep it readable on act.code.
-            self.code = done.order.sms_code
-            log.info("order %s got its code while being cancelled", done.order.id)
-        elif done.refunded is None and done.order.status not in TERMINAL_WITHOUT_CODE:
-            log.warning(
-                "order %s was not cancelled on leaving activation(): %s", done.order.id, done.note
-            )
+    def closing(self) -> asyncio.Task[Settled] | None:
+        """The client is closing under this block: refund the order now, if it needs it."""
+        if self._order is None or self.code is not None or is_settled(self._order):
+            return None
+        if self._cleanup is None:
+            self._cleanup = self._ops.background.spawn(settle(self._ops, self.order, "cancel"))
+        return self._cleanup
 
 
-async def cancel_stale(orders: Orders, older_than: float | timedelta) -> list[tuple[Order, Refund]]:
-    """Cancel this account's PENDING orders older than ``older_than``; see Orders."""
-    age = older_than if isinstance(older_than, timedelta) else timedelta(seconds=older_than)
-    if age < timedelta(0):
-        raise InvalidArgumentError("older_than must not be negative")
-    cutoff = datetime.now(timezone.utc) - age
-    stale = [
-        order
-        async for order in orders.iterate(status=OrderStatus.PENDING)
-        if order.created_at is not None
-        and order.created_at <= cutoff
-        and not orders._watcher.is_watching(order.id)
-    ]
-    done: list[tuple[Order, Refund]] = []
-    limiter = anyio.Semaphore(8)
+class OpenActivations:
+    """The activation blocks of one client that are still open (weakly)."""
 
-    async def one(order: Order) -> None:
-        async with limiter:
-            try:
-                refund = await orders.cancel(order)
-            except ConflictError:
-                return  # it left PENDING meanwhile (maybe a code came): nothing to refund
-            except GsimError as exc:
-                # One failure must not stop the sweep; the order still expires and refunds.
-                log.warning("could not cancel stale order %s: %s", order.id, exc)
-                return
-            done.append((attrs.evolve(order, status=OrderStatus.CANCELLED), refund))
+    def __init__(self) -> None:
+        self._open: weakref.WeakSet[Activation] = weakref.WeakSet()
 
-    async with anyio.create_task_group() as tg:
-        for order in stale:
-            tg.start_soon(one, order)
-    return done
+    def add(self, activation: Activation) -> None:
+        """An activation bought its number."""
+        self._open.add(activation)
+
+    def holds(self, order_id: str) -> bool:
+        """Whether an open block is using ``order_id``."""
+        return any(a._order is not None and a._order.id == order_id for a in list(self._open))
+
+    async def close(self, timeout: float) -> None:
+        """Refund every open activation's order, within ``timeout`` seconds."""
+        tasks = [t for t in (a.closing() for a in list(self._open)) if t is not None]
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout)
+
+
+__all__ = [
+    "Activation",
+    "AsCompleted",
+    "OnTimeout",
+    "OpenActivations",
+    "OrderOps",
+    "Settled",
+    "WaitResult",
+    "check_wait_args",
+    "give_up",
+    "settle",
+    "wait",
+    "watch_until",
+]

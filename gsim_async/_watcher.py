@@ -1,48 +1,75 @@
-"""One poller per Client for every order someone is waiting on.
+"""One poller per client for every order someone is waiting on.
 
 Waiters register an order and wait on an event; the watcher runs rounds at a fixed
-cadence and picks the cheapest way to learn about all of them:
+cadence and picks the cheapest way to learn about all of them (docs/architecture.md,
+"Polling at scale"):
 
-* few waiters: ``GET /orders/{id}`` each;
-* many: page through ``GET /orders?status=PENDING`` (orders seen there are still
-  waiting), then through ``GET /orders?status=RECEIVED`` for the ones that left
-  (each page carries up to 100 codes), then fetch on its own whatever no page
-  accounted for.
+* few waiting: ``GET /orders/{id}`` each;
+* many: page through ``GET /orders?status=RECEIVED`` newest first, down to the oldest
+  order still waited on: every page carries up to 100 codes, and an order not there is
+  still pending; a one-item ``status=PENDING`` page checks that count, and a full
+  ``PENDING`` scan (every few rounds, or when the count says some order left without a
+  code) accounts for every order, fetching on its own whatever no page showed.
 
-Correctness never rests on list order: the newest-first order is only a hint to stop
-paging early, and an order no page accounted for is simply fetched.
+Single-order fetches run beside the rounds, never inside one: a slow answer for one
+order does not hold up another's code. List order is only a hint to stop paging; an
+order a hint hid is found by the next full scan.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable
-from datetime import datetime
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import Protocol
 
 import anyio
 import attrs
 
-from ._constants import MAX_PAGE_SIZE
+from . import _constants as C
+from ._converter import Listing
 from ._enums import TERMINAL_WITHOUT_CODE, OrderStatus
-from ._exceptions import ForbiddenError, GsimError, NotFoundError, UnauthorizedError
+from ._exceptions import (
+    ClientClosedError,
+    ForbiddenError,
+    GsimError,
+    NotFoundError,
+    UnauthorizedError,
+)
 from ._models import Order
-
-if TYPE_CHECKING:
-    from ._resources._orders import Orders
 
 log = logging.getLogger("gsim_async")
 
-#: Concurrent single-order GETs in one round.
-_FETCH_CONCURRENCY = 16
 #: Fatal for every waiter: retrying the next round cannot help.
-_FATAL = (UnauthorizedError, ForbiddenError)
+_FATAL = (UnauthorizedError, ForbiddenError, ClientClosedError)
+#: A full PENDING scan at least this often (rounds).
+_FULL_SCAN_EVERY = 10
 
 OrderHook = Callable[[Order], object]
+
+
+class OrderSource(Protocol):
+    """What the watcher needs of the API: fetch one order, list a page, report sightings."""
+
+    async def fetch(self, order_id: str) -> Order:
+        """One order's current state."""
+
+    async def scan(self, status: OrderStatus, page: int, limit: int) -> Listing[Order]:
+        """One page of the account's orders of ``status``, newest first."""
+
+    def seen(self, order: Order) -> None:
+        """An order a list page showed (the client's own bookkeeping)."""
+
+    def created_floor(self, order: Order) -> float:
+        """The earliest the server can have stamped ``order`` (Unix time; -inf unknown)."""
+
+    @property
+    def requests_sent(self) -> int:
+        """Requests the client has sent so far."""
 
 
 def is_settled(order: Order) -> bool:
@@ -59,6 +86,8 @@ class Watch:
     waiters: int = 0
     done: anyio.Event = attrs.field(factory=anyio.Event)
     error: BaseException | None = None
+    fetching: bool = False
+    fetch_next: bool = False
 
     def settle(self, order: Order | None = None, error: BaseException | None = None) -> None:
         if order is not None:
@@ -70,21 +99,20 @@ class Watch:
 class Watcher:
     """Polls for every order of one client that has a waiter."""
 
-    def __init__(self, orders: Orders, interval: float, on_update: OrderHook | None) -> None:
-        self._orders = orders
+    def __init__(self, source: OrderSource, interval: float, on_update: OrderHook | None) -> None:
+        self._source = source
         self._interval = interval
         self._on_update = on_update
         self._watches: dict[str, Watch] = {}
         self._task: asyncio.Task[None] | None = None
-        self._pending_total: int | None = None
+        self._fetches: set[asyncio.Task[None]] = set()
+        self._fetch_slots = asyncio.Semaphore(C.FETCH_CONCURRENCY)
         self._wake = asyncio.Event()
+        self._received_pages = 1
+        self._since_full = _FULL_SCAN_EVERY
+        self._closed = False
         #: Poll rounds run so far (for tests and benchmarks).
         self.rounds = 0
-
-    @property
-    def orders(self) -> Orders:
-        """The namespace of the client that owns this watcher."""
-        return self._orders
 
     @property
     def watching(self) -> int:
@@ -97,6 +125,8 @@ class Watcher:
 
     def watch(self, order: Order, interval: float | None = None) -> Watch:
         """Register interest in ``order`` (shared with other waiters on the same id)."""
+        if self._closed:
+            raise ClientClosedError("the gsim Client was closed; it cannot wait for codes")
         watch = self._watches.get(order.id)
         if watch is None:
             watch = Watch(order=order, interval=interval or self._interval)
@@ -106,7 +136,10 @@ class Watcher:
         watch.waiters += 1
         if interval is not None and interval < self._interval:
             self._wake.set()
-        self._ensure_running()
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(
+                self._run(), name="gsim_async watcher"
+            )
         return watch
 
     def unwatch(self, watch: Watch) -> None:
@@ -115,28 +148,28 @@ class Watcher:
         if watch.waiters <= 0 and self._watches.get(watch.order.id) is watch:
             del self._watches[watch.order.id]
 
-    def _ensure_running(self) -> None:
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(
-                self._run(), name="gsim_async watcher"
-            )
-
     async def aclose(self) -> None:
-        """Stop polling; waiters still registered fail with a clear error."""
-        task, self._task = self._task, None
-        if task is not None and not task.done():
+        """Stop polling; waiters still registered fail with :class:`ClientClosedError`."""
+        self._closed = True
+        tasks = [t for t in (self._task, *self._fetches) if t is not None and not t.done()]
+        self._task = None
+        for task in tasks:
             task.cancel()
-            # asyncio.wait does not re-raise the task's CancelledError as ours.
-            await asyncio.wait([task])
+        if tasks:
+            # asyncio.wait does not re-raise the tasks' CancelledError as ours.
+            await asyncio.wait(tasks)
+        error = ClientClosedError("the gsim Client was closed while waiting for a code")
         for watch in list(self._watches.values()):
-            watch.settle(error=RuntimeError("the gsim Client was closed while waiting"))
+            watch.settle(error=error)
         self._watches.clear()
+
+    # -- rounds -------------------------------------------------------------------------
 
     async def _run(self) -> None:
         try:
             while self._watches:
                 started = time.monotonic()
-                await self._round(list(self._watches.values()))
+                await self._round([w for w in self._watches.values() if not w.done.is_set()])
                 if not self._watches:
                     break
                 interval = min((w.interval for w in self._watches.values()), default=0.0)
@@ -147,121 +180,126 @@ class Watcher:
                         await asyncio.wait_for(self._wake.wait(), left)
         except Exception as exc:  # a bug must not leave waiters hanging forever
             log.exception("gsim watcher failed")
-            for watch in list(self._watches.values()):
-                watch.settle(error=exc)
-            self._watches.clear()
+            self._fail_all(exc)
 
     async def _round(self, watches: list[Watch]) -> None:
         self.rounds += 1
-        sent_before = self._orders._transport.requests_sent
-        open_watches = [w for w in watches if not w.done.is_set()]
+        sent_before = self._source.requests_sent
         try:
-            if self._use_lists(len(open_watches)):
-                await self._round_by_lists(open_watches)
+            if len(watches) <= self._list_cost(len(watches)):
+                for watch in watches:
+                    self._fetch_soon(watch)
             else:
-                await self._fetch_each(open_watches)
+                await self._round_by_lists(watches)
         except _FATAL as exc:
-            for watch in open_watches:
-                watch.settle(error=exc)
-                self._watches.pop(watch.order.id, None)
-        for watch in open_watches:
-            if watch.done.is_set() and self._watches.get(watch.order.id) is watch:
-                # Settled: later waiters on this id start a fresh registration.
-                del self._watches[watch.order.id]
+            self._fail_all(exc)
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "poll round %d: %d requests, %d orders checked, %d still waiting",
                 self.rounds,
-                self._orders._transport.requests_sent - sent_before,
-                len(open_watches),
+                self._source.requests_sent - sent_before,
+                len(watches),
                 len(self._watches),
             )
 
-    def _use_lists(self, waiting: int) -> bool:
-        pending = max(self._pending_total or 0, waiting)
-        list_cost = math.ceil(pending / MAX_PAGE_SIZE) + 1
-        return waiting > list_cost + 1
-
-    # -- per order -------------------------------------------------------------------
-
-    async def _fetch_each(self, watches: Iterable[Watch]) -> None:
-        limiter = anyio.Semaphore(_FETCH_CONCURRENCY)
-        fatal: list[GsimError] = []
-
-        async def one(watch: Watch) -> None:
-            async with limiter:
-                if fatal:
-                    return
-                try:
-                    order = await self._orders._fetch(watch.order.id)
-                except NotFoundError as exc:
-                    watch.settle(error=exc)
-                    return
-                except _FATAL as exc:
-                    # Kept, not raised: a task group would wrap it in an ExceptionGroup.
-                    fatal.append(exc)
-                    return
-                except GsimError as exc:
-                    # Transient after the transport's retries: try again next round.
-                    log.info("could not check order %s this round: %s", watch.order.id, exc)
-                    return
-                self._update(watch, order)
-
-        async with anyio.create_task_group() as tg:
-            for watch in watches:
-                tg.start_soon(one, watch)
-        if fatal:
-            raise fatal[0]
-
-    # -- by lists --------------------------------------------------------------------
+    def _list_cost(self, waiting: int) -> float:
+        full = math.ceil(waiting / C.MAX_PAGE_SIZE) / _FULL_SCAN_EVERY
+        return self._received_pages + 1 + full
 
     async def _round_by_lists(self, watches: list[Watch]) -> None:
-        by_id = {w.order.id: w for w in watches}
+        unseen = {w.order.id: w for w in watches if not w.fetch_next}
         try:
-            unseen = await self._scan(OrderStatus.PENDING, by_id, pending=True)
+            self._received_pages = max(1, await self._scan(OrderStatus.RECEIVED, unseen))
+            self._since_full += 1
+            full = self._since_full >= _FULL_SCAN_EVERY
+            if not full and unseen:
+                probe = await self._source.scan(OrderStatus.PENDING, 1, 1)
+                # Fewer pending than we wait on: some left without a code (or a hint
+                # hid them): account for every one now.
+                full = probe.total is not None and probe.total < len(unseen)
+            if full and unseen:
+                await self._scan(OrderStatus.PENDING, unseen)
+                self._since_full = 0
+                for watch in unseen.values():
+                    watch.fetch_next = True  # neither pending nor received: look at it
         except _FATAL:
             raise
         except GsimError as exc:
-            log.info("listing PENDING orders failed this round (%s); fetching one by one", exc)
-            unseen = by_id
-        if unseen and len(unseen) > 2:
-            try:
-                unseen = await self._scan(OrderStatus.RECEIVED, unseen, pending=False)
-            except _FATAL:
-                raise
-            except GsimError as exc:
-                log.info("listing RECEIVED orders failed this round (%s)", exc)
-        if unseen:
-            await self._fetch_each(unseen.values())
+            log.info("listing orders failed this round (%s); fetching one by one", exc)
+            for watch in watches:
+                watch.fetch_next = True
+        for watch in watches:
+            if watch.fetch_next and not watch.done.is_set():
+                self._fetch_soon(watch)
 
-    async def _scan(
-        self, status: OrderStatus, targets: dict[str, Watch], *, pending: bool
-    ) -> dict[str, Watch]:
-        """Page through orders of ``status``; returns the targets no page showed.
+    async def _scan(self, status: OrderStatus, targets: dict[str, Watch]) -> int:
+        """Page through orders of ``status``, taking found targets out; returns pages read.
 
-        A RECEIVED scan reads at most as many pages as there are targets: past that,
-        fetching each one costs less (a long history must not be read every round).
+        Newest first is only a hint: paging stops once every target left is newer than
+        the page's oldest order.
         """
-        unseen = dict(targets)
-        budget = None if pending else len(targets)
-        page = 1
-        while unseen and (budget is None or page <= budget):
-            result = await self._orders.list(page=page, limit=MAX_PAGE_SIZE, status=status)
-            if pending and page == 1:
-                self._pending_total = result.total
-            for order in result.items:
-                watch = unseen.pop(order.id, None)
-                if watch is not None:
+        floors = [(self._floor(w), oid) for oid, w in targets.items()]
+        heapq.heapify(floors)
+        pages = 0
+        while targets:
+            pages += 1
+            listing = await self._source.scan(status, pages, C.MAX_PAGE_SIZE)
+            for order in listing.items:
+                self._source.seen(order)
+                watch = targets.pop(order.id, None)
+                if watch is not None and status is not OrderStatus.PENDING:
                     self._update(watch, order)
-            if not result.items or page >= result.total_pages:
+                    if not is_settled(watch.order):
+                        watch.fetch_next = True  # e.g. RECEIVED whose code is not shown yet
+            items = listing.items
+            if not items or (listing.total_pages is not None and pages >= listing.total_pages):
                 break
-            oldest = result.items[-1].created_at
-            if oldest is not None and _all_newer(unseen.values(), oldest):
-                # Newest first: every order still unseen is newer than this page's last,
-                # so later pages cannot hold it (a wrong hint only costs a fetch).
+            while floors and floors[0][1] not in targets:
+                heapq.heappop(floors)
+            oldest = items[-1].created_at
+            if floors and oldest is not None and floors[0][0] > oldest.timestamp():
                 break
-            page += 1
-        return unseen
+        return pages
+
+    def _floor(self, watch: Watch) -> float:
+        created = watch.order.created_at
+        if created is not None:
+            return created.timestamp()
+        return self._source.created_floor(watch.order)
+
+    # -- single orders --------------------------------------------------------------------
+
+    def _fetch_soon(self, watch: Watch) -> None:
+        """Fetch one order beside the rounds (once at a time per order)."""
+        if watch.fetching:
+            return
+        watch.fetching = True
+        watch.fetch_next = False
+        task = asyncio.get_running_loop().create_task(self._fetch(watch))
+        self._fetches.add(task)
+        task.add_done_callback(self._fetches.discard)
+
+    async def _fetch(self, watch: Watch) -> None:
+        try:
+            async with self._fetch_slots:
+                if watch.done.is_set():
+                    return
+                order = await self._source.fetch(watch.order.id)
+        except NotFoundError as exc:
+            watch.settle(error=exc)
+        except _FATAL as exc:
+            self._fail_all(exc)
+        except GsimError as exc:
+            # Transient after the transport's retries: try again next round.
+            log.info("could not check order %s this round: %s", watch.order.id, exc)
+        else:
+            self._update(watch, order)
+        finally:
+            watch.fetching = False
+        if watch.done.is_set() and self._watches.get(watch.order.id) is watch:
+            del self._watches[watch.order.id]
+
+    # -- outcomes -------------------------------------------------------------------------
 
     def _update(self, watch: Watch, order: Order) -> None:
         old = watch.order
@@ -275,11 +313,11 @@ class Watcher:
                 log.exception("on_order_update hook raised; ignored")
         if is_settled(new):
             watch.settle(new)
+            if self._watches.get(new.id) is watch:
+                # Settled: later waiters on this id start a fresh registration.
+                del self._watches[new.id]
 
-
-def _all_newer(watches: Iterable[Watch], than: datetime) -> bool:
-    for watch in watches:
-        created = watch.order.created_at
-        if created is None or created <= than:
-            return False
-    return True
+    def _fail_all(self, exc: BaseException) -> None:
+        for watch in list(self._watches.values()):
+            watch.settle(error=exc)
+        self._watches.clear()

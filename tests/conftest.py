@@ -65,6 +65,7 @@ async def client(sandbox: Sandbox) -> AsyncIterator[gsim_async.Client]:
         poll_interval=0.05,
         backoff_base=0,
         max_retry_after=2,
+        reconcile_window=1,
     ) as gsim:
         yield gsim
 
@@ -118,7 +119,7 @@ KEYS.add(STUB_KEY)
 async def stub_client(stub: StubServer) -> AsyncIterator[gsim_async.Client]:
     """A client of the stub server, retries on but without sleeping."""
     async with gsim_async.Client(
-        STUB_KEY, base_url=stub.base_url, backoff_base=0, max_retry_after=0
+        STUB_KEY, base_url=stub.base_url, backoff_base=0, max_retry_after=0, reconcile_window=1
     ) as gsim:
         yield gsim
 

@@ -13,6 +13,7 @@ def fast_client(sandbox: Sandbox, **options: object) -> gsim_async.Client:
         "backoff_base": 0,
         "poll_interval": 0.05,
         "max_retry_after": 1,
+        "reconcile_window": 1,
     }
     settings.update(options)
     return gsim_async.Client(sandbox.api_key, **settings)  # type: ignore[arg-type]

@@ -69,7 +69,7 @@ async def test_callers_session_is_used_and_left_open(sandbox: Sandbox) -> None:
 async def test_unclosed_client_warns(sandbox: Sandbox) -> None:
     gsim = gsim_async.Client(sandbox.api_key, base_url=sandbox.base_url)
     await gsim.balance()
-    session = gsim._transport.pool._session
+    session = gsim._transport.shared.session._session
     assert session is not None
     del gsim
     with pytest.warns(ResourceWarning, match="not closed"):

@@ -63,6 +63,7 @@ async def test_list_filters_by_status(client: gsim_async.Client, sandbox: Sandbo
 
 async def test_iterate_walks_every_page(client: gsim_async.Client, sandbox: Sandbox) -> None:
     ids = {(await client.orders.create("whatsapp", "india")).id for _ in range(105)}
+    sandbox.reset_stats()
     seen = [o.id async for o in client.orders.iterate()]
     assert len(seen) == 105 and set(seen) == ids
     hits = sandbox.stats.count("GET /api/v1/orders")

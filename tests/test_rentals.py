@@ -139,6 +139,7 @@ async def test_wait_for_sms_matches(
 ) -> None:
     rental = await rent(client)
     sandbox.add_inbound_sms(rental.id, "+15550001111", "old code is 000000")  # before the call
+    await anyio.sleep(0.1)  # "before" by more than the clocks' disagreement
     bodies = ("Your code is 654321",) if match is None else ("hello", "Your code is 654321")
     async with anyio.create_task_group() as tg:
         tg.start_soon(inbound_later, sandbox, rental.id, *bodies)

@@ -114,11 +114,12 @@ async def test_purchase_answered_by_a_proxy_5xx_is_reconciled(stub: StubServer) 
         datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     )
     stub.answer("POST", "/orders", 504, "<html><body>Gateway Timeout</body></html>")
-    stub.answer(
+    stub.script(
         "GET",
         "/orders",
-        200,
-        json.dumps({"orders": [created], "total": 1, "page": 1, "limit": 100, "totalPages": 1}),
+        # Before the purchase (the client's baseline), then after it.
+        (200, json.dumps({"orders": [], "total": 0, "page": 1, "limit": 1, "totalPages": 0})),
+        (200, json.dumps({"orders": [created], "total": 1, "page": 1, "totalPages": 1})),
     )
     async with gsim_async.Client("2s_" + "k" * 40, base_url=stub.base_url) as gsim:
         order = await gsim.orders.create("telegram", "russia")

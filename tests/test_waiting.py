@@ -85,7 +85,7 @@ async def test_cancelling_a_plain_wait_keeps_the_order(
     with anyio.move_on_after(0.2):
         await client.orders.wait_for_code(order)
     assert sandbox.order(order.id).status == "PENDING"
-    assert client.orders._watcher.watching == 0
+    assert client.orders.waiting == 0
 
 
 async def test_code_arriving_during_the_ban_is_returned(
@@ -167,7 +167,7 @@ async def test_several_waiters_share_one_registration(
         for _ in range(5):
             tg.start_soon(waiter)
         await anyio.sleep(0.02)
-        assert client.orders._watcher.watching == 1
+        assert client.orders.waiting == 1
         sandbox.deliver_code(order.id, "8888")
     assert codes == ["8888"] * 5
 

@@ -2,166 +2,198 @@
 
 from __future__ import annotations
 
+import asyncio
 import builtins
-from collections.abc import AsyncIterator, Iterable
-from datetime import datetime, timedelta
+import logging
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
-from typing import TYPE_CHECKING
 
+import anyio
 import attrs
 
+from .. import _constants as C
+from .. import _registry
 from .. import _validation as v
-from .._constants import MAX_PAGE_SIZE
-from .._converter import OrderList
+from .._converter import Decoder, decoder
 from .._enums import OrderStatus
-from .._exceptions import APIConnectionError, ConflictError, NotFoundError, OutcomeUnknownError
-from .._models import Order, Page, Refund
-from .._pagination import fetch_page, walk_pages
+from .._exceptions import ConflictError, GsimError, InvalidArgumentError
+from .._models import Operator, Order, Page, Refund
+from .._pagination import make_page, walk_pages
+from .._reconcile import Reconciler
 from .._retry import Operation
+from .._transport import Transport
 from .._waiting import (
     Activation,
+    AsCompleted,
     OnTimeout,
     WaitResult,
-    as_completed,
-    cancel_stale,
     check_wait_args,
-    remember,
     wait,
 )
 from .._watcher import OrderHook, Watcher
+from ._buying import buy
+from ._order_calls import OrderCalls, order_key
+from ._shared import OWNERS, Shared
 
-if TYPE_CHECKING:
-    from .._client import Client
+log = logging.getLogger("gsim_async")
 
 OrderRef = Order | str
+Quote = Callable[[str, str], Awaitable[list[Operator]]]
+
+_ORDER: Decoder[Order] = decoder(Order)
+_OPERATORS: Decoder[list[Operator]] = decoder(list[Operator])
 
 
 def order_id(order: OrderRef) -> str:
-    """The id of an Order or of an id string."""
-    if isinstance(order, Order):
-        return order.id
-    return v.identifier("order", order)
+    """The id of an Order or of an id string, checked for use in a URL."""
+    return v.identifier("order", order.id if isinstance(order, Order) else order)
+
+
+class OrderBook:
+    """What the orders namespaces of one client (all its views) share."""
+
+    def __init__(self, shared: Shared, on_update: OrderHook | None) -> None:
+        self.shared = shared
+        root = OrderCalls(shared.root, shared)
+        self.watcher: Watcher = root.make_watcher(on_update)
+        self.reconciler: Reconciler[Order] = Reconciler(
+            noun="order",
+            ownership=shared.ownership,
+            clock=shared.root.clock,
+            background=shared.background,
+            recent=root.recent,
+            baseline=root.baseline,
+            key_of=lambda o: order_key(o.service, o.country),
+            describe=root.describe,
+            window=shared.reconcile_window,
+        )
+        _registry.register_claims(self)
+
+    def claims(self, order_id: str) -> bool:
+        """Whether this client waits on ``order_id`` or an open activation uses it."""
+        return self.watcher.is_watching(order_id) or self.shared.activations.holds(order_id)
 
 
 class Orders:
     """One-time activation numbers: ``await client.orders.create("telegram", "russia")``."""
 
-    def __init__(
-        self,
-        client: Client,
-        on_update: OrderHook | None = None,
-        *,
-        watcher: Watcher | None = None,
-    ) -> None:
-        self._client = client
-        self._transport = client._transport
-        self._book = client._purchases
-        self._watcher = watcher or Watcher(self, client.poll_interval, on_update)
+    def __init__(self, transport: Transport, book: OrderBook, poll_interval: float) -> None:
+        self._transport = transport
+        self._book = book
+        self._shared = book.shared
+        self._calls = OrderCalls(transport, book.shared, book.watcher)
+        self._poll_interval = poll_interval
+        if self._shared.owner_ref is None:
+            # The root namespace answers the top-level wait_for_code(order) for every view.
+            self._shared.owner_ref = weakref.ref(self)
+
+    @property
+    def waiting(self) -> int:
+        """How many orders this client is waiting on for a code right now."""
+        return self._book.watcher.watching
+
+    # -- buying -------------------------------------------------------------------------
 
     async def create(self, service: str, country: str, operator: str | None = None) -> Order:
         """Buy a number for ``service`` in ``country``; its price is taken from the balance.
 
         A purchase whose answer is lost is reconciled, never blindly repeated: the
-        order it created is found and returned, so the account is charged once.
-        Raises ``InsufficientBalanceError``, ``NotFoundError``/``ValidationError`` for an
-        unknown service or country, ``OutcomeUnknownError`` if a lost purchase could not
-        be checked.
+        order it created is found and returned, so the account is charged once. When
+        that cannot be proved (another client buys on the same key), nothing is bought
+        again and ``OutcomeUnknownError`` lists the candidates. If the calling task is
+        cancelled while the purchase is on the wire, an order it bought is cancelled
+        (refunded). Raises ``InsufficientBalanceError``, ``NotFoundError`` /
+        ``ValidationError`` for an unknown service or country.
         """
         service = v.text("service", service)
         country = v.text("country", country)
+        if operator is not None:
+            operator = v.text("operator", operator)
+        background = self._shared.background
+        task = background.spawn(self._buy(service, country, operator))
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            # The purchase goes on; if it bought an order, nobody will use it: refund it.
+            task.add_done_callback(self._refund_orphan)
+            raise
+
+    async def _buy(self, service: str, country: str, operator: str | None) -> Order:
         body = {"service": service, "country": country}
         if operator is not None:
-            body["operator"] = v.text("operator", operator)
-        key = (service, country)
-        retries = self._transport.settings.max_retries
-        for _ in range(retries + 1):
-            handle = await self._book.begin(key)
-            since = self._transport.server_now()
-            try:
-                order = await self._transport.request(
-                    "POST", "/orders", Order, json=body, op=Operation.PURCHASE
-                )
-            except OutcomeUnknownError as exc:
-                lost = exc
-            else:
-                self._book.hold(order.id)
-                return self._remember(_with_defaults(order, country, operator))
-            finally:
-                # Whatever happened (an error, a cancellation), it is no longer in flight.
-                self._book.end(key, handle)
-            try:
-                adopted = await self._book.reconcile(key, since, operator, self._recent)
-            except Exception as exc:
-                raise OutcomeUnknownError(
-                    f"a purchase of {service}/{country} got no answer and the account could "
-                    f"not be checked for it ({exc}); it may have been charged — look for a "
-                    "new PENDING order before buying again",
-                    method="POST",
-                    path="/api/v1/orders",
-                ) from lost
-            if adopted is not None:
-                return self._remember(_with_defaults(adopted, country, operator))
-            # Nothing was created: the purchase provably did not happen; buy again.
-        raise APIConnectionError(
-            f"a purchase of {service}/{country} failed {retries + 1} times without reaching "
-            "the server; nothing was charged",
-            method="POST",
-            path="/api/v1/orders",
-        )
+            body["operator"] = operator
+        wanted = None if operator in (None, "any") else operator
 
-    async def _recent(self, since: datetime) -> list[Order]:
-        return [order async for order in self._iterate(None, stop_before=since)]
+        def matches(order: Order) -> bool:
+            return (
+                order.service == service
+                and order.country in (None, country)
+                and (wanted is None or order.operator in (None, wanted))
+            )
+
+        async def send(sent_log: list[float]) -> Order:
+            return await self._transport.request(
+                "POST", "/orders", _ORDER, json=body, op=Operation.PURCHASE, sent_log=sent_log
+            )
+
+        order = await buy(
+            reconciler=self._book.reconciler,
+            key=order_key(service, country),
+            what=f"{service}/{country}",
+            matches=matches,
+            send=send,
+            reread=self._calls.get,
+            retries=self._transport.settings.max_retries,
+            path=C.API_PREFIX + "/orders",
+        )
+        # The purchase answer may omit what we asked for; fill it in from the request.
+        order = attrs.evolve(
+            order, country=order.country or country, operator=order.operator or operator
+        )
+        return self._calls.remember(order)
+
+    def _refund_orphan(self, task: asyncio.Task[Order]) -> None:
+        if task.cancelled() or task.exception() is not None:
+            return
+        order = task.result()
+        log.info("order %s was bought for a cancelled caller; cancelling it", order.id)
+
+        async def refund() -> None:
+            try:
+                await self._calls.finish(order, "cancel", cleanup=True)
+            except GsimError as exc:
+                log.warning("could not cancel orphaned order %s: %s", order.id, exc)
+
+        self._shared.background.spawn(refund())
+
+    # -- reading ------------------------------------------------------------------------
 
     async def get(self, order: OrderRef) -> Order:
         """The order's current state, with ``sms_code`` once the code arrived."""
-        oid = order_id(order)
-        fresh = await self._transport.request("GET", f"/orders/{oid}", Order)
-        return self._remember(order.merged(fresh) if isinstance(order, Order) else fresh)
-
-    async def _fetch(self, oid: str, max_retries: int | None = None) -> Order:
-        return await self._transport.request(
-            "GET", f"/orders/{oid}", Order, max_retries=max_retries
-        )
-
-    def _remember(self, order: Order) -> Order:
-        # The watcher's namespace belongs to the root client, which outlives any
-        # with_options() view the order was bought through.
-        remember(order, self._watcher.orders)
-        return order
+        fresh = await self._calls.get(order_id(order))
+        return self._calls.remember(order.merged(fresh) if isinstance(order, Order) else fresh)
 
     async def list(
         self, page: int = 1, limit: int = 20, status: OrderStatus | str | None = None
     ) -> Page[Order]:
         """One page of this account's orders, newest first."""
-        params = {} if status is None else {"status": v.status("status", status, OrderStatus).value}
-        return await fetch_page(
-            self._transport, "/orders", OrderList, page=page, limit=limit, params=params
-        )
+        number, size = v.page(page), v.limit(limit)
+        wanted = None if status is None else v.status("status", status, OrderStatus)
+        return make_page(await self._calls.page(number, size, wanted), number, size)
 
     def iterate(self, status: OrderStatus | str | None = None) -> AsyncIterator[Order]:
         """Every order (of ``status``, if given), newest first, fetched 100 per request."""
-        if status is not None:
-            status = v.status("status", status, OrderStatus)
-        return self._iterate(status)
+        wanted = None if status is None else v.status("status", status, OrderStatus)
 
-    async def _iterate(
-        self, status: OrderStatus | str | None, stop_before: datetime | None = None
-    ) -> AsyncIterator[Order]:
         async def fetch(number: int) -> Page[Order]:
-            return await self.list(page=number, limit=MAX_PAGE_SIZE, status=status)
+            result = await self._calls.page(number, C.MAX_PAGE_SIZE, wanted)
+            return make_page(result, number, C.MAX_PAGE_SIZE)
 
-        async for page in walk_pages(fetch):
-            older = 0
-            for order in page.items:
-                created = order.created_at
-                if stop_before is not None and created is not None and created < stop_before:
-                    older += 1
-                    continue
-                yield order
-            if stop_before is not None and page.items and older == len(page.items):
-                # Newest first, so later pages are older still; this is only a hint to
-                # stop early: one page wholly older than the purchase ends the search.
-                return
+        return _items(walk_pages(fetch))
+
+    # -- ending -------------------------------------------------------------------------
 
     async def cancel(self, order: OrderRef) -> Refund:
         """Cancel a PENDING order; its price is refunded.
@@ -169,39 +201,69 @@ class Orders:
         Raises ``ConflictError`` when the order is no longer PENDING, with the order
         re-read on ``.order`` (check its ``sms_code``: the code may have arrived).
         """
-        return await self._finish(order, "cancel", OrderStatus.CANCELLED)
+        return await self._end(order, "cancel")
 
     async def ban(self, order: OrderRef) -> Refund:
         """Report a PENDING order's number as not receiving; its price is refunded.
 
         Raises ``ConflictError`` like :meth:`cancel`.
         """
-        return await self._finish(order, "ban", OrderStatus.BANNED)
+        return await self._end(order, "ban")
 
-    async def _finish(
-        self,
-        order: OrderRef,
-        action: str,
-        target: OrderStatus,
-        max_retries: int | None = None,
-    ) -> Refund:
+    async def _end(self, order: OrderRef, action: str) -> Refund:
         oid = order_id(order)
-        try:
-            return await self._transport.request(
-                "POST", f"/orders/{oid}/{action}", Refund, max_retries=max_retries
-            )
-        except (ConflictError, NotFoundError) as exc:
-            if isinstance(exc, NotFoundError) and not exc.after_lost_answer:
-                raise
-            current = await self._reread(order)
-            if current is not None and current.status == target and exc.after_lost_answer:
-                # An earlier attempt of ours went through and only its answer was lost.
-                return Refund(success=True, refunded=current.price)
-            if isinstance(exc, ConflictError):
-                exc.order = current
-            raise
+        refund = await self._calls.finish(order if isinstance(order, Order) else oid, action)
+        OWNERS.forget(oid)
+        return refund
 
-    # -- waiting ---------------------------------------------------------------------
+    async def cancel_stale(
+        self, older_than: float | timedelta = timedelta(minutes=5)
+    ) -> builtins.list[tuple[Order, Refund]]:
+        """Cancel this account's PENDING orders older than ``older_than``; return refunds.
+
+        For recovery after a crash: orders a dead process was waiting on are refunded
+        instead of expiring. Orders that a live client of *this process* holds or waits
+        on are left alone. Without a fleet, this process cannot see what other processes
+        on the same API key are doing: their PENDING orders older than ``older_than``
+        are cancelled too, so choose an age longer than any wait of theirs (or use a
+        fleet, whose members' orders are never touched).
+        """
+        age = older_than if isinstance(older_than, timedelta) else None
+        if age is None:
+            age = timedelta(seconds=v.positive_seconds("older_than", older_than, allow_zero=True))
+        if age < timedelta(0):
+            raise InvalidArgumentError("older_than must not be negative")
+        cutoff = datetime.fromtimestamp(
+            self._transport.clock.now().timestamp() - age.total_seconds(), timezone.utc
+        )
+        stale = [
+            order
+            async for order in self.iterate(status=OrderStatus.PENDING)
+            if order.created_at is not None
+            and order.created_at <= cutoff
+            and not _registry.claimed(order.id)
+        ]
+        done: builtins.list[tuple[Order, Refund]] = []
+        limiter = anyio.Semaphore(C.SWEEP_CONCURRENCY)
+
+        async def one(order: Order) -> None:
+            async with limiter:
+                try:
+                    refund = await self.cancel(order)
+                except ConflictError:
+                    return  # it left PENDING meanwhile (maybe a code came): nothing to refund
+                except GsimError as exc:
+                    # One failure must not stop the sweep; the order still expires.
+                    log.warning("could not cancel stale order %s: %s", order.id, exc)
+                    return
+                done.append((attrs.evolve(order, status=OrderStatus.CANCELLED), refund))
+
+        async with anyio.create_task_group() as tg:
+            for order in stale:
+                tg.start_soon(one, order)
+        return done
+
+    # -- waiting ------------------------------------------------------------------------
 
     async def wait_for_code(
         self,
@@ -221,12 +283,13 @@ class Orders:
         """
         check_wait_args(timeout, on_timeout, poll_interval)
         current = order if isinstance(order, Order) else await self.get(order)
+        order_id(current)
         final = await wait(
-            self,
+            self._calls,
             current,
             timeout=timeout,
             on_timeout=on_timeout,
-            poll_interval=poll_interval,
+            poll_interval=poll_interval or self._poll_interval,
         )
         assert final.sms_code is not None
         return final.sms_code
@@ -243,15 +306,20 @@ class Orders:
 
         Each result has ``order`` and either ``code`` or ``error`` (``NoCodeError``,
         ``CodeTimeoutError`` after the ban, ...): one failure never stops the others.
-        Leaving the loop early stops waiting on the rest (they are kept as they are).
+        The ban (or cancel) after a timeout happens when its result is taken; leaving
+        the loop early stops waiting on the rest and leaves them as they are.
         """
         check_wait_args(timeout, on_timeout, poll_interval)
-        return as_completed(
-            self,
-            list(orders),
+        items = builtins.list(orders)
+        for item in items:
+            order_id(item)
+        return AsCompleted(
+            self._calls,
+            items,
+            self.get,
             timeout=timeout,
             on_timeout=on_timeout,
-            poll_interval=poll_interval,
+            poll_interval=poll_interval or self._poll_interval,
         )
 
     def activation(
@@ -265,35 +333,66 @@ class Orders:
         """Buy a number for the length of an ``async with`` block; refunded unless used.
 
         With ``max_price`` the price is checked before buying (``PriceTooHighError``,
-        nothing bought) and an order that came back dearer is cancelled at once.
+        nothing bought) and an order that came back dearer is cancelled at once (if its
+        code won that race, the error carries the code).
         """
+        service = v.text("service", service)
+        country = v.text("country", country)
+        operator = v.text("operator", operator) if operator is not None else None
+        price = v.price("max_price", max_price) if max_price is not None else None
+
+        async def quote() -> builtins.list[Operator]:
+            params = {"service": service, "country": country}
+            return await self._transport.request("GET", "/operators", _OPERATORS, params=params)
+
         return Activation(
-            self,
-            v.text("service", service),
-            v.text("country", country),
-            v.text("operator", operator) if operator is not None else None,
-            v.price("max_price", max_price) if max_price is not None else None,
+            self._calls,
+            lambda: self.create(service, country, operator),
+            quote,
+            what=f"{service}/{country}",
+            operator=operator,
+            max_price=price,
+            register=self._shared.activations.add,
         )
 
-    async def cancel_stale(
-        self, older_than: float | timedelta = timedelta(minutes=5)
-    ) -> builtins.list[tuple[Order, Refund]]:
-        """Cancel this account's PENDING orders older than ``older_than``; return refunds.
 
-        For recovery after a crash: orders a dead process was waiting on are refunded
-        instead of expiring. Orders this client is waiting on are left alone.
-        """
-        return await cancel_stale(self, older_than)
-
-    async def _reread(self, order: OrderRef) -> Order | None:
-        try:
-            return await self.get(order)
-        except Exception:  # the original error is the one to report
-            return None
+async def _items(pages: AsyncIterator[Page[Order]]) -> AsyncIterator[Order]:
+    async for page in pages:
+        for item in page.items:
+            yield item
 
 
-def _with_defaults(order: Order, country: str, operator: str | None) -> Order:
-    # The purchase answer may omit what we asked for; fill it in from the request.
-    return attrs.evolve(
-        order, country=order.country or country, operator=order.operator or operator
+async def wait_for_code(
+    order: Order,
+    *,
+    timeout: float | None = None,
+    on_timeout: OnTimeout = "ban",
+    poll_interval: float | None = None,
+) -> str:
+    """Wait for the SMS code of an order bought through a :class:`Client`; return it.
+
+    ``timeout`` (seconds) defaults to the order's ``expires_at``. When it passes,
+    the order is banned (``on_timeout="ban"``), cancelled (``"cancel"``) or left as it
+    is (``"keep"``) and ``CodeTimeoutError`` is raised; the ban/cancel runs even if
+    this task is cancelled meanwhile. A code that is present is returned whatever the
+    status says. Raises ``NoCodeError`` if the order ends (expired, cancelled, banned)
+    without one. Cancelling the waiting task only stops waiting: the order is kept.
+    """
+    if not isinstance(order, Order):
+        raise InvalidArgumentError(
+            "wait_for_code(order) takes an Order returned by a Client; for an order id use "
+            "client.orders.wait_for_code(order_id)"
+        )
+    if order.sms_code is not None:
+        return order.sms_code
+    owner = OWNERS.owner(order.id)
+    if owner is None:
+        raise InvalidArgumentError(
+            f"order {order.id} was not bought or read through a live Client of this "
+            "process (or it already settled); use client.orders.wait_for_code(order) with "
+            "the client it belongs to"
+        )
+    code: str = await owner.wait_for_code(
+        order, timeout=timeout, on_timeout=on_timeout, poll_interval=poll_interval
     )
+    return code

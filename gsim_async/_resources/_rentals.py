@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator, Callable
-from datetime import datetime
+from datetime import datetime, timezone
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import anyio
 
+from .. import _constants as C
 from .. import _validation as v
-from .._constants import MAX_PAGE_SIZE
-from .._converter import CallList, MessageList, RentalList, SearchResult, Success
+from .._converter import Decoder, Listing, decoder, listing
 from .._enums import Direction, NumberType, RentalStatus
 from .._exceptions import (
-    APIConnectionError,
+    APIResponseValidationError,
     InvalidArgumentError,
     MessageTimeoutError,
     NotFoundError,
@@ -31,36 +31,88 @@ from .._models import (
     RentalUpdate,
     SentMessage,
 )
-from .._pagination import fetch_page, iterate_pages
-from .._purchases import CLOCK_SKEW
+from .._pagination import iterate_pages, make_page
+from .._reconcile import Baseline, Reconciler
 from .._retry import Operation
+from .._transport import Transport
 from .._types import NOT_GIVEN, NotGiven
-
-if TYPE_CHECKING:
-    from .._client import Client
+from ._buying import buy
+from ._shared import Shared
 
 T = TypeVar("T")
 RentalRef = Rental | str
 MessageMatch = str | re.Pattern[str] | Callable[[Message], bool]
 
+_RENTAL: Decoder[Rental] = decoder(Rental)
+_RENTALS: Decoder[Listing[Rental]] = listing("rentals", Rental)
+_MESSAGES: Decoder[Listing[Message]] = listing("messages", Message)
+_CALLS: Decoder[Listing[Call]] = listing("calls", Call)
+_UPDATE: Decoder[RentalUpdate] = decoder(RentalUpdate)
+_SENT: Decoder[SentMessage] = decoder(SentMessage)
+_PLACED: Decoder[PlacedCall] = decoder(PlacedCall)
+_SEARCH: Decoder[Listing[AvailableNumber]] = listing("numbers", AvailableNumber)
+_SUCCESS = decoder(dict[str, Any])
+
 
 def rental_id(rental: RentalRef) -> str:
     """The id of a Rental or of an id string."""
-    if isinstance(rental, Rental):
-        return rental.id
-    return v.identifier("rental", rental)
+    raw = rental.id if isinstance(rental, Rental) else rental
+    # "search" would name GET /rentals/search, not a rental.
+    return v.identifier("rental", raw, reserved=("search",))
 
 
 def _flag(value: bool) -> str:
     return "true" if value else "false"
 
 
+class RentalBook:
+    """What the rentals namespaces of one client (all its views) share."""
+
+    def __init__(self, shared: Shared) -> None:
+        self.shared = shared
+        root = shared.root
+        self.reconciler: Reconciler[Rental] = Reconciler(
+            noun="rental",
+            ownership=shared.ownership,
+            clock=root.clock,
+            background=shared.background,
+            recent=lambda since: recent_rentals(root, since),
+            baseline=lambda: rental_baseline(root),
+            key_of=lambda r: ("rental", r.phone_number),
+            describe=lambda r: f"{r.id} ({r.phone_number}, {r.status}, {r.monthly_price})",
+            window=shared.reconcile_window,
+        )
+
+
+async def recent_rentals(transport: Transport, since: datetime) -> list[Rental]:
+    """Every rental of the account created since ``since`` (or of unknown age)."""
+    found: list[Rental] = []
+    number = 1
+    while True:
+        params = {"page": str(number), "limit": str(C.MAX_PAGE_SIZE)}
+        data = await transport.request("GET", "/rentals", _RENTALS, params=params)
+        page = make_page(data, number, C.MAX_PAGE_SIZE)
+        found.extend(r for r in page.items if r.created_at is None or r.created_at >= since)
+        if not page.items or number >= page.total_pages:
+            return found
+        number += 1
+
+
+async def rental_baseline(transport: Transport) -> Baseline:
+    """Every rental the account had before this client's first rental purchase."""
+    rentals = await recent_rentals(transport, datetime.min.replace(tzinfo=timezone.utc))
+    stamps = [r.created_at for r in rentals if r.created_at is not None]
+    return Baseline(frozenset(r.id for r in rentals), max(stamps, default=None))
+
+
 class Rentals:
     """Long-term virtual numbers: ``await client.rentals.search("US")``."""
 
-    def __init__(self, client: Client) -> None:
-        self._client = client
-        self._transport = client._transport
+    def __init__(self, transport: Transport, book: RentalBook, poll_interval: float) -> None:
+        self._transport = transport
+        self._shared = book.shared
+        self._reconciler = book.reconciler
+        self._poll_interval = poll_interval
 
     async def search(
         self,
@@ -91,8 +143,8 @@ class Rentals:
             params["contains"] = v.digits("contains", contains)
         if page_size is not None:
             params["pageSize"] = str(v.integer("page_size", page_size, 1, 50))
-        data = await self._transport.request("GET", "/rentals/search", SearchResult, params=params)
-        return data.numbers
+        data = await self._transport.request("GET", "/rentals/search", _SEARCH, params=params)
+        return list(data.items)
 
     async def create(
         self,
@@ -107,80 +159,70 @@ class Rentals:
         ``monthly_price`` includes the provider's markup. A purchase whose answer is
         lost is reconciled by phone number, never blindly repeated.
         """
+        number = v.e164("phone_number", phone_number)
         body = {
-            "phoneNumber": v.e164("phone_number", phone_number),
+            "phoneNumber": number,
             "numberType": v.number_type(number_type).value,
             "country": v.iso_country(country),
             "monthlyPrice": v.price("monthly_price", monthly_price),
         }
-        retries = self._transport.settings.max_retries
-        for _ in range(retries + 1):
-            since = self._transport.server_now() - CLOCK_SKEW
-            try:
-                rental = await self._transport.request(
-                    "POST", "/rentals", Rental, json=body, op=Operation.PURCHASE
-                )
-            except OutcomeUnknownError as lost:
-                try:
-                    found = await self._find(phone_number, since)
-                except Exception as exc:
-                    raise OutcomeUnknownError(
-                        f"renting {phone_number} got no answer and the account could not be "
-                        f"checked for it ({exc}); it may have been charged — look for it in "
-                        "rentals.list() before trying again",
-                        method="POST",
-                        path="/api/v1/rentals",
-                    ) from lost
-                if found is not None:
-                    self._client._purchases.hold(found.id)
-                    return found
-            else:
-                self._client._purchases.hold(rental.id)
-                return rental
-        raise APIConnectionError(
-            f"renting {phone_number} failed {retries + 1} times without reaching the server; "
-            "nothing was charged",
-            method="POST",
-            path="/api/v1/rentals",
-        )
 
-    async def _find(self, phone_number: str, since: datetime) -> Rental | None:
-        """The ACTIVE rental of ``phone_number`` created since ``since`` not yet ours."""
-        async for rental in self._iterate(RentalStatus.ACTIVE):
-            if (
-                rental.phone_number == phone_number
-                and not self._client._purchases.holds(rental.id)
-                and (rental.created_at is None or rental.created_at >= since)
-            ):
-                return rental
-        return None
+        async def send(sent_log: list[float]) -> Rental:
+            return await self._transport.request(
+                "POST", "/rentals", _RENTAL, json=body, op=Operation.PURCHASE, sent_log=sent_log
+            )
+
+        rental = await buy(
+            reconciler=self._reconciler,
+            key=("rental", number),
+            what=number,
+            matches=lambda r: r.phone_number == number,
+            send=send,
+            reread=self._get,
+            retries=self._transport.settings.max_retries,
+            path=C.API_PREFIX + "/rentals",
+        )
+        self._shared.ownership.stamp(rental.id, rental.created_at)
+        return rental
+
+    async def _get(self, rid: str) -> Rental:
+        return await self._transport.request("GET", f"/rentals/{rid}", _RENTAL)
 
     async def get(self, rental: RentalRef) -> Rental:
         """The rental with its recent ``messages`` and ``calls``."""
-        return await self._transport.request("GET", f"/rentals/{rental_id(rental)}", Rental)
+        return await self._get(rental_id(rental))
 
     async def list(
         self, page: int = 1, limit: int = 20, status: RentalStatus | str | None = None
     ) -> Page[Rental]:
         """One page of this account's rentals."""
-        params = (
-            {} if status is None else {"status": v.status("status", status, RentalStatus).value}
-        )
-        return await fetch_page(
-            self._transport, "/rentals", RentalList, page=page, limit=limit, params=params
-        )
+        wanted = None if status is None else v.status("status", status, RentalStatus)
+        return await self._page("/rentals", _RENTALS, page, limit, wanted)
 
     def iterate(self, status: RentalStatus | str | None = None) -> AsyncIterator[Rental]:
         """Every rental (of ``status``, if given), fetched 100 per request."""
-        if status is not None:
-            status = v.status("status", status, RentalStatus)
-        return self._iterate(status)
+        return self._iterate(None if status is None else v.status("status", status, RentalStatus))
 
-    def _iterate(self, status: RentalStatus | str | None) -> AsyncIterator[Rental]:
+    def _iterate(self, status: RentalStatus | None) -> AsyncIterator[Rental]:
         async def fetch(number: int) -> Page[Rental]:
-            return await self.list(page=number, limit=MAX_PAGE_SIZE, status=status)
+            return await self._page("/rentals", _RENTALS, number, C.MAX_PAGE_SIZE, status)
 
         return iterate_pages(fetch)
+
+    async def _page(
+        self,
+        path: str,
+        decode: Callable[[Any], Listing[T]],
+        page: int,
+        limit: int,
+        status: RentalStatus | None = None,
+    ) -> Page[T]:
+        number, size = v.page(page), v.limit(limit)
+        params = {"page": str(number), "limit": str(size)}
+        if status is not None:
+            params["status"] = status.value
+        data = await self._transport.request("GET", path, decode, params=params)
+        return make_page(data, number, size)
 
     async def update(
         self,
@@ -214,13 +256,13 @@ class Rentals:
                 "update needs at least one of auto_renew, forwarding_number, "
                 "voicemail_enabled, friendly_name"
             )
-        return await self._transport.request("PATCH", f"/rentals/{rid}", RentalUpdate, json=body)
+        return await self._transport.request("PATCH", f"/rentals/{rid}", _UPDATE, json=body)
 
     async def release(self, rental: RentalRef) -> None:
         """Give the number back at once; it cannot be recovered."""
         rid = rental_id(rental)
         try:
-            await self._transport.request("DELETE", f"/rentals/{rid}", Success)
+            await self._transport.request("DELETE", f"/rentals/{rid}", _SUCCESS)
         except NotFoundError as exc:
             # A retry of ours after a lost answer finds it gone: that is success.
             if not exc.after_lost_answer:
@@ -228,8 +270,7 @@ class Rentals:
 
     async def messages(self, rental: RentalRef, page: int = 1, limit: int = 50) -> Page[Message]:
         """One page of the rental's SMS, newest first."""
-        path = f"/rentals/{rental_id(rental)}/sms"
-        return await fetch_page(self._transport, path, MessageList, page=page, limit=limit)
+        return await self._page(f"/rentals/{rental_id(rental)}/sms", _MESSAGES, page, limit)
 
     async def send_sms(self, rental: RentalRef, to: str, body: str) -> SentMessage:
         """Send an SMS from the rental's number (a per-SMS fee is charged).
@@ -240,33 +281,51 @@ class Rentals:
         payload = {"to": v.e164("to", to), "body": v.sms_body(body)}
         return await self._once(
             f"/rentals/{rental_id(rental)}/sms",
-            SentMessage,
+            _SENT,
             payload,
-            f"sending the SMS to {to} got no answer; it may have gone out (and been "
-            "charged) — check rentals.messages() before sending it again",
+            f"sending the SMS to {to}",
+            "it may have gone out (and been charged): check rentals.messages() before "
+            "sending it again",
+            "the SMS was sent (and charged)",
         )
 
     async def calls(self, rental: RentalRef, page: int = 1, limit: int = 50) -> Page[Call]:
         """One page of the rental's calls, newest first."""
-        path = f"/rentals/{rental_id(rental)}/calls"
-        return await fetch_page(self._transport, path, CallList, page=page, limit=limit)
+        return await self._page(f"/rentals/{rental_id(rental)}/calls", _CALLS, page, limit)
 
     async def call(self, rental: RentalRef, to: str) -> PlacedCall:
         """Place a call from the rental's number; never repeated after a lost answer."""
         return await self._once(
             f"/rentals/{rental_id(rental)}/calls",
-            PlacedCall,
+            _PLACED,
             {"to": v.e164("to", to)},
-            f"placing the call to {to} got no answer; it may have been placed — check "
-            "rentals.calls() before calling again",
+            f"placing the call to {to}",
+            "it may have been placed: check rentals.calls() before calling again",
+            "the call was placed",
         )
 
-    async def _once(self, path: str, cls: type[T], payload: dict[str, str], lost: str) -> T:
+    async def _once(
+        self,
+        path: str,
+        decode: Callable[[Any], T],
+        payload: dict[str, str],
+        doing: str,
+        maybe: str,
+        done: str,
+    ) -> T:
         """POST something that acts each time it is sent: never repeated when in doubt."""
         try:
-            return await self._transport.request("POST", path, cls, json=payload, op=Operation.ONCE)
+            return await self._transport.request(
+                "POST", path, decode, json=payload, op=Operation.ONCE
+            )
         except OutcomeUnknownError as exc:
-            raise OutcomeUnknownError(lost, method=exc.method, path=exc.path) from exc
+            raise OutcomeUnknownError(
+                f"{doing}: {exc.reason}; {maybe}", method=exc.method, path=exc.path
+            ) from exc
+        except APIResponseValidationError as exc:
+            exc.message = f"{doing}: {exc.message.replace('the request was carried out', done)}"
+            exc.args = (str(exc),)
+            raise
 
     async def wait_for_sms(
         self,
@@ -293,28 +352,30 @@ class Rentals:
         interval = (
             v.positive_seconds("poll_interval", poll_interval)
             if poll_interval is not None
-            else self._client.poll_interval
+            else self._poll_interval
         )
-        seen: set[str] | None = None if since is None else set()
+        explicit = since is not None
+        if since is None:
+            # What arrived after this call, on the server's clock as well as we know it:
+            # pinned by our own purchases when it can be, else the Date header, give
+            # or take a little (pass since= for an exact cut). Only the first look
+            # needs it: later looks take any message they had not seen.
+            since = self._transport.clock.now()
+        seen: set[str] = set()
+        first = True
         with anyio.move_on_after(timeout) as scope:
             while True:
                 page = await self.messages(rid, limit=50)
-                fresh = [
-                    m
-                    for m in reversed(page.items)  # oldest first: the first match wins
-                    if m.direction == Direction.INBOUND
-                    and (seen is None or m.id not in seen)
-                    and (since is None or (m.created_at is not None and m.created_at > since))
-                ]
-                if seen is None:
-                    # The first look records what was already there (server and client
-                    # clocks differ, so ids, not timestamps, tell old from new).
-                    seen = {m.id for m in page.items}
-                else:
-                    for message in fresh:
-                        seen.add(message.id)
-                        if accept(message):
-                            return message
+                for message in reversed(page.items):  # oldest first: the first match wins
+                    if message.id in seen or message.direction != Direction.INBOUND:
+                        continue
+                    seen.add(message.id)
+                    created = message.created_at
+                    if (first or explicit) and (created is None or created < since):
+                        continue
+                    if accept(message):
+                        return message
+                first = False
                 await anyio.sleep(interval)
         assert scope.cancelled_caught
         raise MessageTimeoutError(f"no matching SMS on rental {rid} within {timeout} s")

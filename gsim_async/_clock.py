@@ -1,0 +1,92 @@
+"""What the client knows of the server's clock.
+
+Two sources, trusted differently (docs/architecture.md, "Clocks"):
+
+* the ``Date`` header of every response: always there, but a proxy may rewrite it,
+  so it is only a first guess, good to within :data:`CLOCK_TOLERANCE`;
+* the timestamps of the client's *own* purchases: an order bought by a request sent at
+  ``s`` and answered at ``r`` (our clock) was stamped between the two, so its
+  ``createdAt`` bounds the offset between the server's timestamps and our clock to
+  ``[createdAt - r, createdAt - s]``. Every such observation narrows the bounds.
+
+Reconciliation and the default end of a wait use the bounds, never the Date header
+alone once a purchase has calibrated them.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+
+from ._constants import CLOCK_SLACK, CLOCK_TOLERANCE
+
+
+class ServerClock:
+    """Bounds on (server timestamp - our wall clock), in seconds."""
+
+    __slots__ = ("_date_offset", "_hi", "_last_date", "_lo", "_wall")
+
+    def __init__(self, wall: Callable[[], float] = time.time) -> None:
+        self._wall = wall
+        self._date_offset: float | None = None
+        self._last_date: str | None = None
+        self._lo = -math.inf
+        self._hi = math.inf
+
+    def observe_date(self, header: str | None) -> None:
+        """Take a response's ``Date`` header as a first guess of the server's clock."""
+        if header is None or header == self._last_date:
+            return
+        self._last_date = header
+        try:
+            server = parsedate_to_datetime(header).timestamp()
+        except (TypeError, ValueError, IndexError):
+            return
+        # The header truncates to the second: the server's time is half a second on.
+        self._date_offset = server + 0.5 - self._wall()
+
+    def calibrate(self, sent: float, received: float, stamp: datetime) -> None:
+        """Our purchase sent at ``sent`` and answered at ``received`` was stamped ``stamp``."""
+        at = stamp.timestamp()
+        # Stamps are truncated to the millisecond: the true instant may be 1 ms later.
+        lo, hi = at - received, at + 0.001 - sent
+        if lo > self._hi or hi < self._lo:
+            # Disjoint from what we knew: the server's clock was stepped. Start again.
+            self._lo, self._hi = lo, hi
+        else:
+            self._lo, self._hi = max(self._lo, lo), min(self._hi, hi)
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether one of our own purchases has pinned the server's timestamps down."""
+        return self._hi < math.inf
+
+    def bounds(self) -> tuple[float, float]:
+        """The offset of the server's timestamps from our clock: (lowest, highest)."""
+        if self.calibrated:
+            return self._lo - CLOCK_SLACK, self._hi + CLOCK_SLACK
+        if self._date_offset is None:
+            return -2 * CLOCK_TOLERANCE, 2 * CLOCK_TOLERANCE
+        return self._date_offset - CLOCK_TOLERANCE, self._date_offset + CLOCK_TOLERANCE
+
+    @property
+    def offset(self) -> float:
+        """The best single guess of the offset."""
+        if self.calibrated:
+            return (self._lo + self._hi) / 2
+        return self._date_offset or 0.0
+
+    def now(self) -> datetime:
+        """Now, on the server's clock (best guess)."""
+        return datetime.fromtimestamp(self._wall() + self.offset, timezone.utc)
+
+    def seconds_until(self, stamp: datetime) -> float:
+        """Seconds from now until the server's clock shows ``stamp`` (best guess)."""
+        return stamp.timestamp() - self.offset - self._wall()
+
+    def earliest(self, local: float) -> datetime:
+        """The earliest server timestamp a thing that happened at our ``local`` can bear."""
+        return datetime.fromtimestamp(local + self.bounds()[0], timezone.utc)

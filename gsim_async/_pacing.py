@@ -1,0 +1,351 @@
+"""Pacing: how fast the client sends, and how it learns the server's rate limit.
+
+The money rule behind it (docs/rate-limits.md): every 429 costs a pause of a minute
+for the whole client, so the client learns the limit once.
+
+* **Slow start.** A client that has never met a limit starts at
+  :data:`INITIAL_RATE` requests/s and raises its rate with every accepted answer
+  while the rate is what holds requests back: it never fires a burst it has not
+  tried before.
+* **Learn once.** At the first 429 the client pauses (Retry-After) and estimates the
+  limit from what the server *accepted* before it: a token bucket that refuses at
+  ``t`` accepted at most ``burst + rate * W`` in any window ``W`` before it, so the
+  rate is at least ``accepted(W) / (W + burst/rate)`` for the largest such ratio,
+  with a burst of :data:`ASSUMED_BURST` seconds. It resumes just under that, with no
+  burst, the refunds first.
+* **Probe rarely.** A learnt rate that has been the bottleneck for a long while
+  (many times the last pause) is raised by 5 %; a 429 brings a fresh estimate.
+* **Told or shown, never hit.** ``max_requests_per_second`` is a ceiling paced
+  evenly; a policy in the answers' rate-limit headers is the same, and an answer
+  saying nothing is left holds requests until its reset, before any 429.
+
+Requests wait in priority order: refunds, then the caller's own calls, then the
+watcher's polls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import heapq
+import itertools
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import Callable
+
+from . import _constants as C
+from ._rate_headers import RateAdvert
+
+log = logging.getLogger("gsim_async")
+
+
+class Priority(enum.IntEnum):
+    """Which waiting request goes first when the client is paced."""
+
+    REFUND = 0  #: cleanup that gives money back
+    CALL = 1  #: what the caller asked for
+    POLL = 2  #: the watcher's polling
+
+
+class Phase(enum.Enum):
+    """What the client knows of the limit."""
+
+    SLOW_START = "slow start"
+    UNPACED = "unpaced"
+    LEARNT = "learnt"
+    TOLD = "told"
+    ADVERTISED = "advertised"
+
+
+class _Bins:
+    """Accepted answers per tenth of a second, over the last :data:`RATE_HISTORY` s."""
+
+    __slots__ = ("_bins",)
+
+    def __init__(self) -> None:
+        self._bins: deque[list[int]] = deque()
+
+    def add(self, now: float) -> None:
+        slot = int(now * 10)
+        bins = self._bins
+        if bins and bins[-1][0] == slot:
+            bins[-1][1] += 1
+            return
+        bins.append([slot, 1])
+        oldest = slot - int(C.RATE_HISTORY * 10)
+        while bins[0][0] < oldest:
+            bins.popleft()
+
+    def estimate(self, now: float, since: float, burst: float) -> float:
+        """The highest ``accepted(W) / (W + burst)`` over windows ending now, after since."""
+        best = 0.0
+        accepted = 0
+        first = int(since * 10)
+        for slot, count in reversed(self._bins):
+            if slot < first:
+                break
+            accepted += count
+            window = max(now - slot / 10, 0.1)
+            best = max(best, accepted / (window + burst))
+        return best
+
+    def rate(self, now: float, window: float) -> float:
+        """Accepted answers per second over the last ``window`` seconds."""
+        first = int((now - window) * 10)
+        total = sum(count for slot, count in self._bins if slot >= first)
+        return total / window
+
+
+class Ticket:
+    """A granted turn: pass it back with the request's outcome."""
+
+    __slots__ = ("sent_at", "seq", "waited")
+
+    def __init__(self, seq: int, sent_at: float, waited: bool) -> None:
+        self.seq = seq
+        self.sent_at = sent_at
+        #: Whether the request queued: the rate, not the caller, was the bottleneck.
+        self.waited = waited
+
+
+class Pacing:
+    """The rate gate and the send rate of one client (shared by its views)."""
+
+    def __init__(
+        self,
+        max_rate: float | None = None,
+        *,
+        slow_start: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._clock = clock
+        self._told = max_rate
+        now = clock()
+        if max_rate is not None:
+            self.phase = Phase.TOLD
+            self._rate: float | None = max_rate
+        elif slow_start:
+            self.phase = Phase.SLOW_START
+            self._rate = C.INITIAL_RATE
+        else:
+            self.phase = Phase.UNPACED
+            self._rate = None
+        # Slow start may begin with a burst of its initial rate; anything paced after
+        # that refills a small bucket, so a pause never ends in a stampede.
+        self._tokens = C.INITIAL_RATE if self.phase is Phase.SLOW_START else 1.0
+        self._refilled = now
+        self._open_at = now  # the gate a 429 closes: shut until then
+        self._pause_started = -math.inf
+        self._counted_until = now
+        #: Seconds the server has paused us so far (cleanup deadlines grow by them).
+        self.paused_total = 0.0
+        self._segment = now  # estimates count answers since here (start, end of a pause)
+        self._probe_at = math.inf
+        self._probe_every = math.inf
+        self._accepted = _Bins()
+        self._queue: list[tuple[int, int, asyncio.Future[Ticket]]] = []
+        self._order = itertools.count()
+        self._dispatcher: asyncio.Task[None] | None = None
+        self._wake: asyncio.Event | None = None
+        # An advertised budget: requests left until `_budget_until`, as of request
+        # number `_budget_base`; those sent after it may already have used some.
+        self._sent = 0
+        self._budget: int | None = None
+        self._budget_base = 0
+        self._budget_until = 0.0
+        #: Requests granted and not yet answered.
+        self.in_flight = 0
+
+    # -- what callers read --------------------------------------------------------------
+
+    @property
+    def rate(self) -> float | None:
+        """The current send rate (requests/s), or ``None`` when unpaced."""
+        return self._rate
+
+    @property
+    def paused_for(self) -> float:
+        """Seconds until the gate a 429 closed opens again (0 when open)."""
+        return max(0.0, self._open_at - self._clock())
+
+    # -- taking turns -------------------------------------------------------------------
+
+    def try_acquire(self) -> Ticket | None:
+        """A turn at once if one is free (the common case, without an await); else None."""
+        if self._queue:
+            return None
+        now = self._clock()
+        if now < self._open_at or self._budget_wait(now) > 0:
+            return None
+        if self._rate is not None:
+            self._refill(now)
+            if self._tokens < 1.0:
+                return None
+            self._tokens -= 1.0
+        return self._grant(now, waited=False)
+
+    async def acquire(self, priority: Priority) -> Ticket:
+        """Wait for this request's turn (refunds first, polls last)."""
+        ticket = self.try_acquire()
+        if ticket is not None:
+            return ticket
+        future: asyncio.Future[Ticket] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._queue, (int(priority), next(self._order), future))
+        self._ensure_dispatcher()
+        try:
+            return await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled():
+                self.in_flight -= 1  # granted as we were cancelled: never sent
+            raise
+
+    def _grant(self, now: float, *, waited: bool) -> Ticket:
+        self._sent += 1
+        self.in_flight += 1
+        return Ticket(self._sent, now, waited)
+
+    def _ensure_dispatcher(self) -> None:
+        if self._wake is None:
+            self._wake = asyncio.Event()
+        self._wake.set()
+        if self._dispatcher is None or self._dispatcher.done():
+            self._dispatcher = asyncio.get_running_loop().create_task(
+                self._dispatch(), name="gsim_async pacing"
+            )
+
+    async def _dispatch(self) -> None:
+        assert self._wake is not None
+        while self._queue:
+            now = self._clock()
+            wait = max(self._open_at - now, self._budget_wait(now))
+            if wait <= 0 and self._rate is not None:
+                self._refill(now)
+                if self._tokens < 1.0:
+                    wait = (1.0 - self._tokens) / self._rate
+            if wait > 0:
+                self._wake.clear()
+                # Woken early when the rate or the gate changes.
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), min(wait, 1.0))
+                continue
+            _, _, future = heapq.heappop(self._queue)
+            if future.done():  # its caller gave up
+                continue
+            if self._rate is not None:
+                self._tokens -= 1.0
+            future.set_result(self._grant(now, waited=True))
+
+    def _refill(self, now: float) -> None:
+        rate = self._rate
+        assert rate is not None
+        capacity = max(1.0, rate * 0.2)
+        if self._tokens < capacity:
+            # (A slow-start burst above capacity is spent once, never refilled.)
+            self._tokens = min(capacity, self._tokens + (now - self._refilled) * rate)
+        self._refilled = now
+
+    def _budget_wait(self, now: float) -> float:
+        if self._budget is None:
+            return 0.0
+        if now >= self._budget_until:
+            self._budget = None  # the quota is whole again
+            return 0.0
+        if self._budget - (self._sent - self._budget_base) > 0:
+            return 0.0
+        return self._budget_until - now
+
+    # -- what answers teach ---------------------------------------------------------------
+
+    def done(self, ticket: Ticket, *, accepted: bool, advert: RateAdvert | None = None) -> None:
+        """The request of ``ticket`` ended: ``accepted`` if answered with anything but 429."""
+        self.in_flight -= 1
+        now = self._clock()
+        if advert is not None:
+            self._advertised(advert, ticket, now)
+        if not accepted:
+            return
+        self._accepted.add(now)
+        if self.phase is Phase.SLOW_START and ticket.waited:
+            assert self._rate is not None
+            self._rate += C.SLOW_START_STEP
+            if self._rate > C.UNPACED_ABOVE:
+                log.debug("no rate limit met up to %.0f req/s: pacing off", self._rate)
+                self.phase, self._rate = Phase.UNPACED, None
+        elif self.phase is Phase.LEARNT and ticket.waited and now >= self._probe_at:
+            self._probe(now)
+
+    def throttled(self, ticket: Ticket, retry_after: float) -> float:
+        """The request of ``ticket`` was answered 429: close the gate; returns the pause."""
+        now = self._clock()
+        new_event = ticket.sent_at >= self._pause_started and now >= self._open_at
+        self._open_at = max(self._open_at, now + retry_after)
+        if self._open_at > self._counted_until:
+            self.paused_total += self._open_at - max(self._counted_until, now)
+            self._counted_until = self._open_at
+        if new_event:
+            # Requests sent before this moment that meet 429 are this same event.
+            self._pause_started = now
+            self._learn(now, retry_after)
+        self._segment = self._open_at
+        if self._wake is not None:
+            self._wake.set()
+        return max(retry_after, self._open_at - now)
+
+    def _learn(self, now: float, pause: float) -> None:
+        estimate = self._accepted.estimate(now, self._segment, C.ASSUMED_BURST)
+        base = estimate if estimate > 0 else (self._rate or C.INITIAL_RATE)
+        if self._rate is not None:
+            base = min(base, self._rate)
+        new = max(C.MIN_RATE, C.SETTLE_FRACTION * base)
+        if self._told is not None:
+            new = min(new, self._told)
+        log.info(
+            "rate limited (%s): pausing %.1f s, then %.2f req/s (limit estimated at %.2f)",
+            self.phase.value,
+            pause,
+            new,
+            estimate,
+        )
+        self.phase = Phase.LEARNT
+        self._rate = new
+        self._tokens = 0.0
+        self._refilled = now + pause
+        self._probe_every = max(C.PROBE_MIN, C.PROBE_AFTER_PAUSES * pause)
+        self._probe_at = now + pause + self._probe_every
+
+    def _probe(self, now: float) -> None:
+        assert self._rate is not None
+        self._rate *= C.PROBE_STEP
+        if self._told is not None:
+            self._rate = min(self._rate, self._told)
+        log.debug("probing a higher rate: %.2f req/s", self._rate)
+        self._probe_at = now + self._probe_every
+
+    def _advertised(self, advert: RateAdvert, ticket: Ticket, now: float) -> None:
+        policy = advert.rate
+        if self.phase in (Phase.SLOW_START, Phase.UNPACED, Phase.ADVERTISED):
+            ceiling = policy
+            if ceiling is not None and self._told is not None:
+                ceiling = min(ceiling, self._told)
+            # A server that counts for us paces us: its policy, else its budget alone.
+            if self.phase is not Phase.ADVERTISED or self._rate != ceiling:
+                self.phase, self._rate = Phase.ADVERTISED, ceiling
+                self._tokens = min(self._tokens, 1.0)
+                if self._wake is not None:
+                    self._wake.set()
+        if advert.remaining is not None and ticket.seq >= self._budget_base:
+            self._budget = advert.remaining
+            self._budget_base = ticket.seq
+            self._budget_until = now + (advert.reset if advert.reset is not None else 1.0)
+
+    def close(self) -> None:
+        """Stop the dispatcher; requests still waiting for a turn are cancelled."""
+        task, self._dispatcher = self._dispatcher, None
+        if task is not None:
+            task.cancel()
+        for _, _, future in self._queue:
+            future.cancel()
+        self._queue.clear()

@@ -1,0 +1,376 @@
+"""Reconciliation: find what a purchase whose answer was lost bought, or prove it bought nothing.
+
+One path for orders and rentals (docs/architecture.md, "Money and codes are never
+lost", rule 2). For each purchase key (service and country, or a rental's number):
+
+* purchases of the key on the wire are counted; a listing of the account runs only
+  when none is (new ones wait meanwhile), so every order the client bought is either
+  held or one of the lost ones, and one listing serves every lost purchase queued;
+* before the client's first purchase, one listing records what the account already
+  had (the *baseline*); a candidate is an item of the key the baseline did not show,
+  held by nobody here, stamped after the baseline's newest item (both stamps from the
+  server's own clock, so no clock of ours is trusted) and, once our own purchases
+  have pinned the server's clock, no earlier than the lost request was sent;
+* candidates are adopted only while no other buyer was seen on the key and there are
+  no more of them than lost purchases; otherwise :class:`OutcomeUnknownError` names
+  them and nothing is bought again;
+* with no candidate, the account is listed again until the server can no longer be
+  working on the request (the reconcile window), and once more after it: only then is
+  the purchase taken as never made, and bought again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Generic, Protocol, TypeVar
+
+import anyio
+import attrs
+
+from ._background import Background
+from ._clock import ServerClock
+from ._exceptions import GsimError, OutcomeUnknownError
+from ._ownership import Key, Ownership
+
+log = logging.getLogger("gsim_async")
+
+
+@attrs.frozen
+class Baseline:
+    """What the account held before this client first bought: ids, and the newest stamp."""
+
+    ids: frozenset[str]
+    newest: datetime | None
+
+
+class Item(Protocol):
+    """What reconciliation reads of an order or a rental."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def created_at(self) -> datetime | None: ...
+
+
+T = TypeVar("T", bound=Item)
+
+#: Seconds between listings while a lost purchase's item has not shown up: 1, 2, 4, ...
+_FIRST_RELIST = 1.0
+_MAX_RELIST = 15.0
+
+
+@attrs.define(eq=False)
+class Lost(Generic[T]):
+    """One purchase whose answer was lost, waiting to be resolved."""
+
+    key: Key
+    what: str  # for messages: "telegram/russia", "+15105551234"
+    matches: Callable[[T], bool]
+    sent: float  # wall clock, when the lost attempt left
+    deadline: float  # monotonic: the server cannot be working on it any more
+    happened: bool  # the server answered 2xx: it was bought, whatever we find
+    done: anyio.Event = attrs.field(factory=anyio.Event)
+    next_check: float = 0.0
+    relist: float = _FIRST_RELIST
+    result: T | None = None
+    error: BaseException | None = None
+
+    def finish(self, result: T | None = None, error: BaseException | None = None) -> None:
+        self.result, self.error = result, error
+        self.done.set()
+
+
+@attrs.define(eq=False)
+class _KeyState(Generic[T]):
+    in_flight: int = 0
+    draining: bool = False  # a listing is due: new purchases wait
+    pending: list[Lost[T]] = attrs.Factory(list)
+    leader: bool = False
+    changed: anyio.Event = attrs.Factory(anyio.Event)
+
+    def notify(self) -> None:
+        self.changed.set()
+        self.changed = anyio.Event()
+
+
+class Reconciler(Generic[T]):
+    """Purchases in flight and lost purchases of one kind (orders, or rentals)."""
+
+    def __init__(
+        self,
+        *,
+        noun: str,
+        ownership: Ownership,
+        clock: ServerClock,
+        background: Background,
+        recent: Callable[[datetime], Awaitable[list[T]]],
+        baseline: Callable[[], Awaitable[Baseline]],
+        key_of: Callable[[T], Key | None],
+        describe: Callable[[T], str],
+        window: float,
+    ) -> None:
+        self._noun = noun
+        self._ownership = ownership
+        self._clock = clock
+        self._background = background
+        self._recent = recent
+        self._baseline_source = baseline
+        self._baseline: Baseline | None = None
+        self._baseline_lock = anyio.Lock()
+        self._key_of = key_of
+        self._describe = describe
+        self.window = window
+        self._keys: dict[Key, _KeyState[T]] = {}
+        self._set_aside: set[str] = set()
+        self._leaders: set[asyncio.Task[None]] = set()
+
+    # -- purchases on the wire ----------------------------------------------------------
+
+    async def begin(self, key: Key) -> float:
+        """Register a purchase about to be sent (waits while a listing is due).
+
+        Returns its start time, to pass to :meth:`bought` or :meth:`abandon`. The
+        client's first purchase of this kind first records the account's baseline.
+        """
+        if self._baseline is None:
+            await self._take_baseline(key[0])
+        while True:
+            state = self._keys.setdefault(key, _KeyState())
+            if not state.draining:
+                break
+            await state.changed.wait()
+        state.in_flight += 1
+        started = time.time()
+        self._ownership.opened(key, started)
+        return started
+
+    async def _take_baseline(self, kind: str) -> None:
+        async with self._baseline_lock:
+            if self._baseline is None:
+                baseline = await self._baseline_source()
+                self._ownership.set_mark(kind, baseline.newest)
+                self._baseline = baseline
+
+    def bought(self, key: Key, started: float, item_id: str, sent: float) -> None:
+        """The purchase begun at ``started`` bought ``item_id`` (request sent at ``sent``)."""
+        self._ownership.hold(item_id, sent)
+        self._ownership.closed(key, started)
+        self._off_the_wire(key)
+
+    def abandon(self, key: Key, started: float) -> None:
+        """The purchase bought nothing (a definite error), or is left to the caller."""
+        self._ownership.closed(key, started)
+        self._off_the_wire(key)
+
+    def _off_the_wire(self, key: Key) -> None:
+        state = self._keys[key]
+        state.in_flight -= 1
+        state.notify()
+        self._forget(key, state)
+
+    def _forget(self, key: Key, state: _KeyState[T]) -> None:
+        idle = not state.in_flight and not state.pending and not state.leader
+        if idle and self._keys.get(key) is state:
+            del self._keys[key]
+
+    # -- lost purchases -----------------------------------------------------------------
+
+    async def resolve(
+        self,
+        key: Key,
+        started: float,
+        lost: Lost[T],
+    ) -> T | None:
+        """What the lost purchase bought, or ``None`` when it provably bought nothing.
+
+        Call instead of :meth:`bought`/:meth:`abandon` for a purchase begun at
+        ``started``. Raises :class:`OutcomeUnknownError` when it cannot tell.
+        """
+        state = self._keys[key]
+        state.in_flight -= 1  # off the wire, but still open until resolved
+        state.pending.append(lost)
+        state.draining = True
+        state.notify()
+        if not state.leader:
+            state.leader = True
+            # Its own task: the lost purchases queued behind it must not depend on
+            # whether the caller that started it gets cancelled.
+            task = self._background.spawn(self._lead(key, state))
+            self._leaders.add(task)
+            task.add_done_callback(self._leaders.discard)
+        try:
+            await lost.done.wait()
+        finally:
+            self._ownership.closed(key, started)
+        if lost.error is not None:
+            raise lost.error
+        return lost.result
+
+    async def _lead(self, key: Key, state: _KeyState[T]) -> None:
+        try:
+            while state.pending:
+                now = time.monotonic()
+                due = min(p.next_check for p in state.pending)
+                if due > now:
+                    # Purchases of the key flow until the next listing is due.
+                    if state.draining:
+                        state.draining = False
+                        state.notify()
+                    with anyio.move_on_after(due - now):
+                        await state.changed.wait()
+                    continue
+                if not state.draining:
+                    state.draining = True
+                    state.notify()
+                while state.in_flight:
+                    await state.changed.wait()
+                await self._check(key, state)
+        except BaseException:
+            for lost in state.pending:  # the client is closing: say what we know
+                lost.finish(error=self._unknown(lost, "the client was closed before it could", ()))
+            state.pending.clear()
+            raise
+        finally:
+            state.leader = False
+            state.draining = False
+            state.notify()
+            self._forget(key, state)
+
+    async def _check(self, key: Key, state: _KeyState[T]) -> None:
+        batch = list(state.pending)
+        started = time.monotonic()
+        since = min(self._clock.earliest(p.sent) for p in batch)
+        if self._baseline is not None and self._baseline.newest is not None:
+            since = max(since, self._baseline.newest)
+        try:
+            items = await self._recent(since)
+        except GsimError as exc:
+            log.info("could not list the account to reconcile %s: %s", key, exc)
+            for lost in batch:
+                if started >= lost.deadline:
+                    lost.finish(
+                        error=self._unknown(lost, f"the account could not be checked ({exc})", ())
+                    )
+                else:
+                    self._later(lost, started)
+            state.pending = [p for p in state.pending if not p.done.is_set()]
+            return
+        finally:
+            state.draining = False
+            state.notify()
+        self._settle(batch, items, started)
+        state.pending = [p for p in state.pending if not p.done.is_set()]
+
+    def _settle(self, batch: list[Lost[T]], items: list[T], started: float) -> None:
+        ownership = self._ownership
+        for item in items:
+            ownership.stamp(item.id, item.created_at)  # our own purchases pin the clock
+        free = [
+            i
+            for i in items
+            if not ownership.holds(i.id) and i.id not in self._set_aside and self._new(i)
+        ]
+        for item in free:
+            key = self._key_of(item)
+            if key is not None:
+                ownership.consider(item.id, key, item.created_at)
+        wanted = {
+            id(lost): [i for i in free if lost.matches(i) and self._after(i, lost)]
+            for lost in batch
+        }
+        everything = {i.id: i for found in wanted.values() for i in found}
+        if len(everything) > len(batch):
+            # More new items of the key than we lost: someone else bought some.
+            ownership.foreign(next(iter(everything)))
+        guessing = ownership.foreign_buyer
+        taken: set[str] = set()
+        for lost in sorted(batch, key=lambda p: p.sent):
+            found = [i for i in wanted[id(lost)] if i.id not in taken]
+            if found and guessing:
+                why = "another client is buying on this API key"
+                self._set_aside.update(i.id for i in found)
+                lost.finish(error=self._unknown(lost, why, found))
+            elif found:
+                item = min(found, key=_created)
+                taken.add(item.id)
+                ownership.hold(item.id, lost.sent)
+                log.info("adopted %s %s after a lost purchase answer", self._noun, item.id)
+                lost.finish(result=item)
+            elif started >= lost.deadline:
+                self._conclude(lost)
+            else:
+                self._later(lost, started)
+
+    def _new(self, item: T) -> bool:
+        # Not on the account before this client's first purchase (server stamps only).
+        baseline = self._baseline
+        if baseline is None:
+            return True
+        if item.id in baseline.ids:
+            return False
+        created = item.created_at
+        return created is None or baseline.newest is None or created >= baseline.newest
+
+    def _after(self, item: T, lost: Lost[T]) -> bool:
+        created = item.created_at
+        if created is None or not self._clock.calibrated:
+            return True  # the baseline alone bounds it
+        return created >= self._clock.earliest(lost.sent)
+
+    def _later(self, lost: Lost[T], now: float) -> None:
+        # Listed again soon, then less often; and once at least after the deadline.
+        lost.next_check = min(now + lost.relist, max(lost.deadline, now))
+        lost.relist = min(lost.relist * 2, _MAX_RELIST)
+
+    def _conclude(self, lost: Lost[T]) -> None:
+        if not lost.happened:
+            log.info("lost purchase of %s bought nothing; it may be retried", lost.what)
+            lost.finish(result=None)
+            return
+        lost.finish(
+            error=self._unknown(
+                lost,
+                f"no new {self._noun} of {lost.what} appeared on the account within "
+                f"{self.window:g} s",
+                (),
+            )
+        )
+
+    def _unknown(self, lost: Lost[T], why: str, found: list[T] | tuple[()]) -> OutcomeUnknownError:
+        if lost.happened:
+            head = (
+                f"buying {lost.what}: the server answered with a body we could not read, so "
+                f"the purchase was made and charged, but its {self._noun} cannot be told"
+            )
+        else:
+            head = (
+                f"buying {lost.what}: the answer was lost and the purchase may have been "
+                f"made, but its {self._noun} cannot be told"
+            )
+        if found:
+            listed = "; ".join(self._describe(i) for i in found)
+            tail = f"; it may be one of: {listed}. Nothing was bought again"
+        else:
+            tail = f"; look for a new {self._noun} on the account before buying again"
+        return OutcomeUnknownError(
+            f"{head} ({why}){tail}",
+            candidates=list(found),  # type: ignore[arg-type]
+            charged=True if lost.happened else None,
+        )
+
+    async def aclose(self) -> None:
+        """The client is closing: every lost purchase still waiting is told so."""
+        tasks = list(self._leaders)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
+
+
+def _created(item: Item) -> float:
+    return item.created_at.timestamp() if item.created_at is not None else float("inf")

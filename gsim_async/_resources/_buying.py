@@ -1,0 +1,94 @@
+"""Buying: the one purchase path of orders and rentals (docs/architecture.md, rule 2).
+
+A purchase is sent once per attempt and never blindly repeated: when its answer is
+lost it is reconciled (``_reconcile``), and bought again only once reconciliation
+proved it bought nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from .._exceptions import APIConnectionError, GsimError
+from .._ownership import Key
+from .._reconcile import Item, Lost, Reconciler
+from .._transport import LostAnswerError
+from .._validation import ID_PATTERN
+
+T = TypeVar("T", bound=Item)
+
+
+async def buy(
+    *,
+    reconciler: Reconciler[T],
+    key: Key,
+    what: str,
+    matches: Callable[[T], bool],
+    send: Callable[[list[float]], Awaitable[T]],
+    reread: Callable[[str], Awaitable[T]],
+    retries: int,
+    path: str,
+) -> T:
+    """Buy once: ``send(sent_log)`` sends the purchase; a lost answer is reconciled.
+
+    Raises what the purchase raised, ``OutcomeUnknownError`` when the outcome cannot be
+    told, or ``APIConnectionError`` when every attempt provably bought nothing.
+    """
+    for _ in range(retries + 1):
+        started = await reconciler.begin(key)
+        sent_log: list[float] = []
+        try:
+            item = await send(sent_log)
+        except LostAnswerError as lost:
+            found = await _resolve(reconciler, key, started, lost, what, matches, reread)
+            if found is not None:
+                return found
+            continue  # provably nothing was bought: buy again
+        except BaseException:
+            reconciler.abandon(key, started)
+            raise
+        reconciler.bought(key, started, item.id, sent_log[-1] if sent_log else started)
+        return item
+    raise APIConnectionError(
+        f"buying {what} failed {retries + 1} times, each time provably without buying "
+        "anything; nothing was charged",
+        method="POST",
+        path=path,
+    )
+
+
+async def _resolve(
+    reconciler: Reconciler[T],
+    key: Key,
+    started: float,
+    lost: LostAnswerError,
+    what: str,
+    matches: Callable[[T], bool],
+    reread: Callable[[str], Awaitable[T]],
+) -> T | None:
+    data = lost.data
+    if lost.happened and isinstance(data, dict):
+        # A 2xx whose body we could not read as a whole may still name what it bought.
+        item_id = data.get("id")
+        if isinstance(item_id, str) and ID_PATTERN.fullmatch(item_id):
+            try:
+                item = await reread(item_id)
+            except GsimError:
+                pass
+            else:
+                if matches(item):
+                    reconciler.bought(key, started, item.id, lost.sent)
+                    return item
+    return await reconciler.resolve(
+        key,
+        started,
+        Lost(
+            key=key,
+            what=what,
+            matches=matches,
+            sent=lost.sent,
+            deadline=lost.sent_mono + reconciler.window,
+            happened=lost.happened,
+        ),
+    )
