@@ -168,6 +168,7 @@ class Transport:
         ``OutcomeUnknownError`` when a ``ONCE`` request may have gone through, and
         :class:`LostAnswerError` when a ``PURCHASE`` may have (the caller reconciles it).
         """
+        self.shared.session.get()  # a closed client, or another event loop: fail at once
         body = dumps(json).encode() if json is not None else None
         retries = self.settings.max_retries if max_retries is None else max_retries
         pacing = self.shared.pacing

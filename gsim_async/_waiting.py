@@ -344,7 +344,8 @@ class Activation:
     act.wait_for_code()`` returns its code. Leaving the block without a code gets the
     money back: the order is banned after a code timeout and cancelled on any other
     exit (an exception, a cancelled task, the client closing), in a task of its own so
-    it also happens under cancellation. ``act.refunded`` then says how much came back.
+    it also happens under cancellation; ``wait_for_code(on_timeout="keep")`` keeps it.
+    ``act.refunded`` then says how much came back.
     """
 
     def __init__(
@@ -367,6 +368,7 @@ class Activation:
         self._register = register
         self._order: Order | None = None
         self._cleanup: asyncio.Task[Settled] | None = None
+        self._kept = False
         #: The code, once ``wait_for_code`` returned it.
         self.code: str | None = None
         #: What the cleanup on exit gave back, if it ran.
@@ -455,6 +457,8 @@ class Activation:
             self._order = exc.order
             if isinstance(exc, CodeTimeoutError) and exc.refunded is not None:
                 self.refunded = exc.refunded
+            # on_timeout="keep" keeps the order, leaving the block included.
+            self._kept = isinstance(exc, CodeTimeoutError) and on_timeout == "keep"
             raise
         self._order = final
         self.code = final.sms_code
@@ -467,7 +471,9 @@ class Activation:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._order is None or self.code is not None or is_settled(self._order):
+        if self._order is None or self.code is not None or self._kept:
+            return
+        if is_settled(self._order):
             return
         await self._refund()
 
