@@ -43,7 +43,7 @@ class Background:
         """Run ``coro`` to completion even if the caller is cancelled (see shielded_wait)."""
         return await self.shielded_wait(self.spawn(coro))
 
-    async def shielded_wait(self, task: asyncio.Task[T]) -> T:
+    async def shielded_wait(self, task: asyncio.Future[T]) -> T:
         """The result of ``task``, which a cancelled caller still waits for.
 
         A cancelled caller keeps waiting (as in a shielded scope) and then re-raises its
@@ -60,7 +60,7 @@ class Background:
                     log.debug("cleanup left to finish in the background")
             raise
 
-    async def wait_for(self, task: asyncio.Task[Any], timeout: float) -> bool:
+    async def wait_for(self, task: asyncio.Future[Any], timeout: float) -> bool:
         """Wait up to ``timeout`` s for ``task`` (shielded, as above); whether it is done."""
         try:
             await asyncio.wait([task], timeout=timeout)

@@ -83,6 +83,14 @@ class ServerClock:
         """Now, on the server's clock (best guess)."""
         return datetime.fromtimestamp(self._wall() + self.offset, timezone.utc)
 
+    def surely_past(self) -> datetime:
+        """A time the server's clock has surely reached: pinned, else its Date header."""
+        if self.calibrated:
+            return datetime.fromtimestamp(self._wall() + self._lo, timezone.utc)
+        # A Date header is truncated to the second: the server is at least there.
+        offset = self._date_offset - 0.5 if self._date_offset is not None else 0.0
+        return datetime.fromtimestamp(self._wall() + offset, timezone.utc)
+
     def seconds_until(self, stamp: datetime) -> float:
         """Seconds from now until the server's clock shows ``stamp`` (best guess)."""
         return stamp.timestamp() - self.offset - self._wall()

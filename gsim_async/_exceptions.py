@@ -320,6 +320,11 @@ class CodeTimeoutError(NoCodeError, TimeoutError):
         self._refund = pending
 
     @property
+    def refund_task(self) -> asyncio.Future[Any] | None:
+        """The ban or cancel after the timeout, when it was still under way."""
+        return self._refund
+
+    @property
     def refund_pending(self) -> bool:
         """Whether the ban or cancel after the timeout is still under way."""
         return self._refund is not None and not self._refund.done()

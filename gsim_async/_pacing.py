@@ -28,8 +28,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-import heapq
-import itertools
 import logging
 import math
 import time
@@ -43,11 +41,20 @@ log = logging.getLogger("gsim_async")
 
 
 class Priority(enum.IntEnum):
-    """Which waiting request goes first when the client is paced."""
+    """Which waiting request goes first when the client is paced.
+
+    Refunds go before anything else; the caller's calls and the watcher's polls share
+    what is left, polls getting every :data:`_POLL_SHARE`-th turn while both wait, so
+    a backlog of purchases never stops codes from being read.
+    """
 
     REFUND = 0  #: cleanup that gives money back
     CALL = 1  #: what the caller asked for
     POLL = 2  #: the watcher's polling
+
+
+#: While calls and polls both wait, one turn in this many goes to a poll.
+_POLL_SHARE = 4
 
 
 class Phase(enum.Enum):
@@ -146,8 +153,8 @@ class Pacing:
         self._probe_at = math.inf
         self._probe_every = math.inf
         self._accepted = _Bins()
-        self._queue: list[tuple[int, int, asyncio.Future[Ticket]]] = []
-        self._order = itertools.count()
+        self._queues: tuple[deque[asyncio.Future[Ticket]], ...] = (deque(), deque(), deque())
+        self._calls_since_poll = 0
         self._dispatcher: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
         # An advertised budget: requests left until `_budget_until`, as of request
@@ -175,7 +182,7 @@ class Pacing:
 
     def try_acquire(self) -> Ticket | None:
         """A turn at once if one is free (the common case, without an await); else None."""
-        if self._queue:
+        if self._waiting():
             return None
         now = self._clock()
         if now < self._open_at or self._budget_wait(now) > 0:
@@ -193,7 +200,7 @@ class Pacing:
         if ticket is not None:
             return ticket
         future: asyncio.Future[Ticket] = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._queue, (int(priority), next(self._order), future))
+        self._queues[priority].append(future)
         self._ensure_dispatcher()
         try:
             return await future
@@ -218,7 +225,7 @@ class Pacing:
 
     async def _dispatch(self) -> None:
         assert self._wake is not None
-        while self._queue:
+        while self._waiting():
             now = self._clock()
             wait = max(self._open_at - now, self._budget_wait(now))
             if wait <= 0 and self._rate is not None:
@@ -231,12 +238,25 @@ class Pacing:
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), min(wait, 1.0))
                 continue
-            _, _, future = heapq.heappop(self._queue)
+            future = self._next()
             if future.done():  # its caller gave up
                 continue
             if self._rate is not None:
                 self._tokens -= 1.0
             future.set_result(self._grant(now, waited=True))
+
+    def _waiting(self) -> bool:
+        return any(self._queues)
+
+    def _next(self) -> asyncio.Future[Ticket]:
+        refunds, calls, polls = self._queues
+        if refunds:
+            return refunds.popleft()
+        if polls and (not calls or self._calls_since_poll >= _POLL_SHARE - 1):
+            self._calls_since_poll = 0
+            return polls.popleft()
+        self._calls_since_poll += 1
+        return calls.popleft()
 
     def _refill(self, now: float) -> None:
         rate = self._rate
@@ -292,7 +312,8 @@ class Pacing:
         self._segment = self._open_at
         if self._wake is not None:
             self._wake.set()
-        return max(retry_after, self._open_at - now)
+        remaining = self._open_at - now
+        return retry_after if remaining <= retry_after + 1e-6 else remaining
 
     def _learn(self, now: float, pause: float) -> None:
         estimate = self._accepted.estimate(now, self._segment, C.ASSUMED_BURST)
@@ -346,6 +367,7 @@ class Pacing:
         task, self._dispatcher = self._dispatcher, None
         if task is not None:
             task.cancel()
-        for _, _, future in self._queue:
-            future.cancel()
-        self._queue.clear()
+        for queue in self._queues:
+            for future in queue:
+                future.cancel()
+            queue.clear()

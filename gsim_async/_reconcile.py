@@ -77,6 +77,8 @@ class Lost(Generic[T]):
     done: anyio.Event = attrs.field(factory=anyio.Event)
     next_check: float = 0.0
     relist: float = _FIRST_RELIST
+    # Candidates seen so far, when they cannot be told apart: all are named at the end.
+    seen: dict[str, T] = attrs.Factory(dict)
     result: T | None = None
     error: BaseException | None = None
 
@@ -288,13 +290,31 @@ class Reconciler(Generic[T]):
             # More new items of the key than we lost: someone else bought some.
             ownership.foreign(next(iter(everything)))
         guessing = ownership.foreign_buyer
+        log.debug(
+            "reconciling %d lost purchase(s) of %s: %d listed, %d free, %d candidates%s",
+            len(batch),
+            batch[0].what,
+            len(items),
+            len(free),
+            len(everything),
+            " (another buyer seen)" if guessing else "",
+        )
         taken: set[str] = set()
         for lost in sorted(batch, key=lambda p: p.sent):
             found = [i for i in wanted[id(lost)] if i.id not in taken]
-            if found and guessing:
-                why = "another client is buying on this API key"
-                self._set_aside.update(i.id for i in found)
-                lost.finish(error=self._unknown(lost, why, found))
+            if guessing:
+                # Its own order may still be on its way: look until the server cannot be
+                # working on it any more, then name everything that could be it.
+                lost.seen.update((i.id, i) for i in found)
+                if started < lost.deadline:
+                    self._later(lost, started)
+                elif lost.seen:
+                    candidates = list(lost.seen.values())
+                    self._set_aside.update(lost.seen)
+                    why = "another client is buying on this API key"
+                    lost.finish(error=self._unknown(lost, why, candidates))
+                else:
+                    self._conclude(lost)
             elif found:
                 item = min(found, key=_created)
                 taken.add(item.id)

@@ -367,7 +367,7 @@ class Activation:
         self._max_price = max_price
         self._register = register
         self._order: Order | None = None
-        self._cleanup: asyncio.Task[Settled] | None = None
+        self._cleanup: asyncio.Future[Settled] | None = None
         self._kept = False
         #: The code, once ``wait_for_code`` returned it.
         self.code: str | None = None
@@ -457,6 +457,9 @@ class Activation:
             self._order = exc.order
             if isinstance(exc, CodeTimeoutError) and exc.refunded is not None:
                 self.refunded = exc.refunded
+            if isinstance(exc, CodeTimeoutError) and exc.refund_task is not None:
+                # The ban is still under way: leaving the block waits for it, no cancel.
+                self._cleanup = exc.refund_task
             # on_timeout="keep" keeps the order, leaving the block included.
             self._kept = isinstance(exc, CodeTimeoutError) and on_timeout == "keep"
             raise
@@ -473,7 +476,7 @@ class Activation:
     ) -> None:
         if self._order is None or self.code is not None or self._kept:
             return
-        if is_settled(self._order):
+        if is_settled(self._order) and self._cleanup is None:
             return
         await self._refund()
 
@@ -485,11 +488,16 @@ class Activation:
         self._order = result.order
         if result.refunded is not None:
             self.refunded = result.refunded
+        if result.order.sms_code is not None and self.code is None:
+            # The code raced the refund: it was paid for, so it is kept, not dropped.
+            self.code = result.order.sms_code
         return result
 
-    def closing(self) -> asyncio.Task[Settled] | None:
+    def closing(self) -> asyncio.Future[Settled] | None:
         """The client is closing under this block: refund the order now, if it needs it."""
-        if self._order is None or self.code is not None or is_settled(self._order):
+        if self._order is None or self.code is not None or self._kept:
+            return None
+        if is_settled(self._order):
             return None
         if self._cleanup is None:
             self._cleanup = self._ops.background.spawn(settle(self._ops, self.order, "cancel"))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -31,6 +30,7 @@ def wire(order: Order) -> dict[str, object]:
         "createdAt": order.created_at and format_datetime(order.created_at),
         "expiresAt": order.expires_at and format_datetime(order.expires_at),
     }
+
 
 money = st.decimals(min_value=Decimal("0.01"), max_value=Decimal("100000"), places=2)
 stamps = st.datetimes(
@@ -173,6 +173,12 @@ def test_a_leap_second_is_the_last_microsecond_of_its_minute() -> None:
 def test_a_timestamp_that_is_not_rfc3339_is_refused() -> None:
     import pytest
 
-    for bad in ("2024-03-15", "10:00:00Z", "2024-03-15T10:00Z", "yesterday", "2024-13-01T00:00:00Z"):
+    for bad in (
+        "2024-03-15",
+        "10:00:00Z",
+        "2024-03-15T10:00Z",
+        "yesterday",
+        "2024-13-01T00:00:00Z",
+    ):
         with pytest.raises(ValueError):
             parse_datetime(bad)

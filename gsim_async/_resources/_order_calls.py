@@ -108,7 +108,8 @@ class OrderCalls:
         except (ConflictError, NotFoundError) as exc:
             if isinstance(exc, NotFoundError) and not exc.after_lost_answer:
                 raise
-            current = await self._reread(oid, order if isinstance(order, Order) else None)
+            known = order if isinstance(order, Order) else None
+            current = await self._reread(oid, known, cleanup=cleanup)
             if current is not None and current.status == target and exc.after_lost_answer:
                 # An earlier attempt of ours went through and only its answer was lost.
                 return Refund(success=True, refunded=current.price)
@@ -116,9 +117,9 @@ class OrderCalls:
                 exc.order = current
             raise
 
-    async def _reread(self, oid: str, known: Order | None) -> Order | None:
+    async def _reread(self, oid: str, known: Order | None, *, cleanup: bool) -> Order | None:
         try:
-            fresh = await self.get(oid)
+            fresh = await (self.fetch(oid, cleanup=True) if cleanup else self.get(oid))
         except Exception:  # the original error is the one to report
             return None
         return known.merged(fresh) if known is not None else fresh
@@ -177,7 +178,10 @@ class OrderCalls:
         params = {"page": str(page), "limit": str(limit)}
         if status is not None:
             params["status"] = status.value
-        return await self._transport.request("GET", "/orders", _ORDERS, params=params)
+        result = await self._transport.request("GET", "/orders", _ORDERS, params=params)
+        for order in result.items:
+            self.seen(order)
+        return result
 
     async def recent(self, since: datetime) -> list[Order]:
         """Every order of the account created since ``since`` (any status, newest first)."""

@@ -7,7 +7,7 @@ import builtins
 import logging
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from decimal import Decimal
 
 import anyio
@@ -233,14 +233,14 @@ class Orders:
             age = timedelta(seconds=v.positive_seconds("older_than", older_than, allow_zero=True))
         if age < timedelta(0):
             raise InvalidArgumentError("older_than must not be negative")
-        cutoff = datetime.fromtimestamp(
-            self._transport.clock.now().timestamp() - age.total_seconds(), timezone.utc
-        )
+        pending = [order async for order in self.iterate(status=OrderStatus.PENDING)]
+        # Measured on the server's clock, erring on the young side (never too early);
+        # older_than=0 means every PENDING order.
+        cutoff = self._transport.clock.surely_past() - age
         stale = [
             order
-            async for order in self.iterate(status=OrderStatus.PENDING)
-            if order.created_at is not None
-            and order.created_at <= cutoff
+            for order in pending
+            if (not age or (order.created_at is not None and order.created_at <= cutoff))
             and not _registry.claimed(order.id)
         ]
         done: builtins.list[tuple[Order, Refund]] = []

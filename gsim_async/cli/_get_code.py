@@ -154,8 +154,7 @@ class GetCode:
 
     async def _one(self, slot: Slot, act: Activation) -> None:
         try:
-            async with contextlib.AsyncExitStack() as stack:
-                await stack.enter_async_context(act)
+            async with act:
                 slot.order = act.order
                 self._bought(slot)
                 try:
@@ -164,10 +163,8 @@ class GetCode:
                     )
                 except CodeTimeoutError as exc:
                     slot.error = exc
-                    if self.on_timeout == "keep":
-                        # Leaving the activation would cancel the order: keep it waiting.
-                        stack.pop_all()
-                        slot.kept = True
+                    # With --on-timeout keep, leaving the block keeps the order waiting.
+                    slot.kept = self.on_timeout == "keep"
                 except NoCodeError as exc:
                     slot.error = exc
         except GsimError as exc:

@@ -96,8 +96,10 @@ class Api:
         end, even if the client hangs up), a drop after charging, an
         unreadable 200.
         """
-        quoted = quote()
         injector = self.injector
+        if injector.roll(injector.faults.drop_purchase_before_rate):
+            return drop()  # cut before the application saw it: nothing happens
+        quoted = quote()
         if injector.roll(injector.faults.provider_error_rate):
             raise _errors.provider_error()
         delay = injector.purchase_delay()
@@ -198,7 +200,7 @@ class Api:
         orders = self.state.orders
         return await self.purchase(
             lambda: orders.quote(account, service, country, operator),
-            lambda offer: orders.place(account, offer),
+            lambda offer: orders.place(account, offer, buyer=request.remote),
             lambda order: order.purchase_payload(self.ts),
         )
 
@@ -283,7 +285,7 @@ class Api:
         rentals = self.state.rentals
         return await self.purchase(
             lambda: rentals.quote(account, phone, number_type, iso, price),
-            lambda offered: rentals.place(account, offered),
+            lambda offered: rentals.place(account, offered, buyer=request.remote),
             lambda rental: rental.payload(self.ts),
         )
 

@@ -162,6 +162,11 @@ class Faults:
     rate_limit_headers: str | None = attrs.field(
         default=None, validator=attrs.validators.in_((None, "x", "ietf"))
     )
+    # POST /orders and POST /rentals: the connection is cut before the application
+    # processed the purchase (nothing is charged), other requests are untouched.
+    drop_purchase_before_rate: float = attrs.field(
+        default=0.0, converter=float, validator=_probability
+    )
 
     def to_dict(self) -> dict[str, object]:
         """The settings with snake_case keys (ranges as two-item lists)."""

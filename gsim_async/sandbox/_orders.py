@@ -51,6 +51,8 @@ class Order:
     sms_code: str | None = None
     code_delivered_at: float | None = None
     refunded: Decimal = ZERO
+    # Who bought it: the address the purchase came from (None: the Python API).
+    buyer: str | None = None
     _wire: tuple[str, RawJSON] | None = None  # (timestamp style, text)
 
     def wire(self, ts: Timestamps) -> RawJSON:
@@ -111,6 +113,7 @@ class Order:
             code_delivered_at=self.code_delivered_at,
             charged=self.price,
             refunded=self.refunded,
+            buyer=self.buyer,
         )
 
 
@@ -180,7 +183,7 @@ class Orders:
         self._accounts.check_funds(account, offer.price)
         return offer
 
-    def place(self, account: Account, offer: Offer) -> Order:
+    def place(self, account: Account, offer: Offer, buyer: str | None = None) -> Order:
         """Charge ``offer.price``, take a number and start the order's clock."""
         rng = self._rng
         country = self._catalogue.countries[offer.country]
@@ -202,6 +205,7 @@ class Orders:
             price=offer.price,
             created_at=now,
             expires_at=now + self.order_ttl,
+            buyer=buyer,
         )
         held.orders.append(order)
         # Creation order is seq order, so appending keeps the index sorted.

@@ -29,6 +29,8 @@ class OrderRecord:
     code_delivered_at: float | None
     charged: Decimal
     refunded: Decimal
+    # The client address the purchase came from (None: bought through the Python API).
+    buyer: str | None = None
 
     def to_dict(self) -> dict[str, object]:
         """Plain dict (snake_case keys), as served by the control API."""
@@ -54,6 +56,8 @@ class RentalRecord:
     renews_at: float
     messages: int
     calls: int
+    # The client address the purchase came from (None: rented through the Python API).
+    buyer: str | None = None
 
     def to_dict(self) -> dict[str, object]:
         """Plain dict (snake_case keys), as served by the control API."""

@@ -109,6 +109,8 @@ class Rental:
     friendly_name: str | None = None
     messages: list[Message] = attrs.Factory(list)
     calls: list[Call] = attrs.Factory(list)
+    # Who rented it: the address the purchase came from (None: the Python API).
+    buyer: str | None = None
 
     def payload(self, ts: Timestamps, *, detail: bool = False) -> dict[str, object]:
         """The Rental on the wire; ``detail`` adds the most recent messages and calls."""
@@ -149,6 +151,7 @@ class Rental:
             renews_at=self.renews_at,
             messages=len(self.messages),
             calls=len(self.calls),
+            buyer=self.buyer,
         )
 
 
@@ -240,7 +243,7 @@ class Rentals:
         self._accounts.check_funds(account, _catalogue.marked_up(offered.base_price))
         return offered
 
-    def place(self, account: Account, offered: AvailableNumber) -> Rental:
+    def place(self, account: Account, offered: AvailableNumber, buyer: str | None = None) -> Rental:
         """Charge the first month and hand the number over."""
         now = math.floor(self._clock.now() * 1000) / 1000
         rental = Rental(
@@ -252,6 +255,7 @@ class Rentals:
             monthly_price=_catalogue.marked_up(offered.base_price),
             created_at=now,
             renews_at=now + RENTAL_PERIOD,
+            buyer=buyer,
         )
         self._held.setdefault(account, []).append(rental)
         self.by_id[rental.id] = rental

@@ -50,7 +50,12 @@ class StubApi:
     """
 
     def __init__(self) -> None:
-        self.answers: dict[tuple[str, str], tuple[int, Any]] = {}
+        # An empty account: a client lists it once before its first purchase.
+        empty = {"orders": [], "total": 0, "page": 1, "limit": 1, "totalPages": 0}
+        self.answers: dict[tuple[str, str], tuple[int, Any]] = {
+            ("GET", "/orders"): (200, empty),
+            ("GET", "/rentals"): (200, {"rentals": [], "total": 0, "page": 1}),
+        }
         self.hits: list[tuple[str, str]] = []
         self.base_url = ""
         self.api_key = "2s_" + "s" * 40
