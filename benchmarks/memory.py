@@ -107,7 +107,7 @@ async def child(config: Json) -> Json:
         # Few buyers at a time: thousands of purchases in flight would leave freed memory
         # in the allocator that the waits would then reuse, hiding their cost.
         await asyncio.gather(*(buyer() for _ in range(16)))
-        watcher = gsim.orders._watcher
+        watcher = gsim._orders_book.watcher  # private: rounds are not public
 
         async def wait(order: gsim_async.Order) -> None:
             await gsim_async.wait_for_code(order, timeout=3600, on_timeout="keep")
