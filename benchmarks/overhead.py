@@ -231,9 +231,7 @@ async def child(config: Json) -> Json:
         "json_loads": min(timeit.repeat(lambda: json.loads(body), number=number, repeat=3))
         / number
         * 1e6,
-        "sdk_decode": min(
-            timeit.repeat(lambda: decode_order(loads(body)), number=number, repeat=3)
-        )
+        "sdk_decode": min(timeit.repeat(lambda: decode_order(loads(body)), number=number, repeat=3))
         / number
         * 1e6,
     }
