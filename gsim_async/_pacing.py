@@ -33,6 +33,7 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import Protocol
 
 from . import _constants as C
 from ._rate_headers import RateAdvert
@@ -106,14 +107,35 @@ class _Bins:
         return total / window
 
 
+class SharedGate(Protocol):
+    """The rate gate of a fleet: one limit and one pause for every process on the key."""
+
+    @property
+    def active(self) -> bool:
+        """Whether the fleet is reachable (else the client paces on its own)."""
+
+    def open(self) -> bool:
+        """Whether a request may go without asking the fleet (unpaced, no pause)."""
+
+    async def permit(self) -> float:
+        """Take a fleet-wide turn: 0 when granted, else seconds to wait first."""
+
+    def throttled(self, sent_at: float, retry_after: float) -> None:
+        """A 429 answered a request sent at ``sent_at`` (wall clock): pause the fleet."""
+
+    def accepted(self, waited: bool) -> None:
+        """A request was answered (not 429); ``waited``: the rate held it back."""
+
+
 class Ticket:
     """A granted turn: pass it back with the request's outcome."""
 
-    __slots__ = ("sent_at", "seq", "waited")
+    __slots__ = ("sent_at", "sent_wall", "seq", "waited")
 
     def __init__(self, seq: int, sent_at: float, waited: bool) -> None:
         self.seq = seq
         self.sent_at = sent_at
+        self.sent_wall = time.time()
         #: Whether the request queued: the rate, not the caller, was the bottleneck.
         self.waited = waited
 
@@ -165,6 +187,31 @@ class Pacing:
         self._budget_until = 0.0
         #: Requests granted and not yet answered.
         self.in_flight = 0
+        self._shared: SharedGate | None = None
+
+    def attach(self, shared: SharedGate) -> None:
+        """Pace with a fleet: its gate and rate rule, this client's queue orders."""
+        self._shared = shared
+
+    def adopt(self, rate: float | None, phase: Phase, pause: float) -> None:
+        """Take over what the fleet knows: its rate and phase, and a pause under way."""
+        now = self._clock()
+        if pause > 0:
+            self._open_at = max(self._open_at, now + pause)
+            if self._open_at > self._counted_until:
+                self.paused_total += self._open_at - max(self._counted_until, now)
+                self._counted_until = self._open_at
+        if rate != self._rate or phase is not self.phase:
+            self.phase, self._rate = phase, rate
+            self._tokens = min(self._tokens, 1.0)
+            if phase is Phase.LEARNT:
+                self._probe_at = math.inf  # the fleet probes, not each member
+        if self._wake is not None:
+            self._wake.set()
+
+    def _fleet(self) -> SharedGate | None:
+        shared = self._shared
+        return shared if shared is not None and shared.active else None
 
     # -- what callers read --------------------------------------------------------------
 
@@ -183,6 +230,9 @@ class Pacing:
     def try_acquire(self) -> Ticket | None:
         """A turn at once if one is free (the common case, without an await); else None."""
         if self._waiting():
+            return None
+        fleet = self._fleet()
+        if fleet is not None and not fleet.open():
             return None
         now = self._clock()
         if now < self._open_at or self._budget_wait(now) > 0:
@@ -228,7 +278,12 @@ class Pacing:
         while self._waiting():
             now = self._clock()
             wait = max(self._open_at - now, self._budget_wait(now))
-            if wait <= 0 and self._rate is not None:
+            fleet = self._fleet()
+            if fleet is not None:
+                # The fleet's limit paces every member; the local queue only orders turns.
+                if wait <= 0 and not fleet.open():
+                    wait = await fleet.permit()
+            elif wait <= 0 and self._rate is not None:
                 self._refill(now)
                 if self._tokens < 1.0:
                     wait = (1.0 - self._tokens) / self._rate
@@ -241,7 +296,7 @@ class Pacing:
             future = self._next()
             if future.done():  # its caller gave up
                 continue
-            if self._rate is not None:
+            if self._rate is not None and fleet is None:
                 self._tokens -= 1.0
             future.set_result(self._grant(now, waited=True))
 
@@ -288,6 +343,10 @@ class Pacing:
         if not accepted:
             return
         self._accepted.add(now)
+        fleet = self._fleet()
+        if fleet is not None:
+            fleet.accepted(ticket.waited)
+            return
         if self.phase is Phase.SLOW_START and ticket.waited:
             assert self._rate is not None
             self._rate += C.SLOW_START_STEP
@@ -305,7 +364,11 @@ class Pacing:
         if self._open_at > self._counted_until:
             self.paused_total += self._open_at - max(self._counted_until, now)
             self._counted_until = self._open_at
-        if new_event:
+        fleet = self._fleet()
+        if fleet is not None:
+            # The fleet pauses every member and learns once for all of them.
+            fleet.throttled(ticket.sent_wall, retry_after)
+        elif new_event:
             # Requests sent before this moment that meet 429 are this same event.
             self._pause_started = now
             self._learn(now, retry_after)

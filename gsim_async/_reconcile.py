@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Generic, Protocol, TypeVar
 
@@ -45,6 +45,38 @@ class Baseline:
 
     ids: frozenset[str]
     newest: datetime | None
+
+
+class SharedBook(Protocol):
+    """Ownership across a fleet: what every member holds and is buying, per key."""
+
+    @property
+    def active(self) -> bool:
+        """Whether the fleet is reachable (else the client reconciles on its own)."""
+
+    async def begin(self, key: Key) -> None:
+        """Wait while a member lists the account for ``key``; count a purchase on the wire."""
+
+    async def end(self, key: Key, item_id: str | None) -> None:
+        """That purchase is off the wire (holding ``item_id`` fleet-wide, first)."""
+
+    async def lost(self, key: Key, delta: int) -> None:
+        """A purchase of ``key`` lost its answer (+1), or was resolved (-1)."""
+
+    async def quiet(self, key: Key, timeout: float) -> None:
+        """Hold new purchases of ``key`` back fleet-wide and wait until none is on the wire."""
+
+    async def release(self, key: Key) -> None:
+        """Let purchases of ``key`` go again."""
+
+    async def counts(self, key: Key) -> tuple[int, int]:
+        """Purchases of ``key`` on the wire and lost, over every live member."""
+
+    async def held(self, ids: Sequence[str]) -> set[str]:
+        """Which of ``ids`` a member holds."""
+
+    async def claim(self, item_id: str) -> bool:
+        """Hold ``item_id`` for this member unless a member holds it already."""
 
 
 class Item(Protocol):
@@ -130,6 +162,15 @@ class Reconciler(Generic[T]):
         self._keys: dict[Key, _KeyState[T]] = {}
         self._set_aside: set[str] = set()
         self._leaders: set[asyncio.Task[None]] = set()
+        self._shared: SharedBook | None = None
+
+    def attach(self, shared: SharedBook) -> None:
+        """Reconcile with a fleet: exact ownership across its members."""
+        self._shared = shared
+
+    def _fleet(self) -> SharedBook | None:
+        shared = self._shared
+        return shared if shared is not None and shared.active else None
 
     # -- purchases on the wire ----------------------------------------------------------
 
@@ -149,6 +190,13 @@ class Reconciler(Generic[T]):
         state.in_flight += 1
         started = time.time()
         self._ownership.opened(key, started)
+        fleet = self._fleet()
+        if fleet is not None:
+            try:
+                await fleet.begin(key)
+            except BaseException:
+                await self.abandon(key, started)
+                raise
         return started
 
     async def _take_baseline(self, kind: str) -> None:
@@ -158,14 +206,21 @@ class Reconciler(Generic[T]):
                 self._ownership.set_mark(kind, baseline.newest)
                 self._baseline = baseline
 
-    def bought(self, key: Key, started: float, item_id: str, sent: float) -> None:
+    async def bought(self, key: Key, started: float, item_id: str, sent: float) -> None:
         """The purchase begun at ``started`` bought ``item_id`` (request sent at ``sent``)."""
         self._ownership.hold(item_id, sent)
+        fleet = self._fleet()
+        if fleet is not None:
+            # Held fleet-wide before it leaves the wire: no member's listing sees it free.
+            await fleet.end(key, item_id)
         self._ownership.closed(key, started)
         self._off_the_wire(key)
 
-    def abandon(self, key: Key, started: float) -> None:
+    async def abandon(self, key: Key, started: float) -> None:
         """The purchase bought nothing (a definite error), or is left to the caller."""
+        fleet = self._fleet()
+        if fleet is not None:
+            await fleet.end(key, None)
         self._ownership.closed(key, started)
         self._off_the_wire(key)
 
@@ -194,6 +249,10 @@ class Reconciler(Generic[T]):
         ``started``. Raises :class:`OutcomeUnknownError` when it cannot tell.
         """
         state = self._keys[key]
+        fleet = self._fleet()
+        if fleet is not None:
+            await fleet.lost(key, 1)
+            await fleet.end(key, None)
         state.in_flight -= 1  # off the wire, but still open until resolved
         state.pending.append(lost)
         state.draining = True
@@ -209,6 +268,8 @@ class Reconciler(Generic[T]):
             await lost.done.wait()
         finally:
             self._ownership.closed(key, started)
+            if fleet is not None:
+                await fleet.lost(key, -1)
         if lost.error is not None:
             raise lost.error
         return lost.result
@@ -231,6 +292,7 @@ class Reconciler(Generic[T]):
                     state.notify()
                 while state.in_flight:
                     await state.changed.wait()
+                await self._quiet_fleet(key)
                 await self._check(key, state)
         except BaseException:
             for lost in state.pending:  # the client is closing: say what we know
@@ -242,6 +304,19 @@ class Reconciler(Generic[T]):
             state.draining = False
             state.notify()
             self._forget(key, state)
+
+    async def _quiet_fleet(self, key: Key) -> None:
+        # Every member's purchases of the key off the wire, so every order any member
+        # bought is held or lost when the account is listed.
+        fleet = self._fleet()
+        if fleet is None:
+            return
+        await fleet.quiet(key, self.window)
+
+    async def _release_fleet(self, key: Key) -> None:
+        fleet = self._fleet()
+        if fleet is not None:
+            await fleet.release(key)
 
     async def _check(self, key: Key, state: _KeyState[T]) -> None:
         batch = list(state.pending)
@@ -265,11 +340,13 @@ class Reconciler(Generic[T]):
         finally:
             state.draining = False
             state.notify()
-        self._settle(batch, items, started)
+            await self._release_fleet(key)
+        await self._settle(key, batch, items, started)
         state.pending = [p for p in state.pending if not p.done.is_set()]
 
-    def _settle(self, batch: list[Lost[T]], items: list[T], started: float) -> None:
+    async def _settle(self, key: Key, batch: list[Lost[T]], items: list[T], started: float) -> None:
         ownership = self._ownership
+        fleet = self._fleet()
         for item in items:
             ownership.stamp(item.id, item.created_at)  # our own purchases pin the clock
         free = [
@@ -277,16 +354,21 @@ class Reconciler(Generic[T]):
             for i in items
             if not ownership.holds(i.id) and i.id not in self._set_aside and self._new(i)
         ]
+        lost_here = len(batch)
+        if fleet is not None:
+            held = await fleet.held([i.id for i in free])
+            free = [i for i in free if i.id not in held]
+            lost_here = max(lost_here, (await fleet.counts(key))[1])
         for item in free:
-            key = self._key_of(item)
-            if key is not None:
-                ownership.consider(item.id, key, item.created_at)
+            item_key = self._key_of(item)
+            if item_key is not None:
+                ownership.consider(item.id, item_key, item.created_at)
         wanted = {
             id(lost): [i for i in free if lost.matches(i) and self._after(i, lost)]
             for lost in batch
         }
         everything = {i.id: i for found in wanted.values() for i in found}
-        if len(everything) > len(batch):
+        if len(everything) > lost_here:
             # More new items of the key than we lost: someone else bought some.
             ownership.foreign(next(iter(everything)))
         guessing = ownership.foreign_buyer
@@ -315,16 +397,24 @@ class Reconciler(Generic[T]):
                     lost.finish(error=self._unknown(lost, why, candidates))
                 else:
                     self._conclude(lost)
-            elif found:
-                item = min(found, key=_created)
-                taken.add(item.id)
-                ownership.hold(item.id, lost.sent)
-                log.info("adopted %s %s after a lost purchase answer", self._noun, item.id)
-                lost.finish(result=item)
+            elif found and (adopted := await self._claim(found, taken)) is not None:
+                ownership.hold(adopted.id, lost.sent)
+                log.info("adopted %s %s after a lost purchase answer", self._noun, adopted.id)
+                lost.finish(result=adopted)
             elif started >= lost.deadline:
                 self._conclude(lost)
             else:
                 self._later(lost, started)
+
+    async def _claim(self, found: list[T], taken: set[str]) -> T | None:
+        """The oldest candidate no member holds, now held by us; None if all are taken."""
+        fleet = self._fleet()
+        for item in sorted(found, key=_created):
+            taken.add(item.id)
+            # Across a fleet, two members may reach for one order: one wins.
+            if fleet is None or await fleet.claim(item.id):
+                return item
+        return None
 
     def _new(self, item: T) -> bool:
         # Not on the account before this client's first purchase (server stamps only).

@@ -46,9 +46,9 @@ async def buy(
                 return found
             continue  # provably nothing was bought: buy again
         except BaseException:
-            reconciler.abandon(key, started)
+            await reconciler.abandon(key, started)
             raise
-        reconciler.bought(key, started, item.id, sent_log[-1] if sent_log else started)
+        await reconciler.bought(key, started, item.id, sent_log[-1] if sent_log else started)
         return item
     raise APIConnectionError(
         f"buying {what} failed {retries + 1} times, each time provably without buying "
@@ -78,7 +78,7 @@ async def _resolve(
                 pass
             else:
                 if matches(item):
-                    reconciler.bought(key, started, item.id, lost.sent)
+                    await reconciler.bought(key, started, item.id, lost.sent)
                     return item
     return await reconciler.resolve(
         key,
