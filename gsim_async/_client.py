@@ -6,6 +6,7 @@ import copy
 import os
 import ssl
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import aiohttp
 
@@ -23,6 +24,10 @@ from ._retry import RetryHook
 from ._transport import Settings, Shared, Transport
 from ._types import NOT_GIVEN, NotGiven
 from ._watcher import OrderHook
+
+if TYPE_CHECKING:
+    from .fleet import RedisFleet
+    from .fleet._binding import Binding
 
 _BALANCE: Decoder[Balance] = decoder(Balance)
 _SERVICES: Decoder[list[Service]] = decoder(list[Service])
@@ -52,6 +57,10 @@ class Client:
     purchase whose answer was lost: the account is checked until then before the SDK
     concludes nothing was bought (default: 60 s or twice ``timeout``).
 
+    ``fleet`` (``gsim_async.fleet.RedisFleet``; default from ``$GSIM_FLEET_URL``) makes
+    every process on the same key cooperate through Redis: one rate gate, exact
+    ownership of purchases, one watcher for all (``pip install 'gsim-async[redis]'``).
+
     ``on_retry`` is called with a ``RetryEvent`` before each retry, ``on_order_update``
     with an ``Order`` whenever a waited-on order changes status or gets its code.
     """
@@ -77,6 +86,7 @@ class Client:
         max_retry_after: float = C.DEFAULT_MAX_RETRY_AFTER,
         max_response_size: int = C.DEFAULT_MAX_RESPONSE_SIZE,
         reconcile_window: float | None = None,
+        fleet: RedisFleet | None = None,
         on_retry: RetryHook | None = None,
         on_order_update: OrderHook | None = None,
     ) -> None:
@@ -120,6 +130,26 @@ class Client:
         self._books = Bookkeeping(self._transport, self.poll_interval, window)
         self._orders_book = OrderBook(self._books, on_order_update)
         self._rentals_book = RentalBook(self._books)
+        if fleet is None and os.environ.get("GSIM_FLEET_URL"):
+            from .fleet import RedisFleet
+
+            fleet = RedisFleet(os.environ["GSIM_FLEET_URL"])
+        self._fleet: Binding | None = None
+        if fleet is not None:
+            self._fleet = fleet.bind(
+                settings.api_key,
+                pacing=pacing,
+                ownership=self._books.ownership,
+                reconcilers=[self._orders_book.reconciler, self._rentals_book.reconciler],
+                source=self._orders_book.root,
+                poll_interval=self.poll_interval,
+                on_update=on_order_update,
+                told=max_requests_per_second,
+                slow_start=slow_start,
+            )
+            self._orders_book.watcher = self._fleet.watcher
+            self._orders_book.fleet_claims = self._fleet.claimed
+            self._transport.shared.starter = self._fleet.start
         self._bind(self._transport, self.poll_interval)
 
     def _bind(self, transport: Transport, poll_interval: float) -> None:
@@ -222,6 +252,8 @@ class Client:
         # every refund finish, before the session goes away.
         await self._books.background.drain(C.CLEANUP_TIMEOUT + pacing.paused_for)
         self._books.background.cancel_all()
+        if self._fleet is not None:
+            await self._fleet.aclose()
         pacing.close()
         await shared.session.aclose()
 

@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
+from typing import Protocol
 
 import attrs
 
@@ -24,6 +25,24 @@ log = logging.getLogger("gsim_async")
 
 #: What purchases are grouped by: ("order", service, country) or ("rental", number).
 Key = tuple[str, ...]
+
+
+class SharedSightings(Protocol):
+    """A fleet's say in who else buys on the key."""
+
+    @property
+    def active(self) -> bool:
+        """Whether the fleet is reachable."""
+
+    def sighted(self, item_id: str, key: Key, created_at: datetime | None) -> None:
+        """An item this member does not hold: a fleet member's, or another buyer's."""
+
+    @property
+    def foreign(self) -> bool:
+        """Whether the fleet saw another buyer recently."""
+
+    def mark_foreign(self, item_id: str) -> None:
+        """Tell the fleet another buyer bought ``item_id``."""
 
 
 @attrs.define(slots=True)
@@ -49,6 +68,11 @@ class Ownership:
         # Per kind ("order", "rental"): the newest stamp on the account before this
         # client first bought one (None: it had none); anything newer came after us.
         self._marks: dict[str, datetime | None] = {}
+        self._shared: SharedSightings | None = None
+
+    def attach(self, shared: SharedSightings) -> None:
+        """Judge other buyers with a fleet: its members' items are not foreign."""
+        self._shared = shared
 
     # -- holding ------------------------------------------------------------------------
 
@@ -139,6 +163,10 @@ class Ownership:
             return
         if not self.after_start(key[0], created_at) or self.could_be_ours(key, created_at):
             return
+        shared = self._shared
+        if shared is not None and shared.active:
+            shared.sighted(item_id, key, created_at)  # maybe another member's
+            return
         self.foreign(item_id)
 
     def foreign(self, item_id: str) -> None:
@@ -153,10 +181,16 @@ class Ownership:
         self._foreign_at = self._monotonic()
         if item_id not in self._foreign:
             self._foreign = [*self._foreign[-9:], item_id]
+        shared = self._shared
+        if shared is not None and shared.active:
+            shared.mark_foreign(item_id)
 
     @property
     def foreign_buyer(self) -> bool:
         """Whether another buyer on this key was seen recently."""
+        shared = self._shared
+        if shared is not None and shared.active and shared.foreign:
+            return True
         return self._monotonic() - self._foreign_at < C.FOREIGN_BUYER_MEMORY
 
     @property

@@ -8,12 +8,13 @@ by one table in :mod:`gsim_async._http`, and the rate gate and the send rate liv
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import platform
 import random
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, TypeVar
 
 import aiohttp
@@ -80,6 +81,18 @@ class Shared:
         self.rng = random.Random()
         #: Requests put on the wire (attempts, retries included).
         self.requests_sent = 0
+        #: Run once before the first request (a fleet joins then, in the running loop).
+        self.starter: Callable[[], Coroutine[Any, Any, None]] | None = None
+        self._starting: asyncio.Task[None] | None = None
+
+    async def ready(self) -> None:
+        """Run the one-time starter, once, whoever asks first."""
+        if self.starter is None:
+            return
+        if self._starting is None:
+            self._starting = asyncio.get_running_loop().create_task(self.starter())
+        await asyncio.shield(self._starting)
+        self.starter = None
 
 
 class LostAnswerError(GsimError):
@@ -169,6 +182,8 @@ class Transport:
         :class:`LostAnswerError` when a ``PURCHASE`` may have (the caller reconciles it).
         """
         self.shared.session.get()  # a closed client, or another event loop: fail at once
+        if self.shared.starter is not None:
+            await self.shared.ready()
         body = dumps(json).encode() if json is not None else None
         retries = self.settings.max_retries if max_retries is None else max_retries
         pacing = self.shared.pacing

@@ -32,7 +32,7 @@ from ._exceptions import (
     PriceTooHighError,
 )
 from ._models import Operator, Order, Refund
-from ._watcher import Watcher, is_settled
+from ._watcher import WatcherLike, is_settled
 
 log = logging.getLogger("gsim_async")
 
@@ -44,7 +44,7 @@ class OrderOps(Protocol):
     """What the waiting helpers need of a client's orders."""
 
     @property
-    def watcher(self) -> Watcher:
+    def watcher(self) -> WatcherLike:
         """The client's watcher."""
 
     @property

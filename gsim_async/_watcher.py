@@ -72,6 +72,30 @@ class OrderSource(Protocol):
         """Requests the client has sent so far."""
 
 
+class WatcherLike(Protocol):
+    """What the waiting helpers need of a watcher (this one, or a fleet's)."""
+
+    @property
+    def watching(self) -> int:
+        """How many orders currently have a waiter."""
+
+    @property
+    def rounds(self) -> int:
+        """Poll rounds run so far."""
+
+    def is_watching(self, order_id: str) -> bool:
+        """Whether someone is waiting on ``order_id``."""
+
+    def watch(self, order: Order, interval: float | None = None) -> Watch:
+        """Register interest in ``order``."""
+
+    def unwatch(self, watch: Watch) -> None:
+        """One waiter is gone."""
+
+    async def aclose(self) -> None:
+        """Stop; waiters still registered fail."""
+
+
 def is_settled(order: Order) -> bool:
     """Whether waiting on ``order`` is over: it has a code, or will never get one."""
     return order.sms_code is not None or order.status in TERMINAL_WITHOUT_CODE

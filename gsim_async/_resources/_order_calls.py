@@ -21,7 +21,7 @@ from .._pacing import Priority
 from .._reconcile import Baseline
 from .._transport import Transport
 from .._validation import path_id
-from .._watcher import OrderHook, Watcher, is_settled
+from .._watcher import OrderHook, Watcher, WatcherLike, is_settled
 from ._shared import OWNERS, Shared
 
 _ORDER: Decoder[Order] = decoder(Order)
@@ -38,7 +38,7 @@ class OrderCalls:
     """Order endpoints over one transport, with the client's bookkeeping."""
 
     def __init__(
-        self, transport: Transport, shared: Shared, watcher: Watcher | None = None
+        self, transport: Transport, shared: Shared, watcher: WatcherLike | None = None
     ) -> None:
         self._transport = transport
         self._shared = shared
@@ -53,7 +53,7 @@ class OrderCalls:
     # -- OrderOps -------------------------------------------------------------------------
 
     @property
-    def watcher(self) -> Watcher:
+    def watcher(self) -> WatcherLike:
         """The client's watcher."""
         assert self._watcher is not None
         return self._watcher

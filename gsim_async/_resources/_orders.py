@@ -32,7 +32,7 @@ from .._waiting import (
     check_wait_args,
     wait,
 )
-from .._watcher import OrderHook, Watcher
+from .._watcher import OrderHook, WatcherLike
 from ._buying import buy
 from ._order_calls import OrderCalls, order_key
 from ._shared import OWNERS, Shared
@@ -56,8 +56,10 @@ class OrderBook:
 
     def __init__(self, shared: Shared, on_update: OrderHook | None) -> None:
         self.shared = shared
-        root = OrderCalls(shared.root, shared)
-        self.watcher: Watcher = root.make_watcher(on_update)
+        self.root = root = OrderCalls(shared.root, shared)
+        #: Across a fleet: which of some order ids a live member holds or waits on.
+        self.fleet_claims: Callable[[builtins.list[str]], Awaitable[set[str]]] | None = None
+        self.watcher: WatcherLike = root.make_watcher(on_update)
         self.reconciler: Reconciler[Order] = Reconciler(
             noun="order",
             ownership=shared.ownership,
@@ -243,6 +245,10 @@ class Orders:
             if (not age or (order.created_at is not None and order.created_at <= cutoff))
             and not _registry.claimed(order.id)
         ]
+        if self._book.fleet_claims is not None and stale:
+            # A fleet knows what every live member holds or waits on: leave those.
+            claimed = await self._book.fleet_claims([o.id for o in stale])
+            stale = [o for o in stale if o.id not in claimed]
         done: builtins.list[tuple[Order, Refund]] = []
         limiter = anyio.Semaphore(C.SWEEP_CONCURRENCY)
 

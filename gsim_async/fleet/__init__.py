@@ -1,0 +1,25 @@
+"""Fleets: every process on one API key acting as one client, through Redis.
+
+::
+
+    from gsim_async import Client
+    from gsim_async.fleet import RedisFleet
+
+    async with Client(fleet=RedisFleet("redis://127.0.0.1:6379/0")) as gsim:
+        ...  # the same API; every process with the same key and fleet cooperates
+
+What is shared (docs/fleets.md): one rate gate per API key (the limit, a 429's pause,
+what was learnt of the limit), exact ownership of purchases and orders (so a lost
+purchase is matched exactly and ``cancel_stale()`` never touches a live member's
+order), and one watcher: a leader polls for every order any member waits on and hands
+each result to its waiter. When Redis is unreachable, members fall back to their own
+pacing and watching, and rejoin when it is back. Needs ``pip install 'gsim-async[redis]'``.
+"""
+
+from __future__ import annotations
+
+from ._fleet import RedisFleet
+
+__all__ = ["RedisFleet"]
+
+RedisFleet.__module__ = __name__

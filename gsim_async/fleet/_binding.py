@@ -1,0 +1,63 @@
+"""Joining a client to a fleet: which of its parts the fleet shares, and how."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from .._ownership import Ownership
+from .._pacing import Pacing
+from .._reconcile import Reconciler
+from .._watcher import OrderHook, OrderSource
+from ._book import FleetBook
+from ._gate import FleetGate
+from ._watch import FleetWatcher
+
+if TYPE_CHECKING:
+    from ._fleet import RedisFleet
+
+
+class Binding:
+    """One client's part in a fleet: its gate, its ownership records and its watcher."""
+
+    def __init__(
+        self,
+        fleet: RedisFleet,
+        api_key: str,
+        *,
+        pacing: Pacing,
+        ownership: Ownership,
+        reconcilers: Sequence[Reconciler[Any]],
+        source: OrderSource,
+        poll_interval: float,
+        on_update: OrderHook | None,
+        told: float | None,
+        slow_start: bool,
+    ) -> None:
+        self.member = fleet.member(api_key)
+        self.gate = FleetGate(self.member, pacing, told, slow_start)
+        pacing.attach(self.gate)
+        self.book = FleetBook(self.member, ownership)
+        ownership.attach(self.book)
+        for reconciler in reconcilers:
+            reconciler.attach(self.book)
+        self.watcher = FleetWatcher(self.member, source, poll_interval, on_update)
+
+    async def start(self) -> None:
+        """Connect and join (alone, with a warning, if Redis cannot be reached)."""
+        await self.member.start()
+        await self.gate.start()
+        self.book.start()
+        self.watcher.start()
+
+    async def claimed(self, ids: Sequence[str]) -> set[str]:
+        """Which of ``ids`` a live member holds or waits on."""
+        if not self.member.active:
+            return set()
+        watched = await self.watcher.watched_by_live_members()
+        return await self.book.claimed(ids, watched)
+
+    async def aclose(self) -> None:
+        """Leave the fleet."""
+        await self.watcher.aclose()
+        await self.member.aclose()

@@ -1,0 +1,191 @@
+"""Exact ownership across a fleet: what every member holds and is buying, in Redis.
+
+* ``held``: order and rental ids → the member that bought (or adopted) them. A member
+  writes it before its purchase leaves the wire, and adopts after a lost answer only
+  by an atomic ``HSETNX``: two members never take the same order.
+* ``wire:<key>`` / ``lost:<key>``: per member, purchases of a key on the wire and
+  purchases whose answer was lost; counts of members that stopped beating are ignored.
+* ``drain:<key>``: a member is about to list the account for that key; others hold
+  their purchases of it back until it is done (with a lease, in case it dies).
+* ``foreign``: another buyer (not a member) was seen on the key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from .. import _constants as C
+from .._ownership import Key, Ownership
+from ._member import Member
+
+#: Seconds between checks of a drained key, and of sightings of unknown orders.
+_POLL = 0.05
+_SIGHTINGS = 0.5
+
+
+def _name(key: Key) -> str:
+    return "|".join(key)
+
+
+class FleetBook:
+    """A member's share of the fleet's ownership records (``_reconcile.SharedBook``)."""
+
+    def __init__(self, member: Member, ownership: Ownership) -> None:
+        self._member = member
+        self._ownership = ownership
+        self._held = member.key("held")
+        self._sightings: list[tuple[str, Key, datetime | None]] = []
+        self._foreign_checked = 0.0
+        self._foreign_seen = False
+
+    @property
+    def active(self) -> bool:
+        """Whether the fleet is reachable."""
+        return self._member.active
+
+    def start(self) -> None:
+        """Check other members' sightings of unknown orders in the background."""
+        self._member.spawn(self._check_sightings(), "sightings")
+
+    # -- purchases ------------------------------------------------------------------------
+
+    async def begin(self, key: Key) -> None:
+        """Wait while a member lists the account for ``key``; count this purchase on the wire."""
+        drain = self._member.key("drain", _name(key))
+        # Polled, not awaited on an event: the flag lives in Redis, set by another process.
+        while await self._member.call(lambda r: r.exists(drain), 0):  # noqa: ASYNC110
+            await asyncio.sleep(_POLL)
+        wire = self._member.key("wire", _name(key))
+        await self._member.call(lambda r: r.hincrby(wire, self._member.id, 1), 0)
+
+    async def end(self, key: Key, item_id: str | None) -> None:
+        """Off the wire (holding ``item_id`` for this member first)."""
+        wire = self._member.key("wire", _name(key))
+
+        async def write(r: aioredis.Redis) -> Any:
+            pipe = r.pipeline(transaction=True)
+            if item_id is not None:
+                pipe.hset(self._held, item_id, self._member.id)
+            pipe.hincrby(wire, self._member.id, -1)
+            return await pipe.execute()
+
+        await self._member.call(write, None)
+
+    async def lost(self, key: Key, delta: int) -> None:
+        """A purchase of ``key`` lost its answer (+1) or was resolved (-1)."""
+        lost = self._member.key("lost", _name(key))
+        await self._member.call(lambda r: r.hincrby(lost, self._member.id, delta), 0)
+
+    async def quiet(self, key: Key, timeout: float) -> None:
+        """Hold purchases of ``key`` back fleet-wide until no member has one on the wire."""
+        drain = self._member.key("drain", _name(key))
+        lease = int(max(timeout, 1.0) * 1000)
+        await self._member.call(lambda r: r.set(drain, self._member.id, px=lease), None)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.active:
+            on_the_wire, _ = await self.counts(key)
+            if on_the_wire <= 0:
+                return
+            await asyncio.sleep(_POLL)
+
+    async def release(self, key: Key) -> None:
+        """Let purchases of ``key`` go again."""
+        drain = self._member.key("drain", _name(key))
+        await self._member.call(lambda r: r.delete(drain), 0)
+
+    async def counts(self, key: Key) -> tuple[int, int]:
+        """Purchases of ``key`` on the wire and lost, over the live members."""
+        live = await self._member.live_members()
+        name = _name(key)
+        wire, lost = self._member.key("wire", name), self._member.key("lost", name)
+
+        async def read(r: aioredis.Redis) -> Any:
+            pipe = r.pipeline(transaction=False)
+            pipe.hgetall(wire)
+            pipe.hgetall(lost)
+            return await pipe.execute()
+
+        nothing: list[dict[str, str]] = [{}, {}]
+        result = await self._member.call(read, nothing)
+        return tuple(  # type: ignore[return-value]
+            sum(max(int(n), 0) for m, n in counts.items() if m in live) for counts in result
+        )
+
+    # -- holding --------------------------------------------------------------------------
+
+    async def held(self, ids: Sequence[str]) -> set[str]:
+        """Which of ``ids`` a member holds."""
+        if not ids:
+            return set()
+        owners = await self._owners(ids)
+        return {i for i, owner in zip(ids, owners, strict=False) if owner is not None}
+
+    async def _owners(self, ids: Sequence[str]) -> list[Any]:
+        async def read(r: aioredis.Redis) -> list[Any]:
+            return list(await r.hmget(self._held, list(ids)))
+
+        nobody: list[Any] = []
+        return await self._member.call(read, nobody)
+
+    async def claim(self, item_id: str) -> bool:
+        """Hold ``item_id`` for this member unless a member holds it already."""
+        return bool(
+            await self._member.call(lambda r: r.hsetnx(self._held, item_id, self._member.id), 0)
+        )
+
+    async def claimed(self, ids: Sequence[str], watched: set[str]) -> set[str]:
+        """Which of ``ids`` a live member holds, or anyone waits on (``cancel_stale``)."""
+        if not ids:
+            return set()
+        live = await self._member.live_members()
+        owners = await self._owners(ids)
+        mine = {i for i, o in zip(ids, owners, strict=False) if o in live}
+        return mine | (set(ids) & watched)
+
+    # -- another buyer --------------------------------------------------------------------
+
+    def sighted(self, item_id: str, key: Key, created_at: datetime | None) -> None:
+        """An order this member does not hold: another member's, or another buyer's."""
+        if len(self._sightings) < 10_000:
+            self._sightings.append((item_id, key, created_at))
+
+    @property
+    def foreign(self) -> bool:
+        """Whether the fleet saw another buyer on the key recently (cached briefly)."""
+        return self._foreign_seen
+
+    def mark_foreign(self, item_id: str) -> None:
+        """Tell the fleet another buyer bought ``item_id``."""
+        self._foreign_seen = True
+        key = self._member.key("foreign")
+        self._member.spawn(
+            self._member.call(lambda r: r.set(key, item_id, ex=int(C.FOREIGN_BUYER_MEMORY)), None),
+            "foreign",
+        )
+
+    async def _check_sightings(self) -> None:
+        foreign_key = self._member.key("foreign")
+        while True:
+            await asyncio.sleep(_SIGHTINGS)
+            self._foreign_seen = bool(
+                await self._member.call(lambda r: r.exists(foreign_key), self._foreign_seen)
+            )
+            sightings, self._sightings = self._sightings, []
+            if not sightings or not self.active:
+                continue
+            held = await self.held([s[0] for s in sightings])
+            for item_id, key, _ in sightings:
+                if item_id in held:
+                    continue
+                on_the_wire, lost = await self.counts(key)
+                if on_the_wire or lost:
+                    continue  # a member's purchase may have made it
+                with contextlib.suppress(Exception):
+                    self._ownership.foreign(item_id)

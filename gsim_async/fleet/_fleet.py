@@ -1,0 +1,75 @@
+"""``RedisFleet``: the configuration users pass to ``Client(fleet=...)``."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import TYPE_CHECKING, Any
+
+from .._exceptions import InvalidArgumentError
+
+if TYPE_CHECKING:
+    from ._binding import Binding
+    from ._member import Member
+
+#: Seconds between a member's heartbeats; a member silent for three is taken as gone.
+HEARTBEAT = 1.0
+#: Seconds a watcher leader's lease lasts; it renews it three times as often.
+LEASE = 3.0
+
+
+class RedisFleet:
+    """Every process with the same API key and this fleet cooperates through Redis.
+
+    ``url`` is a redis-py URL (``redis://host:6379/0``, ``rediss://...`` for TLS,
+    ``unix:///path``). Everything the fleet keeps in Redis lives under a prefix made
+    from a hash of the API key (never the key itself) and ``namespace``, so several
+    accounts, or several fleets of one account, can share a Redis. ``heartbeat`` and
+    ``lease`` (seconds) tune how fast a dead member or watcher leader is replaced.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        namespace: str | None = None,
+        heartbeat: float = HEARTBEAT,
+        lease: float = LEASE,
+    ) -> None:
+        if not isinstance(url, str) or "://" not in url:
+            raise InvalidArgumentError(f"RedisFleet needs a redis:// URL, got {url!r}")
+        if namespace is not None and (not isinstance(namespace, str) or not namespace.strip()):
+            raise InvalidArgumentError("namespace must be a non-empty string")
+        if not heartbeat > 0 or not lease > heartbeat:
+            raise InvalidArgumentError("heartbeat must be positive and lease longer than it")
+        try:
+            import redis.asyncio  # noqa: F401 - checked here, used by the members
+        except ImportError:
+            raise InvalidArgumentError(
+                "RedisFleet needs redis-py: pip install 'gsim-async[redis]'"
+            ) from None
+        self.url = url
+        self.namespace = namespace
+        self.heartbeat = heartbeat
+        self.lease = lease
+
+    def prefix(self, api_key: str) -> str:
+        """The Redis key prefix for ``api_key`` (a hash of it, never the key)."""
+        digest = hashlib.sha256(f"gsim-async:{api_key}".encode()).hexdigest()[:20]
+        return f"gsim:{digest}" + (f":{self.namespace}" if self.namespace else "")
+
+    def member(self, api_key: str) -> Member:
+        """A new member of this fleet for one client."""
+        from ._member import Member
+
+        return Member(self, self.prefix(api_key))
+
+    def bind(self, api_key: str, **parts: Any) -> Binding:
+        """Join a client's parts to this fleet (see :class:`Binding`)."""
+        from ._binding import Binding
+
+        return Binding(self, api_key, **parts)
+
+    def __repr__(self) -> str:
+        # The URL may carry a password: show only where it points.
+        where = self.url.split("@")[-1]
+        return f"<RedisFleet {where} namespace={self.namespace!r}>"

@@ -1,0 +1,233 @@
+"""One client's membership of a fleet: the Redis connection, heartbeats, events, health.
+
+Every Redis call goes through :meth:`Member.call`: a failure marks the fleet down
+(logged once, at WARNING), and every component falls back to what the client does
+alone until a reconnect succeeds (logged at INFO), when the member rejoins.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+if TYPE_CHECKING:
+    from ._fleet import RedisFleet
+
+T = TypeVar("T")
+
+log = logging.getLogger("gsim_async")
+
+#: Seconds between reconnect attempts while Redis is unreachable.
+_RECONNECT = 1.0
+#: Seconds a single Redis call may take before the fleet is taken as down.
+_CALL_TIMEOUT = 2.0
+
+_HEARTBEAT = """
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+redis.call('ZADD', KEYS[1], now, ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], 0, now - tonumber(ARGV[2]) * 10)
+return now
+"""
+
+_LIVE = """
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+return redis.call('ZRANGEBYSCORE', KEYS[1], now - tonumber(ARGV[1]), '+inf')
+"""
+
+Listener = Callable[[dict[str, Any]], None]
+
+
+class Member:
+    """One client in a fleet."""
+
+    def __init__(self, fleet: RedisFleet, prefix: str) -> None:
+        self.fleet = fleet
+        self.prefix = prefix
+        self.id = uuid.uuid4().hex[:16]
+        self.active = False
+        self._redis: aioredis.Redis | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._listeners: list[Listener] = []
+        self._on_rejoin: list[Callable[[], Awaitable[None]]] = []
+        self._warned = False
+        self._closed = False
+        self._live: tuple[float, set[str]] = (-1.0, set())
+
+    def key(self, *parts: str) -> str:
+        """A Redis key under this fleet's prefix."""
+        return ":".join((self.prefix, *parts))
+
+    @property
+    def channel(self) -> str:
+        """The fleet's event channel."""
+        return self.key("events")
+
+    def listen(self, listener: Listener) -> None:
+        """Call ``listener`` with every event published on the fleet's channel."""
+        self._listeners.append(listener)
+
+    def on_rejoin(self, callback: Callable[[], Awaitable[None]]) -> None:
+        """Run ``callback`` whenever the member (re)joins the fleet."""
+        self._on_rejoin.append(callback)
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect and join (waits at most a couple of seconds; alone if it cannot)."""
+        self._redis = aioredis.Redis.from_url(
+            self.fleet.url,
+            socket_timeout=_CALL_TIMEOUT,
+            socket_connect_timeout=_CALL_TIMEOUT,
+            decode_responses=True,
+        )
+        if not await self._join():
+            self._down(None)
+        self.spawn(self._heartbeats(), "heartbeat")
+        self.spawn(self._events(), "events")
+
+    async def _join(self) -> bool:
+        try:
+            redis = self._client()
+            await asyncio.wait_for(redis.ping(), _CALL_TIMEOUT)
+            await self._beat(redis)
+        except (RedisError, OSError, asyncio.TimeoutError):
+            return False
+        was_down = self._warned
+        self.active = True
+        if was_down:
+            log.info("fleet: Redis is reachable again; rejoined the fleet")
+            self._warned = False
+        for callback in self._on_rejoin:
+            try:
+                await callback()
+            except (RedisError, OSError, asyncio.TimeoutError) as exc:
+                self._down(exc)
+                return False
+        return True
+
+    async def aclose(self) -> None:
+        """Leave the fleet: stop the tasks, withdraw the heartbeat, close the connection."""
+        self._closed = True
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
+        if self._redis is not None:
+            if self.active:
+                with contextlib.suppress(RedisError, OSError, asyncio.TimeoutError):
+                    await asyncio.wait_for(
+                        self._redis.zrem(self.key("members"), self.id), _CALL_TIMEOUT
+                    )
+            await self._redis.aclose()
+        self.active = False
+
+    def spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:
+        """Run ``coro`` for the life of the membership."""
+
+        async def run() -> Any:
+            return await coro
+
+        task = asyncio.get_running_loop().create_task(run(), name=f"gsim_async fleet {name}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # -- calls ----------------------------------------------------------------------------
+
+    def _client(self) -> aioredis.Redis:
+        if self._redis is None:
+            raise RuntimeError("the fleet member was not started")
+        return self._redis
+
+    async def call(self, fn: Callable[[aioredis.Redis], Awaitable[T]], default: T) -> T:
+        """``fn(redis)``, or ``default`` (and the fleet marked down) when Redis fails."""
+        if not self.active:
+            return default
+        try:
+            return await asyncio.wait_for(fn(self._client()), _CALL_TIMEOUT)
+        except (RedisError, OSError, asyncio.TimeoutError) as exc:
+            self._down(exc)
+            return default
+
+    async def publish(self, event: dict[str, Any]) -> None:
+        """Tell every member (this one included) of ``event``."""
+        text = json.dumps(event, separators=(",", ":"))
+        await self.call(lambda r: r.publish(self.channel, text), 0)
+
+    async def live_members(self) -> set[str]:
+        """The members whose heartbeat is recent (cached for a heartbeat)."""
+        loop = asyncio.get_running_loop()
+        at, members = self._live
+        if loop.time() - at < self.fleet.heartbeat:
+            return members
+        window = int(self.fleet.heartbeat * 3000)
+
+        async def fetch(r: aioredis.Redis) -> set[str]:
+            return set(await r.eval(_LIVE, 1, self.key("members"), window))
+
+        members = await self.call(fetch, members | {self.id})
+        self._live = (loop.time(), members | {self.id})
+        return self._live[1]
+
+    def _down(self, exc: BaseException | None) -> None:
+        if self._closed:
+            return
+        self.active = False
+        if not self._warned:
+            self._warned = True
+            log.warning(
+                "fleet: Redis is unreachable (%s); this process paces and watches on its own "
+                "until it is back",
+                exc or "no answer",
+            )
+
+    # -- background -----------------------------------------------------------------------
+
+    async def _beat(self, redis: aioredis.Redis) -> None:
+        await redis.eval(_HEARTBEAT, 1, self.key("members"), self.id, self.fleet.heartbeat * 1000)
+
+    async def _heartbeats(self) -> None:
+        while True:
+            await asyncio.sleep(self.fleet.heartbeat if self.active else _RECONNECT)
+            if self.active:
+                await self.call(self._beat, None)
+            else:
+                await self._join()
+
+    async def _events(self) -> None:
+        while True:
+            if not self.active:
+                await asyncio.sleep(_RECONNECT)
+                continue
+            pubsub = self._client().pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self.channel)
+                while self.active:
+                    message = await pubsub.get_message(timeout=1.0)
+                    if message is None or message.get("type") != "message":
+                        continue
+                    try:
+                        event = json.loads(message["data"])
+                    except (TypeError, ValueError):
+                        continue
+                    for listener in self._listeners:
+                        try:
+                            listener(event)
+                        except Exception:
+                            log.exception("fleet event listener failed")
+            except (RedisError, OSError, asyncio.TimeoutError) as exc:
+                self._down(exc)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]

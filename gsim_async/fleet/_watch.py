@@ -1,0 +1,361 @@
+"""One watcher per account: a leader polls for every order any member waits on.
+
+Members register what they wait on in Redis (``watch``: ``<order id>|<member>`` →
+the order's stamps and the poll interval). One member holds the ``leader`` lease and
+runs an ordinary watcher over every registered order; each result is stored
+(``result:<id>``, for ten minutes) and published, and the member waiting on it takes
+it, whichever process it is in. A leader that dies stops renewing its lease and
+another member takes over within a lease; results are stored, so none is lost in the
+hand-over. While Redis is unreachable, each member watches its own orders.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from .._converter import Decoder, decoder, format_datetime
+from .._enums import OrderStatus
+from .._models import Order
+from .._watcher import OrderHook, OrderSource, Watch, Watcher, is_settled
+from ._member import Member
+
+log = logging.getLogger("gsim_async")
+
+_ORDER: Decoder[Order] = decoder(Order)
+#: Seconds a result stays in Redis for a waiter that missed its event.
+_RESULT_TTL = 600
+
+_CLAIM = """
+local holder = redis.call('GET', KEYS[1])
+if not holder then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+if holder == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+"""
+
+
+def order_to_wire(order: Order) -> dict[str, Any]:
+    """An order as the API shows one (for results passed between members)."""
+    return {
+        "id": order.id,
+        "service": order.service,
+        "country": order.country,
+        "operator": order.operator,
+        "phoneNumber": order.phone_number,
+        "smsCode": order.sms_code,
+        "status": order.status.value,
+        "price": str(order.price),
+        "createdAt": order.created_at and format_datetime(order.created_at),
+        "expiresAt": order.expires_at and format_datetime(order.expires_at),
+    }
+
+
+def _order_from(data: Any) -> Order:
+    if isinstance(data, dict) and isinstance(data.get("price"), str):
+        data = {**data, "price": Decimal(data["price"])}
+    return _ORDER(data)
+
+
+class FleetWatcher:
+    """A member's watcher: it waits through the fleet's leader, or alone without Redis."""
+
+    def __init__(
+        self,
+        member: Member,
+        source: OrderSource,
+        interval: float,
+        on_update: OrderHook | None,
+    ) -> None:
+        self._member = member
+        self._interval = interval
+        self._on_update = on_update
+        self._source = source
+        #: Polls this member's own orders while Redis is unreachable.
+        self.alone = Watcher(source, interval, on_update)
+        self._watches: dict[str, Watch] = {}
+        self._handoffs: set[asyncio.Task[None]] = set()
+        self._watch_key = member.key("watch")
+        self._leader_key = member.key("leader")
+        self._poller: Watcher | None = None
+        self._polled: dict[str, tuple[Watch, asyncio.Task[None]]] = {}
+        self._leading = False
+        self._closed = False
+        member.listen(self._event)
+        member.on_rejoin(self._register_all)
+
+    def start(self) -> None:
+        """Take part in the leader election."""
+        self._member.spawn(self._lead(), "leader")
+
+    # -- what the waiting helpers use -------------------------------------------------------
+
+    @property
+    def rounds(self) -> int:
+        """Poll rounds this member has run (as leader or alone)."""
+        poller = self._poller.rounds if self._poller is not None else 0
+        return poller + self.alone.rounds
+
+    @property
+    def watching(self) -> int:
+        """How many orders this member waits on."""
+        return len(self._watches) + self.alone.watching
+
+    def is_watching(self, order_id: str) -> bool:
+        """Whether this member waits on ``order_id``."""
+        return order_id in self._watches or self.alone.is_watching(order_id)
+
+    def watch(self, order: Order, interval: float | None = None) -> Watch:
+        """Wait on ``order`` through the fleet (alone while Redis is unreachable)."""
+        if not self._member.active:
+            return self.alone.watch(order, interval)
+        watch = self._watches.get(order.id)
+        if watch is None:
+            watch = Watch(order=order, interval=interval or self._interval)
+            self._watches[order.id] = watch
+            self._member.spawn(self._register(watch), "register")
+        elif interval is not None:
+            watch.interval = min(watch.interval, interval)
+        watch.waiters += 1
+        return watch
+
+    def unwatch(self, watch: Watch) -> None:
+        """One waiter is gone; the registration goes with the last."""
+        if self._watches.get(watch.order.id) is not watch:
+            self.alone.unwatch(watch)
+            return
+        watch.waiters -= 1
+        if watch.waiters <= 0:
+            del self._watches[watch.order.id]
+            field = f"{watch.order.id}|{self._member.id}"
+            self._member.spawn(
+                self._member.call(lambda r: r.hdel(self._watch_key, field), 0), "unregister"
+            )
+
+    async def aclose(self) -> None:
+        """Stop waiting and leading; waiters still registered fail."""
+        self._closed = True
+        await self._stop_leading()
+        for task in list(self._handoffs):
+            task.cancel()
+        await self.alone.aclose()
+        from .._exceptions import ClientClosedError
+
+        error = ClientClosedError("the gsim Client was closed while waiting for a code")
+        for watch in list(self._watches.values()):
+            watch.settle(error=error)
+        self._watches.clear()
+
+    async def watched_by_live_members(self) -> set[str]:
+        """Every order some live member waits on."""
+
+        async def read(r: aioredis.Redis) -> list[Any]:
+            return list(await r.hkeys(self._watch_key))
+
+        nothing: list[Any] = []
+        entries = await self._member.call(read, nothing)
+        live = await self._member.live_members()
+        found = set()
+        for field in entries:
+            order_id, _, member = str(field).rpartition("|")
+            if member in live:
+                found.add(order_id)
+        return found
+
+    # -- registrations and results ----------------------------------------------------------
+
+    async def _register(self, watch: Watch) -> None:
+        order = watch.order
+        entry = json.dumps(
+            {
+                "created": order.created_at and format_datetime(order.created_at),
+                "floor": _finite(self._source.created_floor(order)),
+                "expires": order.expires_at and format_datetime(order.expires_at),
+                "interval": watch.interval,
+            }
+        )
+        field = f"{order.id}|{self._member.id}"
+        result_key = self._member.key("result", order.id)
+
+        async def write(r: aioredis.Redis) -> Any:
+            pipe = r.pipeline(transaction=False)
+            pipe.hset(self._watch_key, field, entry)
+            pipe.get(result_key)
+            return await pipe.execute()
+
+        written = await self._member.call(write, None)
+        if written is None:
+            self._hand_to_alone(watch)  # Redis went away: watch it here
+        elif written[1]:
+            self._settle(json.loads(written[1]))
+
+    async def _register_all(self) -> None:
+        for watch in list(self._watches.values()):
+            await self._register(watch)
+
+    def _event(self, event: dict[str, Any]) -> None:
+        if event.get("t") == "result":
+            self._settle(event.get("order"))
+
+    def _settle(self, data: Any) -> None:
+        try:
+            order = _order_from(data)
+        except Exception:
+            return
+        watch = self._watches.get(order.id)
+        if watch is None or watch.done.is_set():
+            return
+        merged = watch.order.merged(order)
+        if self._on_update is not None and merged != watch.order:
+            with contextlib.suppress(Exception):
+                self._on_update(merged)
+        if is_settled(merged):
+            watch.settle(merged)
+            self._watches.pop(order.id, None)
+
+    def _hand_to_alone(self, watch: Watch) -> None:
+        """Redis is gone: poll this member's order here, and settle the waiters from it."""
+
+        async def follow() -> None:
+            mine = self.alone.watch(watch.order, watch.interval)
+            try:
+                await mine.done.wait()
+            finally:
+                self.alone.unwatch(mine)
+            if not watch.done.is_set():
+                watch.settle(mine.order, mine.error)
+                self._watches.pop(watch.order.id, None)
+
+        task = asyncio.get_running_loop().create_task(follow())
+        self._handoffs.add(task)
+        task.add_done_callback(self._handoffs.discard)
+
+    # -- leading ----------------------------------------------------------------------------
+
+    async def _lead(self) -> None:
+        fleet = self._member.fleet
+        lease = int(fleet.lease * 1000)
+        while not self._closed:
+            if not self._member.active:
+                await self._stop_leading()
+                for watch in list(self._watches.values()):
+                    if not watch.done.is_set():
+                        self._hand_to_alone(watch)
+                self._watches.clear()
+                await asyncio.sleep(fleet.heartbeat)
+                continue
+
+            async def claim(r: aioredis.Redis) -> Any:
+                return await r.eval(_CLAIM, 1, self._leader_key, self._member.id, lease)
+
+            leading = bool(await self._member.call(claim, 0))
+            if leading and not self._leading:
+                log.info("fleet: this process now polls for every member (leader)")
+                self._leading = True
+                self._poller = Watcher(self._source, self._interval, None)
+            elif not leading and self._leading:
+                await self._stop_leading()
+            if self._leading:
+                await self._sync_polls()
+            await asyncio.sleep(min(fleet.lease / 3, self._interval))
+
+    async def _stop_leading(self) -> None:
+        self._leading = False
+        poller, self._poller = self._poller, None
+        for _, task in self._polled.values():
+            task.cancel()
+        self._polled.clear()
+        if poller is not None:
+            await poller.aclose()
+
+    async def _sync_polls(self) -> None:
+        entries = await self._member.call(lambda r: r.hgetall(self._watch_key), None)
+        if entries is None or self._poller is None:
+            return
+        live = await self._member.live_members()
+        wanted: dict[str, dict[str, Any]] = {}
+        gone: list[str] = []
+        for field, raw in entries.items():
+            order_id, _, member = str(field).rpartition("|")
+            if member not in live:
+                gone.append(str(field))  # its waiter died with it
+                continue
+            with contextlib.suppress(ValueError, TypeError):
+                wanted[order_id] = json.loads(raw)
+        if gone:
+            await self._member.call(lambda r: r.hdel(self._watch_key, *gone), 0)
+        for order_id in list(self._polled):
+            if order_id not in wanted:
+                _, task = self._polled.pop(order_id)
+                task.cancel()
+        for order_id, info in wanted.items():
+            if order_id not in self._polled:
+                self._poll(order_id, info)
+
+    def _poll(self, order_id: str, info: dict[str, Any]) -> None:
+        assert self._poller is not None
+        created = _stamp(info.get("created"))
+        floor = info.get("floor")
+        if created is None and isinstance(floor, (int, float)) and floor > 0:
+            # The earliest its server stamp can be: enough for the list pages' hint.
+            created = datetime.fromtimestamp(floor, timezone.utc)
+        stub = Order(
+            id=order_id,
+            service="",
+            phone_number="",
+            status=OrderStatus.PENDING,
+            price=Decimal(0),
+            created_at=created,
+            expires_at=_stamp(info.get("expires")),
+        )
+        watch = self._poller.watch(stub, float(info.get("interval") or self._interval))
+
+        async def publish() -> None:
+            try:
+                await watch.done.wait()
+            finally:
+                if self._poller is not None:
+                    self._poller.unwatch(watch)
+            if watch.error is not None:
+                return  # e.g. 404: the waiter times out and finds out itself
+            text = json.dumps({"t": "result", "order": order_to_wire(watch.order)})
+            result_key = self._member.key("result", order_id)
+
+            async def write(r: aioredis.Redis) -> Any:
+                pipe = r.pipeline(transaction=False)
+                pipe.set(result_key, json.dumps(order_to_wire(watch.order)), ex=_RESULT_TTL)
+                pipe.publish(self._member.channel, text)
+                return await pipe.execute()
+
+            await self._member.call(write, None)
+            self._polled.pop(order_id, None)
+
+        task = asyncio.get_running_loop().create_task(publish())
+        self._polled[order_id] = (watch, task)
+
+
+def _finite(value: float) -> float | None:
+    return value if value not in (float("inf"), float("-inf")) else None
+
+
+def _stamp(text: Any) -> datetime | None:
+    if not isinstance(text, str):
+        return None
+    from .._converter import parse_datetime
+
+    try:
+        return parse_datetime(text)
+    except ValueError:
+        return None
