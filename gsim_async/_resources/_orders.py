@@ -17,9 +17,10 @@ from .. import _constants as C
 from .. import _registry
 from .. import _validation as v
 from .._converter import Decoder, decoder
+from .._countries import CountryCatalogue
 from .._enums import OrderStatus
 from .._exceptions import ConflictError, GsimError, InvalidArgumentError
-from .._models import Operator, Order, Page, Refund
+from .._models import Country, Operator, Order, Page, Refund
 from .._pagination import make_page, walk_pages
 from .._reconcile import Reconciler
 from .._retry import Operation
@@ -44,6 +45,7 @@ Quote = Callable[[str, str], Awaitable[list[Operator]]]
 
 _ORDER: Decoder[Order] = decoder(Order)
 _OPERATORS: Decoder[list[Operator]] = decoder(list[Operator])
+_COUNTRIES: Decoder[list[Country]] = decoder(list[Country])
 
 
 def order_id(order: OrderRef) -> str:
@@ -79,12 +81,22 @@ class OrderBook:
 class Orders:
     """One-time activation numbers: ``await client.orders.create("telegram", "russia")``."""
 
-    def __init__(self, transport: Transport, book: OrderBook, poll_interval: float) -> None:
+    def __init__(
+        self,
+        transport: Transport,
+        book: OrderBook,
+        poll_interval: float,
+        countries: CountryCatalogue | None = None,
+    ) -> None:
         self._transport = transport
         self._book = book
         self._shared = book.shared
         self._calls = OrderCalls(transport, book.shared, book.watcher)
         self._poll_interval = poll_interval
+        root = book.shared.root
+        self._countries = countries or CountryCatalogue(
+            lambda: root.request("GET", "/countries", _COUNTRIES)
+        )
         if self._shared.owner_ref is None:
             # The root namespace answers the top-level wait_for_code(order) for every view.
             self._shared.owner_ref = weakref.ref(self)
@@ -104,13 +116,16 @@ class Orders:
         that cannot be proved (another client buys on the same key), nothing is bought
         again and ``OutcomeUnknownError`` lists the candidates. If the calling task is
         cancelled while the purchase is on the wire, an order it bought is cancelled
-        (refunded). Raises ``InsufficientBalanceError``, ``NotFoundError`` /
-        ``ValidationError`` for an unknown service or country.
+        (refunded). ``country`` is an id, an ISO code or a name (``"russia"``, ``"RU"``,
+        ``"Russia"``). Raises ``InsufficientBalanceError``, ``InvalidArgumentError``
+        (naming close matches) for a country name or code the catalogue does not know,
+        and ``NotFoundError`` / ``ValidationError`` for an unknown service or country id.
         """
         service = v.text("service", service)
-        country = v.text("country", country)
+        v.text("country", country)
         if operator is not None:
             operator = v.text("operator", operator)
+        country = await self._countries.resolve(country)
         background = self._shared.background
         task = background.spawn(self._buy(service, country, operator))
         try:
@@ -334,7 +349,8 @@ class Orders:
 
         With ``max_price`` the price is checked before buying (``PriceTooHighError``,
         nothing bought) and an order that came back dearer is cancelled at once (if its
-        code won that race, the error carries the code).
+        code won that race, the error carries the code). ``country`` may be an id, an
+        ISO code or a name, as for :meth:`create`.
         """
         service = v.text("service", service)
         country = v.text("country", country)
@@ -342,8 +358,7 @@ class Orders:
         price = v.price("max_price", max_price) if max_price is not None else None
 
         async def quote() -> builtins.list[Operator]:
-            params = {"service": service, "country": country}
-            return await self._transport.request("GET", "/operators", _OPERATORS, params=params)
+            return await self._operators(service, await self._countries.resolve(country))
 
         return Activation(
             self._calls,
@@ -354,6 +369,10 @@ class Orders:
             max_price=price,
             register=self._shared.activations.add,
         )
+
+    async def _operators(self, service: str, country: str) -> builtins.list[Operator]:
+        params = {"service": service, "country": country}
+        return await self._transport.request("GET", "/operators", _OPERATORS, params=params)
 
 
 async def _items(pages: AsyncIterator[Page[Order]]) -> AsyncIterator[Order]:
