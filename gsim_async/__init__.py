@@ -9,6 +9,13 @@ from __future__ import annotations
 
 import logging
 
+from ._attempts import (
+    Activations,
+    AttemptsExhaustedError,
+    BudgetExceededError,
+    NoNumberAvailableError,
+    Skipped,
+)
 from ._client import Client
 from ._codes import extract_code
 from ._enums import Direction, NumberType, OrderStatus, RentalStatus
@@ -65,8 +72,11 @@ __all__ = [
     "APIResponseValidationError",
     "APITimeoutError",
     "Activation",
+    "Activations",
+    "AttemptsExhaustedError",
     "AvailableNumber",
     "Balance",
+    "BudgetExceededError",
     "Call",
     "Capabilities",
     "Client",
@@ -83,6 +93,7 @@ __all__ = [
     "Message",
     "MessageTimeoutError",
     "NoCodeError",
+    "NoNumberAvailableError",
     "NotFoundError",
     "NotGiven",
     "NumberType",
@@ -102,6 +113,7 @@ __all__ = [
     "RetryEvent",
     "SentMessage",
     "Service",
+    "Skipped",
     "UnauthorizedError",
     "ValidationError",
     "WaitResult",

@@ -7,6 +7,7 @@ import builtins
 import logging
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import Sequence as Seq
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -16,6 +17,7 @@ import attrs
 from .. import _constants as C
 from .. import _registry
 from .. import _validation as v
+from .._attempts import Activations
 from .._converter import Decoder, decoder
 from .._countries import CountryCatalogue
 from .._enums import OrderStatus
@@ -29,8 +31,10 @@ from .._waiting import (
     Activation,
     AsCompleted,
     OnTimeout,
+    Settled,
     WaitResult,
     check_wait_args,
+    settle,
     wait,
 )
 from .._watcher import OrderHook, Watcher
@@ -373,6 +377,91 @@ class Orders:
     async def _operators(self, service: str, country: str) -> builtins.list[Operator]:
         params = {"service": service, "country": country}
         return await self._transport.request("GET", "/operators", _OPERATORS, params=params)
+
+    # -- attempts with fresh numbers ------------------------------------------------------
+
+    def activations(
+        self,
+        service: str,
+        countries: str | Seq[str],
+        *,
+        operators: str | Seq[str] | None = None,
+        attempts: int = 3,
+        max_price: Decimal | str | int | float | None = None,
+        budget: Decimal | str | int | float | None = None,
+    ) -> Activations:
+        """Fresh numbers until one gets its code: ``async for act in ...: async with act:``.
+
+        Each try is an :class:`Activation` (entering the block buys its number). A try
+        whose wait ends without a code (``CodeTimeoutError``, ``NoCodeError``) is banned
+        or cancelled for its refund and the loop yields a new number; a try that leaves
+        its block with a code ends the loop; any other exception is refunded and leaves
+        the loop. ``countries`` (ids, ISO codes or names) and ``operators`` (``None``:
+        any) are tried in the order given, each try moving on to the next; one that is
+        sold out, not sold, or dearer than ``max_price`` is skipped without buying
+        (``GET /operators`` is read first). ``budget`` caps the total price of the
+        numbers the loop buys, refunds aside: a purchase that would pass it is not made.
+
+        Raises ``InvalidArgumentError`` for a bad argument (before any request) or an
+        unknown country (before anything is bought), ``AttemptsExhaustedError`` (a
+        ``NoCodeError``; ``.orders``) after ``attempts`` tries without a code,
+        ``NoNumberAvailableError`` when no candidate is left to buy from and
+        ``BudgetExceededError`` when the next number would pass ``budget`` (both with
+        ``.orders`` and ``.skipped``).
+        """
+        service = v.text("service", service)
+        names = _texts("countries", countries)
+        wanted: tuple[str | None, ...] = (None,)
+        if operators is not None:
+            wanted = tuple(
+                dict.fromkeys(None if o == "any" else o for o in _texts("operators", operators))
+            )
+        tries = v.integer("attempts", attempts, 1)
+        price = v.price("max_price", max_price) if max_price is not None else None
+        cap = v.price("budget", budget) if budget is not None else None
+
+        def activation(buy: Callable[[], Awaitable[Order]], what: str) -> Activation:
+            return Activation(
+                self._calls,
+                buy,
+                None,
+                what=what,
+                operator=None,
+                max_price=None,
+                register=self._shared.activations.add,
+                swallow_no_code=True,
+            )
+
+        return Activations(
+            service=service,
+            countries=names,
+            operators=wanted,
+            attempts=tries,
+            max_price=price,
+            budget=cap,
+            resolve=lambda name: self._countries.resolve(name, strict=True),
+            quote=self._operators,
+            buy=self.create,
+            refund=self._give_back,
+            activation=activation,
+        )
+
+    async def _give_back(self, order: Order) -> Settled:
+        """Cancel an order nobody will use, shielded from the caller's cancellation."""
+        background = self._shared.background
+        return await background.shielded_wait(
+            background.spawn(settle(self._calls, order, "cancel"))
+        )
+
+
+def _texts(name: str, value: object) -> tuple[str, ...]:
+    """One non-empty string, or a non-empty sequence of them (order kept, duplicates out)."""
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, Seq) or not items:
+        raise InvalidArgumentError(
+            f"{name} must be a string or a non-empty list of strings, got {value!r:.80}"
+        )
+    return tuple(dict.fromkeys(v.text(name, item) for item in items))
 
 
 async def _items(pages: AsyncIterator[Page[Order]]) -> AsyncIterator[Order]:
