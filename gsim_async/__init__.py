@@ -51,6 +51,7 @@ from ._models import (
     Message,
     Operator,
     Order,
+    OrderStats,
     Page,
     PlacedCall,
     Refund,
@@ -58,6 +59,7 @@ from ._models import (
     RentalUpdate,
     SentMessage,
     Service,
+    StatsProgress,
 )
 from ._resources._orders import wait_for_code
 from ._retry import RetryEvent
@@ -99,6 +101,7 @@ __all__ = [
     "NumberType",
     "Operator",
     "Order",
+    "OrderStats",
     "OrderStatus",
     "OutcomeUnknownError",
     "Page",
@@ -114,6 +117,7 @@ __all__ = [
     "SentMessage",
     "Service",
     "Skipped",
+    "StatsProgress",
     "UnauthorizedError",
     "ValidationError",
     "WaitResult",

@@ -22,10 +22,11 @@ from .._converter import Decoder, decoder
 from .._countries import CountryCatalogue
 from .._enums import OrderStatus
 from .._exceptions import ConflictError, GsimError, InvalidArgumentError
-from .._models import Country, Operator, Order, Page, Refund
+from .._models import Country, Operator, Order, OrderStats, Page, Refund
 from .._pagination import make_page, walk_pages
 from .._reconcile import Reconciler
 from .._retry import Operation
+from .._stats import CodeSightings, ProgressHook, order_stats
 from .._transport import Transport
 from .._waiting import (
     Activation,
@@ -63,7 +64,9 @@ class OrderBook:
     def __init__(self, shared: Shared, on_update: OrderHook | None) -> None:
         self.shared = shared
         root = OrderCalls(shared.root, shared)
-        self.watcher: Watcher = root.make_watcher(on_update)
+        #: When this client saw each code arrive, for orders.stats()'s time to a code.
+        self.sightings = CodeSightings(shared.root.clock)
+        self.watcher: Watcher = root.make_watcher(self.sightings.hook(on_update))
         self.reconciler: Reconciler[Order] = Reconciler(
             noun="order",
             ownership=shared.ownership,
@@ -451,6 +454,56 @@ class Orders:
         background = self._shared.background
         return await background.shielded_wait(
             background.spawn(settle(self._calls, order, "cancel"))
+        )
+
+    # -- what worked ----------------------------------------------------------------------
+
+    async def stats(
+        self,
+        since: datetime | timedelta | None = None,
+        service: str | None = None,
+        country: str | None = None,
+        on_progress: ProgressHook | None = None,
+    ) -> builtins.list[OrderStats]:
+        """What each (service, country, operator) gave this account: one ``OrderStats`` each.
+
+        Read from the order history, 100 orders a request, newest first; ``since`` (an
+        aware ``datetime``, or a ``timedelta`` back from now) stops the reading at older
+        orders. ``service`` and ``country`` (id, ISO code or name) keep only theirs.
+        ``on_progress`` is called with a ``StatsProgress`` (pages and orders read so
+        far) after each page. Money is exact: ``spent - refunded`` is what the account
+        paid for these orders. The API does not say when a code arrived, so
+        ``median_time_to_code`` covers only codes this client saw arrive while waiting.
+        """
+        cutoff: datetime | None = None
+        if isinstance(since, timedelta):
+            cutoff = self._transport.clock.now() - since
+        elif isinstance(since, datetime):
+            if since.tzinfo is None or since.utcoffset() is None:
+                raise InvalidArgumentError(
+                    "since must be an aware datetime (e.g. datetime.now(timezone.utc)) or a "
+                    "timedelta"
+                )
+            cutoff = since
+        elif since is not None:
+            raise InvalidArgumentError(f"since must be a datetime or a timedelta, got {since!r}")
+        wanted_service = v.text("service", service) if service is not None else None
+        if country is not None:
+            v.text("country", country)
+        if on_progress is not None and not callable(on_progress):
+            raise InvalidArgumentError(f"on_progress must be callable, got {on_progress!r}")
+        wanted_country = await self._countries.resolve(country) if country is not None else None
+
+        async def fetch(number: int) -> Page[Order]:
+            return await self.list(page=number, limit=C.MAX_PAGE_SIZE)
+
+        return await order_stats(
+            fetch,
+            self._book.sightings,
+            since=cutoff,
+            service=wanted_service,
+            country=wanted_country,
+            on_progress=on_progress,
         )
 
 
