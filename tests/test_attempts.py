@@ -234,11 +234,13 @@ async def test_operators_are_tried_in_the_order_given(
 async def test_another_exception_is_refunded_and_leaves_the_loop(
     client: gsim_async.Client, sandbox: Sandbox
 ) -> None:
-    loop = client.orders.activations("telegram", "russia", attempts=3)
-    with pytest.raises(ValueError, match="sign-up failed"):
-        async for act in loop:
+    async def sign_up_fails() -> None:
+        async for act in client.orders.activations("telegram", "russia", attempts=3):
             async with act:
                 raise ValueError("sign-up failed")
+
+    with pytest.raises(ValueError, match="sign-up failed"):
+        await sign_up_fails()
     (order,) = sandbox.orders()
     assert order.status == "CANCELLED"
     assert sandbox.ledger().refunds_by_order == {order.id: order.price}
@@ -248,10 +250,14 @@ async def test_a_block_left_without_waiting_is_refunded_and_counts_as_a_try(
     client: gsim_async.Client, sandbox: Sandbox
 ) -> None:
     seen = []
-    with pytest.raises(AttemptsExhaustedError):
+
+    async def pick_a_number() -> None:
         async for act in client.orders.activations("telegram", "russia", attempts=2):
             async with act:
                 seen.append(act.phone_number)  # not a number we like: next one
+
+    with pytest.raises(AttemptsExhaustedError):
+        await pick_a_number()
     assert len(seen) == 2
     assert [o.status for o in sandbox.orders()] == ["CANCELLED", "CANCELLED"]
     assert_every_order_without_a_code_was_refunded(sandbox)

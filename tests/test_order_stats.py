@@ -76,7 +76,9 @@ async def test_stats_match_the_ledger_to_the_cent(
 async def test_a_cost_per_code_of_fractions_of_a_cent_is_rounded_to_a_hundredth_of_one(
     client: gsim_async.Client, sandbox: Sandbox
 ) -> None:
-    orders = [await client.orders.create("telegram", "russia", operator="megafon") for _ in range(4)]
+    orders = [
+        await client.orders.create("telegram", "russia", operator="megafon") for _ in range(4)
+    ]
     for order in orders[1:]:
         sandbox.deliver_code(order.id)
     (row,) = await client.orders.stats()
