@@ -35,7 +35,9 @@ Errors of the loop::
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from decimal import Decimal
 from typing import Literal
@@ -58,6 +60,38 @@ _REASONS: dict[str, str] = {
     "too_dear": "above max_price",
     "over_budget": "over budget",
 }
+
+
+#: Seconds a ``GET /operators`` answer serves every loop of a client: loops started
+#: together (a bot verifying many accounts) share one request per country.
+QUOTE_TTL = 5.0
+
+Quote = Callable[[str, str], Awaitable[list[Operator]]]
+
+
+class Quotes:
+    """Recent ``GET /operators`` answers of one client, shared by all its loops.
+
+    A stale answer costs little: a number sold out meanwhile is refused by the server
+    (and its candidate left out), one dearer than allowed is refunded at once.
+    """
+
+    def __init__(self, ttl: float = QUOTE_TTL) -> None:
+        self._ttl = ttl
+        self._answers: dict[tuple[str, str], tuple[float, list[Operator]]] = {}
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+
+    async def get(self, service: str, country: str, fetch: Quote) -> list[Operator]:
+        """The operators of ``service`` in ``country``: a recent answer, or ``fetch``'s."""
+        key = (service, country)
+        # One request at a time per key: those waiting take its answer.
+        async with self._locks.setdefault(key, asyncio.Lock()):
+            known = self._answers.get(key)
+            if known is not None and time.monotonic() - known[0] < self._ttl:
+                return known[1]
+            answer = await fetch(service, country)
+            self._answers[key] = (time.monotonic(), answer)
+            return answer
 
 
 @attrs.frozen
@@ -182,7 +216,7 @@ class Activations:
         max_price: Decimal | None,
         budget: Decimal | None,
         resolve: Callable[[str], Awaitable[str]],
-        quote: Callable[[str, str], Awaitable[list[Operator]]],
+        quote: Quote,
         buy: Callable[[str, str, str | None], Awaitable[Order]],
         refund: Callable[[Order], Awaitable[Settled]],
         activation: Callable[[Callable[[], Awaitable[Order]], str], Activation],

@@ -320,7 +320,7 @@ async def test_an_unknown_country_fails_before_anything_is_bought(
     assert sandbox.stats.by_route == {"GET /api/v1/countries": 1}
 
 
-async def test_requests_per_try_one_quote_and_one_purchase(
+async def test_requests_per_try_a_quote_of_its_country_and_a_purchase(
     client: gsim_async.Client, sandbox: Sandbox
 ) -> None:
     loop = client.orders.activations("telegram", ["russia", "KZ"], attempts=2)
@@ -330,3 +330,15 @@ async def test_requests_per_try_one_quote_and_one_purchase(
     assert stats.count("GET /api/v1/countries") == 1  # the catalogue, once
     assert stats.count(QUOTES) == 2
     assert stats.count(PURCHASES) == 2
+
+
+async def test_loops_started_together_share_one_quote_per_country(
+    client: gsim_async.Client, sandbox: Sandbox
+) -> None:
+    loops = [client.orders.activations("telegram", "russia", attempts=1) for _ in range(10)]
+    results = await asyncio.gather(
+        *(get_code(loop, timeout=0.05) for loop in loops), return_exceptions=True
+    )
+    assert all(isinstance(r, AttemptsExhaustedError) for r in results)
+    assert sandbox.stats.count(QUOTES) == 1
+    assert sandbox.stats.count(PURCHASES) == 10

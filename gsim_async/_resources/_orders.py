@@ -17,7 +17,7 @@ import attrs
 from .. import _constants as C
 from .. import _registry
 from .. import _validation as v
-from .._attempts import Activations
+from .._attempts import Activations, Quotes
 from .._converter import Decoder, decoder
 from .._countries import CountryCatalogue
 from .._enums import OrderStatus
@@ -67,6 +67,8 @@ class OrderBook:
         #: When this client saw each code arrive, for orders.stats()'s time to a code.
         self.sightings = CodeSightings(shared.root.clock)
         self.watcher: Watcher = root.make_watcher(self.sightings.hook(on_update))
+        #: Recent GET /operators answers, shared by every orders.activations() loop.
+        self.quotes = Quotes()
         self.reconciler: Reconciler[Order] = Reconciler(
             noun="order",
             ownership=shared.ownership,
@@ -443,7 +445,7 @@ class Orders:
             max_price=price,
             budget=cap,
             resolve=lambda name: self._countries.resolve(name, strict=True),
-            quote=self._operators,
+            quote=lambda service, country: self._book.quotes.get(service, country, self._operators),
             buy=self.create,
             refund=self._give_back,
             activation=activation,
