@@ -236,6 +236,7 @@ class Activations:
         self._next = 0
         self._bought: list[Activation | Order] = []
         self._current: Activation | None = None
+        self._entered: Activation | None = None  # the last one whose purchase began
         self._spent = Decimal(0)
         self._failure: GsimError | None = None
         self._done = False
@@ -275,12 +276,14 @@ class Activations:
         previous = self._current
         if previous is None:
             await self._prepare()
-        else:
-            if not any(b is previous for b in self._bought):
+        elif not any(b is previous for b in self._bought):
+            if previous is not self._entered:
                 raise RuntimeError(
                     "enter each activation the loop yields (`async with act:`) before "
                     "asking for the next one"
                 )
+            # Its purchase failed and the caller went on: nothing was bought, no try used.
+        else:
             order = previous.order
             if previous.code is not None or order.sms_code is not None:
                 self._done = True
@@ -299,6 +302,7 @@ class Activations:
         act: Activation
 
         async def buy() -> Order:
+            self._entered = act
             order = await self._buy_next()
             self._bought.append(act)
             return order

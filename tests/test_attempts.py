@@ -342,3 +342,32 @@ async def test_loops_started_together_share_one_quote_per_country(
     assert all(isinstance(r, AttemptsExhaustedError) for r in results)
     assert sandbox.stats.count(QUOTES) == 1
     assert sandbox.stats.count(PURCHASES) == 10
+
+
+async def test_a_purchase_failure_caught_in_the_loop_uses_no_try(
+    client: gsim_async.Client, sandbox: Sandbox
+) -> None:
+    sandbox.set_balance("0.10")
+    refused = 0
+    loop = client.orders.activations("telegram", "russia", attempts=1)
+    async for act in loop:
+        try:
+            async with act:
+                sandbox.deliver_code(act.order.id, "515151")
+                code = await act.wait_for_code(timeout=1)
+        except gsim_async.InsufficientBalanceError:
+            refused += 1
+            sandbox.set_balance("1.00")  # topped up: the loop goes on
+            continue
+    assert code == "515151"
+    assert refused == 1 and loop.tries == 1
+
+
+async def test_an_activation_never_entered_is_a_usage_error(
+    client: gsim_async.Client, sandbox: Sandbox
+) -> None:
+    loop = client.orders.activations("telegram", "russia")
+    await loop.__anext__()
+    with pytest.raises(RuntimeError, match="async with act"):
+        await loop.__anext__()
+    assert sandbox.stats.count(PURCHASES) == 0
