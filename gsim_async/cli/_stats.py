@@ -84,10 +84,10 @@ def stats_row(row: OrderStats) -> list[object]:
 def stats(
     app: App, since: datetime | timedelta | None, service: str | None, country: str | None
 ) -> None:
-    """What worked: codes, success rate and cost per code for each service, country and
-    operator, from the account's own orders.
+    """Show what worked, per service, country and operator.
 
-    Reads the order history 100 orders a request. The time to a code is only known for
+    Codes, success rate, money spent and refunded, and cost per code, from the
+    account's own orders (read 100 a request). The time to a code is only known for
     codes a running program saw arrive, so it stays empty here.
     """
 
