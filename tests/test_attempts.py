@@ -69,6 +69,28 @@ async def test_with_half_the_numbers_silent_every_loop_ends_with_a_code() -> Non
         assert_every_order_without_a_code_was_refunded(sandbox)
 
 
+async def test_with_half_the_numbers_silent_no_loop_passes_its_budget() -> None:
+    async with Sandbox(seed=12, code_delay=(0.01, 0.05), no_code_ratio=0.5) as sandbox:
+        async with fast_client(sandbox) as client:
+            loops = [
+                client.orders.activations(
+                    "telegram", ["russia", "kazakhstan"], attempts=10, budget="0.30"
+                )
+                for _ in range(30)
+            ]
+            results = await asyncio.gather(
+                *(get_code(loop) for loop in loops), return_exceptions=True
+            )
+        charges = sandbox.ledger().charges_by_order
+        for loop, result in zip(loops, results, strict=True):
+            assert isinstance(result, (str, BudgetExceededError)), result
+            charged = sum((charges[o.id] for o in loop.orders), Decimal(0))
+            assert charged == loop.spent <= Decimal("0.30")
+        assert any(isinstance(r, BudgetExceededError) for r in results)
+        assert any(isinstance(r, str) for r in results)
+        assert_every_order_without_a_code_was_refunded(sandbox)
+
+
 async def test_after_every_try_without_a_code_no_code_error_lists_every_order(
     client: gsim_async.Client, sandbox: Sandbox
 ) -> None:
