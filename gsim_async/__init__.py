@@ -9,6 +9,13 @@ from __future__ import annotations
 
 import logging
 
+from ._attempts import (
+    Activations,
+    AttemptsExhaustedError,
+    BudgetExceededError,
+    NoNumberAvailableError,
+    Skipped,
+)
 from ._client import Client
 from ._codes import extract_code
 from ._enums import Direction, NumberType, OrderStatus, RentalStatus
@@ -44,6 +51,7 @@ from ._models import (
     Message,
     Operator,
     Order,
+    OrderStats,
     Page,
     PlacedCall,
     Refund,
@@ -51,6 +59,7 @@ from ._models import (
     RentalUpdate,
     SentMessage,
     Service,
+    StatsProgress,
 )
 from ._resources._orders import wait_for_code
 from ._retry import RetryEvent
@@ -65,8 +74,11 @@ __all__ = [
     "APIResponseValidationError",
     "APITimeoutError",
     "Activation",
+    "Activations",
+    "AttemptsExhaustedError",
     "AvailableNumber",
     "Balance",
+    "BudgetExceededError",
     "Call",
     "Capabilities",
     "Client",
@@ -83,11 +95,13 @@ __all__ = [
     "Message",
     "MessageTimeoutError",
     "NoCodeError",
+    "NoNumberAvailableError",
     "NotFoundError",
     "NotGiven",
     "NumberType",
     "Operator",
     "Order",
+    "OrderStats",
     "OrderStatus",
     "OutcomeUnknownError",
     "Page",
@@ -102,6 +116,8 @@ __all__ = [
     "RetryEvent",
     "SentMessage",
     "Service",
+    "Skipped",
+    "StatsProgress",
     "UnauthorizedError",
     "ValidationError",
     "WaitResult",

@@ -13,6 +13,7 @@ import aiohttp
 from . import _constants as C
 from . import _validation as v
 from ._converter import Decoder, decoder
+from ._countries import CountryCatalogue
 from ._exceptions import InvalidArgumentError
 from ._http import Session, check_base_url
 from ._models import Balance, Country, Operator, Service
@@ -143,19 +144,22 @@ class Client:
                 reconcilers=[self._orders_book.reconciler, self._rentals_book.reconciler],
                 source=self._orders_book.root,
                 poll_interval=self.poll_interval,
-                on_update=on_order_update,
+                on_update=self._orders_book.on_update,
                 told=max_requests_per_second,
                 slow_start=slow_start,
             )
             self._orders_book.watcher = self._fleet.watcher
             self._orders_book.fleet_claims = self._fleet.claimed
             self._transport.shared.starter = self._fleet.start
+        root = self._transport
+        # One copy per client (its views included): countries by ISO code or name.
+        self._countries = CountryCatalogue(lambda: root.request("GET", "/countries", _COUNTRIES))
         self._bind(self._transport, self.poll_interval)
 
     def _bind(self, transport: Transport, poll_interval: float) -> None:
         self._transport = transport
         self.poll_interval = poll_interval
-        self.orders = Orders(transport, self._orders_book, poll_interval)
+        self.orders = Orders(transport, self._orders_book, poll_interval, self._countries)
         self.rentals = Rentals(transport, self._rentals_book, poll_interval)
 
     def with_options(
@@ -268,13 +272,26 @@ class Client:
         return await self._transport.request("GET", "/services", _SERVICES)
 
     async def countries(self, service: str | None = None) -> list[Country]:
-        """Countries with numbers (for ``service``, if given)."""
+        """Countries with numbers (for ``service``, if given).
+
+        The whole list (no ``service``) also refreshes the client's copy of the
+        catalogue, through which countries may be named by ISO code or name.
+        """
         params = {"service": v.text("service", service)} if service is not None else None
-        return await self._transport.request("GET", "/countries", _COUNTRIES, params=params)
+        found = await self._transport.request("GET", "/countries", _COUNTRIES, params=params)
+        if params is None:
+            self._countries.load(found)
+        return found
 
     async def operators(self, service: str, country: str) -> list[Operator]:
-        """Operators of ``country`` selling numbers for ``service``, with prices and stock."""
-        params = {"service": v.text("service", service), "country": v.text("country", country)}
+        """Operators of ``country`` selling numbers for ``service``, with prices and stock.
+
+        ``country`` is an id, an ISO code or a name (``"russia"``, ``"RU"``, ``"Russia"``);
+        an unknown one raises ``InvalidArgumentError`` naming close matches.
+        """
+        service = v.text("service", service)
+        v.text("country", country)
+        params = {"service": service, "country": await self._countries.resolve(country)}
         return await self._transport.request("GET", "/operators", _OPERATORS, params=params)
 
 

@@ -24,6 +24,7 @@ __all__ = [
     "Message",
     "Operator",
     "Order",
+    "OrderStats",
     "Page",
     "PlacedCall",
     "Refund",
@@ -31,6 +32,7 @@ __all__ = [
     "RentalUpdate",
     "SentMessage",
     "Service",
+    "StatsProgress",
 ]
 
 
@@ -98,6 +100,52 @@ class Order:
             created_at=newer.created_at or self.created_at,
             expires_at=newer.expires_at or self.expires_at,
         )
+
+
+@frozen
+class OrderStats:
+    """What one (service, country, operator) gave this account, from its order history.
+
+    ``orders`` counts every order, ``codes`` those that received a code and ``pending``
+    those still waiting for one; ``success_rate`` is ``codes`` over the orders that
+    ended (``None`` while none did). ``spent`` is the price of every order and
+    ``refunded`` that of the orders that ended without a code (cancelled, banned,
+    expired, refunded), so ``spent - refunded`` is what the account paid;
+    ``cost_per_code`` is that over ``codes`` (``None`` without codes).
+
+    The API says when an order was made but not when its code came:
+    ``median_time_to_code`` (seconds from ``createdAt``) covers only the codes this
+    client saw arrive while waiting for them, each counted when its poll saw it (so
+    at most one poll interval late); ``observed`` is how many that is, and the median
+    is ``None`` when it is 0.
+    """
+
+    service: str
+    country: str | None
+    operator: str | None
+    orders: int
+    codes: int
+    success_rate: float | None
+    median_time_to_code: float | None
+    spent: Decimal
+    refunded: Decimal
+    cost_per_code: Decimal | None
+    pending: int = 0
+    observed: int = 0
+
+
+@frozen
+class StatsProgress:
+    """How far ``orders.stats()`` has read the order history.
+
+    ``total_pages`` and ``total`` are the server's counts of the whole history; with
+    ``since`` the reading stops earlier.
+    """
+
+    pages: int
+    orders: int
+    total_pages: int
+    total: int
 
 
 @frozen

@@ -358,8 +358,12 @@ class Activation:
         operator: str | None,
         max_price: Decimal | None,
         register: Callable[[Activation], None],
+        swallow_no_code: bool = False,
     ) -> None:
         self._ops = ops
+        # orders.activations(): a wait of this order that ends without a code ends the
+        # try, not the loop, once the order was refunded.
+        self._swallow_no_code = swallow_no_code
         self._buy = buy
         self._quote = quote
         self._what = what
@@ -473,12 +477,16 @@ class Activation:
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
-    ) -> None:
-        if self._order is None or self.code is not None or self._kept:
-            return
-        if is_settled(self._order) and self._cleanup is None:
-            return
-        await self._refund()
+    ) -> bool | None:
+        # bool | None, not bool: type checkers then do not take every block for one
+        # that may swallow its exceptions (only a try of orders.activations() does).
+        order = self._order
+        finished = order is None or self.code is not None or self._kept
+        if not finished and not (order is not None and is_settled(order) and self._cleanup is None):
+            await self._refund()
+        if self._swallow_no_code and isinstance(exc, NoCodeError) and order is not None:
+            return exc.order.id == order.id
+        return None
 
     async def _refund(self) -> Settled | None:
         """Cancel the order (once, whoever asks first) and record what came back."""

@@ -7,7 +7,8 @@ import builtins
 import logging
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from datetime import timedelta
+from collections.abc import Sequence as Seq
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 import anyio
@@ -16,20 +17,25 @@ import attrs
 from .. import _constants as C
 from .. import _registry
 from .. import _validation as v
+from .._attempts import Activations, Quotes
 from .._converter import Decoder, decoder
+from .._countries import CountryCatalogue
 from .._enums import OrderStatus
 from .._exceptions import ConflictError, GsimError, InvalidArgumentError
-from .._models import Operator, Order, Page, Refund
+from .._models import Country, Operator, Order, OrderStats, Page, Refund
 from .._pagination import make_page, walk_pages
 from .._reconcile import Reconciler
 from .._retry import Operation
+from .._stats import CodeSightings, ProgressHook, order_stats
 from .._transport import Transport
 from .._waiting import (
     Activation,
     AsCompleted,
     OnTimeout,
+    Settled,
     WaitResult,
     check_wait_args,
+    settle,
     wait,
 )
 from .._watcher import OrderHook, WatcherLike
@@ -44,6 +50,7 @@ Quote = Callable[[str, str], Awaitable[list[Operator]]]
 
 _ORDER: Decoder[Order] = decoder(Order)
 _OPERATORS: Decoder[list[Operator]] = decoder(list[Operator])
+_COUNTRIES: Decoder[list[Country]] = decoder(list[Country])
 
 
 def order_id(order: OrderRef) -> str:
@@ -59,7 +66,13 @@ class OrderBook:
         self.root = root = OrderCalls(shared.root, shared)
         #: Across a fleet: which of some order ids a live member holds or waits on.
         self.fleet_claims: Callable[[builtins.list[str]], Awaitable[set[str]]] | None = None
-        self.watcher: WatcherLike = root.make_watcher(on_update)
+        #: When this client saw each code arrive, for orders.stats()'s time to a code.
+        self.sightings = CodeSightings(shared.root.clock)
+        #: The hook every watcher of this client calls (the caller's, and the sightings).
+        self.on_update = self.sightings.hook(on_update)
+        self.watcher: WatcherLike = root.make_watcher(self.on_update)
+        #: Recent GET /operators answers, shared by every orders.activations() loop.
+        self.quotes = Quotes()
         self.reconciler: Reconciler[Order] = Reconciler(
             noun="order",
             ownership=shared.ownership,
@@ -81,12 +94,22 @@ class OrderBook:
 class Orders:
     """One-time activation numbers: ``await client.orders.create("telegram", "russia")``."""
 
-    def __init__(self, transport: Transport, book: OrderBook, poll_interval: float) -> None:
+    def __init__(
+        self,
+        transport: Transport,
+        book: OrderBook,
+        poll_interval: float,
+        countries: CountryCatalogue | None = None,
+    ) -> None:
         self._transport = transport
         self._book = book
         self._shared = book.shared
         self._calls = OrderCalls(transport, book.shared, book.watcher)
         self._poll_interval = poll_interval
+        root = book.shared.root
+        self._countries = countries or CountryCatalogue(
+            lambda: root.request("GET", "/countries", _COUNTRIES)
+        )
         if self._shared.owner_ref is None:
             # The root namespace answers the top-level wait_for_code(order) for every view.
             self._shared.owner_ref = weakref.ref(self)
@@ -106,13 +129,16 @@ class Orders:
         that cannot be proved (another client buys on the same key), nothing is bought
         again and ``OutcomeUnknownError`` lists the candidates. If the calling task is
         cancelled while the purchase is on the wire, an order it bought is cancelled
-        (refunded). Raises ``InsufficientBalanceError``, ``NotFoundError`` /
-        ``ValidationError`` for an unknown service or country.
+        (refunded). ``country`` is an id, an ISO code or a name (``"russia"``, ``"RU"``,
+        ``"Russia"``). Raises ``InsufficientBalanceError``, ``InvalidArgumentError``
+        (naming close matches) for a country name or code the catalogue does not know,
+        and ``NotFoundError`` / ``ValidationError`` for an unknown service or country id.
         """
         service = v.text("service", service)
-        country = v.text("country", country)
+        v.text("country", country)
         if operator is not None:
             operator = v.text("operator", operator)
+        country = await self._countries.resolve(country)
         background = self._shared.background
         task = background.spawn(self._buy(service, country, operator))
         try:
@@ -340,7 +366,8 @@ class Orders:
 
         With ``max_price`` the price is checked before buying (``PriceTooHighError``,
         nothing bought) and an order that came back dearer is cancelled at once (if its
-        code won that race, the error carries the code).
+        code won that race, the error carries the code). ``country`` may be an id, an
+        ISO code or a name, as for :meth:`create`.
         """
         service = v.text("service", service)
         country = v.text("country", country)
@@ -348,8 +375,7 @@ class Orders:
         price = v.price("max_price", max_price) if max_price is not None else None
 
         async def quote() -> builtins.list[Operator]:
-            params = {"service": service, "country": country}
-            return await self._transport.request("GET", "/operators", _OPERATORS, params=params)
+            return await self._operators(service, await self._countries.resolve(country))
 
         return Activation(
             self._calls,
@@ -360,6 +386,145 @@ class Orders:
             max_price=price,
             register=self._shared.activations.add,
         )
+
+    async def _operators(self, service: str, country: str) -> builtins.list[Operator]:
+        params = {"service": service, "country": country}
+        return await self._transport.request("GET", "/operators", _OPERATORS, params=params)
+
+    # -- attempts with fresh numbers ------------------------------------------------------
+
+    def activations(
+        self,
+        service: str,
+        countries: str | Seq[str],
+        *,
+        operators: str | Seq[str] | None = None,
+        attempts: int = 3,
+        max_price: Decimal | str | int | float | None = None,
+        budget: Decimal | str | int | float | None = None,
+    ) -> Activations:
+        """Fresh numbers until one gets its code: ``async for act in ...: async with act:``.
+
+        Each try is an :class:`Activation` (entering the block buys its number). A try
+        whose wait ends without a code (``CodeTimeoutError``, ``NoCodeError``) is banned
+        or cancelled for its refund and the loop yields a new number; a try that leaves
+        its block with a code ends the loop; any other exception is refunded and leaves
+        the loop. ``countries`` (ids, ISO codes or names) and ``operators`` (``None``:
+        any) are tried in the order given, each try moving on to the next; one that is
+        sold out, not sold, or dearer than ``max_price`` is skipped without buying
+        (``GET /operators`` is read first). ``budget`` caps the total price of the
+        numbers the loop buys, refunds aside: a purchase that would pass it is not made.
+
+        Raises ``InvalidArgumentError`` for a bad argument (before any request) or an
+        unknown country (before anything is bought), ``AttemptsExhaustedError`` (a
+        ``NoCodeError``; ``.orders``) after ``attempts`` tries without a code,
+        ``NoNumberAvailableError`` when no candidate is left to buy from and
+        ``BudgetExceededError`` when the next number would pass ``budget`` (both with
+        ``.orders`` and ``.skipped``).
+        """
+        service = v.text("service", service)
+        names = _texts("countries", countries)
+        wanted: tuple[str | None, ...] = (None,)
+        if operators is not None:
+            wanted = tuple(
+                dict.fromkeys(None if o == "any" else o for o in _texts("operators", operators))
+            )
+        tries = v.integer("attempts", attempts, 1)
+        price = v.price("max_price", max_price) if max_price is not None else None
+        cap = v.price("budget", budget) if budget is not None else None
+
+        def activation(buy: Callable[[], Awaitable[Order]], what: str) -> Activation:
+            return Activation(
+                self._calls,
+                buy,
+                None,
+                what=what,
+                operator=None,
+                max_price=None,
+                register=self._shared.activations.add,
+                swallow_no_code=True,
+            )
+
+        return Activations(
+            service=service,
+            countries=names,
+            operators=wanted,
+            attempts=tries,
+            max_price=price,
+            budget=cap,
+            resolve=lambda name: self._countries.resolve(name, strict=True),
+            quote=lambda service, country: self._book.quotes.get(service, country, self._operators),
+            buy=self.create,
+            refund=self._give_back,
+            activation=activation,
+        )
+
+    async def _give_back(self, order: Order) -> Settled:
+        """Cancel an order nobody will use, shielded from the caller's cancellation."""
+        background = self._shared.background
+        return await background.shielded_wait(
+            background.spawn(settle(self._calls, order, "cancel"))
+        )
+
+    # -- what worked ----------------------------------------------------------------------
+
+    async def stats(
+        self,
+        since: datetime | timedelta | None = None,
+        service: str | None = None,
+        country: str | None = None,
+        on_progress: ProgressHook | None = None,
+    ) -> builtins.list[OrderStats]:
+        """What each (service, country, operator) gave this account: one ``OrderStats`` each.
+
+        Read from the order history, 100 orders a request, newest first; ``since`` (an
+        aware ``datetime``, or a ``timedelta`` back from now) stops the reading at older
+        orders. ``service`` and ``country`` (id, ISO code or name) keep only theirs.
+        ``on_progress`` is called with a ``StatsProgress`` (pages and orders read so
+        far) after each page. Money is exact: ``spent - refunded`` is what the account
+        paid for these orders. The API does not say when a code arrived, so
+        ``median_time_to_code`` covers only codes this client saw arrive while waiting.
+        """
+        cutoff: datetime | None = None
+        if isinstance(since, timedelta):
+            cutoff = self._transport.clock.now() - since
+        elif isinstance(since, datetime):
+            if since.tzinfo is None or since.utcoffset() is None:
+                raise InvalidArgumentError(
+                    "since must be an aware datetime (e.g. datetime.now(timezone.utc)) or a "
+                    "timedelta"
+                )
+            cutoff = since
+        elif since is not None:
+            raise InvalidArgumentError(f"since must be a datetime or a timedelta, got {since!r}")
+        wanted_service = v.text("service", service) if service is not None else None
+        if country is not None:
+            v.text("country", country)
+        if on_progress is not None and not callable(on_progress):
+            raise InvalidArgumentError(f"on_progress must be callable, got {on_progress!r}")
+        wanted_country = await self._countries.resolve(country) if country is not None else None
+
+        async def fetch(number: int) -> Page[Order]:
+            return await self.list(page=number, limit=C.MAX_PAGE_SIZE)
+
+        return await order_stats(
+            fetch,
+            self._book.sightings,
+            since=cutoff,
+            service=wanted_service,
+            country=wanted_country,
+            on_progress=on_progress,
+        )
+
+
+def _texts(name: str, value: object) -> tuple[str, ...]:
+    """One non-empty string, or a non-empty sequence of them (order kept, duplicates out)."""
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, Seq) or not items:
+        raise InvalidArgumentError(
+            f"{name} must be a string or a non-empty list of strings, got {value!r:.80}"
+        )
+    return tuple(dict.fromkeys(v.text(name, item) for item in items))
 
 
 async def _items(pages: AsyncIterator[Page[Order]]) -> AsyncIterator[Order]:

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from .._version import __version__
-from . import _catalogue, _get_code, _orders, _rentals, _sandbox_cmd
+from . import _catalogue, _get_code, _orders, _rentals, _sandbox_cmd, _stats
 from ._context import INTERRUPTED, POSITIVE_DURATION, App, Group, positive_duration
 from ._output import error_line
 
@@ -131,6 +131,7 @@ for _command in (
     _orders.ban,
     _orders.orders,
     _orders.sweep,
+    _stats.stats,
     _rentals.rentals,
     _sandbox_cmd.sandbox,
 ):

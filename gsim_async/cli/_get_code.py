@@ -29,7 +29,7 @@ ON_TIMEOUT: list[OnTimeout] = ["ban", "cancel", "keep"]
 
 @click.command("get-code")
 @click.argument("service")
-@click.argument("country")
+@click.argument("countries", metavar="COUNTRY...", nargs=-1, required=True)
 @click.option(
     "-n", "--count", type=click.IntRange(1, 100), default=1, show_default=True,
     help="How many numbers to buy and wait on at once.",
@@ -48,16 +48,28 @@ ON_TIMEOUT: list[OnTimeout] = ["ban", "cancel", "keep"]
     help="What to do with an order whose code did not come in time: ban or cancel it "
     "(both refund it), or keep it waiting for `gsim wait ID`.",
 )  # fmt: skip
+@click.option(
+    "--attempts", type=click.IntRange(1, 100), metavar="N",
+    help="Try up to N numbers per code: a number without a code in time is refunded and "
+    "another one bought, from the next COUNTRY given.",
+)  # fmt: skip
+@click.option(
+    "--budget", metavar="USD",
+    help="With --attempts: the most the numbers bought for one code may cost together "
+    "(refunds aside); no purchase passes it.",
+)  # fmt: skip
 @pass_app
 def get_code(
     app: App,
     service: str,
-    country: str,
+    countries: tuple[str, ...],
     count: int,
     operator: str | None,
     max_price: str | None,
     timeout: float,
     on_timeout: OnTimeout,
+    attempts: int | None,
+    budget: str | None,
 ) -> None:
     """Buy numbers for SERVICE in COUNTRY and print their codes.
 
@@ -65,7 +77,29 @@ def get_code(
     summary at the end. An order that gets no code in time is banned and refunded
     (see --on-timeout); Ctrl-C cancels and refunds the ones still waiting. Exit
     status 3 when a code did not come.
+
+    With --attempts (or several countries, or --budget) each code gets up to N
+    numbers: one that gets no code in time is refunded and the next is bought, from
+    the next COUNTRY in turn; a country that is sold out or dearer than --max-price
+    is skipped without buying. Countries are ids, ISO codes or names (russia, RU,
+    Russia).
     """
+    if attempts is not None or budget is not None or len(countries) > 1:
+        from ._get_code_attempts import run_attempts
+
+        run_attempts(
+            app,
+            service,
+            countries,
+            count=count,
+            operator=operator,
+            max_price=max_price,
+            timeout=timeout,
+            on_timeout=on_timeout,
+            attempts=attempts or 3,
+            budget=budget,
+        )
+    country = countries[0]
 
     async def go(gsim: Client) -> int:
         # Made first so a bad argument fails before anything is bought.
