@@ -135,8 +135,7 @@ class AttemptsExhaustedError(NoCodeError):
         skipped: Sequence[Skipped] = (),
         refunded: Decimal | None = None,
     ) -> None:
-        super().__init__(message, order=orders[-1], refunded=refunded)
-        self.orders = tuple(orders)
+        super().__init__(message, order=orders[-1], refunded=refunded, orders=orders)
         self.skipped = tuple(skipped)
 
 

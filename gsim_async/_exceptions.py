@@ -285,13 +285,26 @@ class MessageTimeoutError(GsimError, TimeoutError):
 
 
 class NoCodeError(GsimError):
-    """A wait for a code ended without one; ``order`` is the order's last known state."""
+    """A wait for a code ended without one; ``order`` is the order's last known state.
+
+    ``orders`` is every order the wait involved: just ``order`` for one wait, every
+    number tried for ``orders.activations()`` (oldest first).
+    """
 
     order: Order
+    orders: tuple[Order, ...]
     refunded: Decimal | None
 
-    def __init__(self, message: str, *, order: Order, refunded: Decimal | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        order: Order,
+        refunded: Decimal | None = None,
+        orders: Sequence[Order] = (),
+    ) -> None:
         self.order = order
+        self.orders = tuple(orders) or (order,)
         self.refunded = refunded
         super().__init__(message)
 
