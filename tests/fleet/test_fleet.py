@@ -1,0 +1,216 @@
+"""Fleets: real worker processes on one API key, coordinated through a real redis-server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+import redis.asyncio as aioredis
+from conftest import RedisServer
+from helpers import fast_client
+
+from gsim_async.fleet import RedisFleet
+from gsim_async.sandbox import Sandbox
+
+pytestmark = pytest.mark.anyio
+
+WORKER = Path(__file__).with_name("fleet_worker.py")
+
+
+class Worker:
+    """A fleet member in its own process; its JSON lines arrive on ``events``."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+        self.events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.seen: list[dict[str, Any]] = []
+        self._reader = asyncio.ensure_future(self._read())
+
+    async def _read(self) -> None:
+        assert self.process.stdout is not None
+        async for line in self.process.stdout:
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            self.seen.append(event)
+            self.events.put_nowait(event)
+
+    async def next(self, kind: str, timeout: float = 30) -> dict[str, Any]:
+        """The next event of ``kind`` (others are kept in ``seen``)."""
+        with anyio.fail_after(timeout):
+            while True:
+                event = await self.events.get()
+                if event["event"] == kind:
+                    return event
+
+    def all(self, kind: str) -> list[dict[str, Any]]:
+        return [e for e in self.seen if e["event"] == kind]
+
+    async def finish(self, timeout: float = 60) -> dict[str, Any]:
+        done = await self.next("done", timeout)
+        with anyio.fail_after(10):
+            await self.process.wait()
+        await self._reader
+        return done
+
+    def kill(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+
+
+@pytest.fixture
+async def sandbox() -> AsyncIterator[Sandbox]:
+    async with Sandbox(seed=11, auto_deliver=False) as sb:
+        yield sb
+
+
+@pytest.fixture
+def namespace() -> str:
+    return f"test-{uuid.uuid4().hex[:8]}"
+
+
+async def start(
+    sandbox: Sandbox, redis: RedisServer, namespace: str, scenario: str, **config: Any
+) -> Worker:
+    settings = {
+        "base_url": sandbox.base_url,
+        "api_key": sandbox.api_key,
+        "redis_url": redis.url,
+        "namespace": namespace,
+        "scenario": scenario,
+        **config,
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(WORKER),
+        json.dumps(settings),
+        stdout=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    worker = Worker(process)
+    await worker.next("ready")
+    return worker
+
+
+def fleet_of(redis: RedisServer, namespace: str) -> RedisFleet:
+    return RedisFleet(redis.url, namespace=namespace, heartbeat=0.3, lease=1.0)
+
+
+async def leader(redis: RedisServer, prefix: str) -> str | None:
+    client = aioredis.Redis.from_url(redis.url, decode_responses=True)
+    try:
+        value: str | None = await client.get(f"{prefix}:leader")
+        return value
+    finally:
+        await client.aclose()
+
+
+async def test_codes_reach_the_process_that_waits(
+    sandbox: Sandbox, redis_server: RedisServer, namespace: str
+) -> None:
+    workers = [await start(sandbox, redis_server, namespace, "wait", count=8) for _ in range(3)]
+    bought = [(await w.next("bought"))["ids"] for w in workers]
+    for ids in bought:
+        for order_id in ids:
+            sandbox.deliver_code(order_id)
+    done = [await w.finish() for w in workers]
+    for worker, ids in zip(workers, bought, strict=True):
+        codes = {e["id"]: e["code"] for e in worker.all("code")}
+        assert set(codes) == set(ids)
+        assert all(sandbox.order(i).sms_code == code for i, code in codes.items())
+    # One process polled for all of them; the others only waited.
+    assert sum(1 for d in done if d["rounds"] == 0) >= 1
+
+
+async def test_a_killed_leader_is_replaced_and_no_code_is_lost(
+    sandbox: Sandbox, redis_server: RedisServer, namespace: str
+) -> None:
+    prefix = fleet_of(redis_server, namespace).prefix(sandbox.api_key)
+    first = await start(sandbox, redis_server, namespace, "wait", count=1, timeout=60)
+    await first.next("bought")
+    with anyio.fail_after(10):
+        while await leader(redis_server, prefix) is None:
+            await anyio.sleep(0.05)
+    survivor = await start(sandbox, redis_server, namespace, "wait", count=5, timeout=60)
+    ids = (await survivor.next("bought"))["ids"]
+    first.kill()  # SIGKILL: no goodbye, its lease simply stops being renewed
+    await first.process.wait()
+    for order_id in ids:
+        sandbox.deliver_code(order_id)
+    await survivor.finish()
+    assert {e["id"] for e in survivor.all("code")} == set(ids)
+    assert not survivor.all("error")
+
+
+async def test_redis_restarted_mid_run_costs_no_code(
+    sandbox: Sandbox, redis_server: RedisServer, namespace: str
+) -> None:
+    worker = await start(sandbox, redis_server, namespace, "wait", count=6, timeout=60)
+    ids = (await worker.next("bought"))["ids"]
+    redis_server.stop()
+    await anyio.sleep(1.0)  # the member notices and watches its orders itself
+    for order_id in ids[:3]:
+        sandbox.deliver_code(order_id)
+    for _ in range(3):
+        await worker.next("code")
+    redis_server.start()
+    await anyio.sleep(2.0)  # and rejoins
+    for order_id in ids[3:]:
+        sandbox.deliver_code(order_id)
+    done = await worker.finish()
+    assert {e["id"] for e in worker.all("code")} == set(ids)
+    assert any("unreachable" in line for line in done["log"])
+    assert any("reachable again" in line for line in done["log"])
+
+
+async def test_lost_purchases_of_two_members_are_adopted_exactly(
+    sandbox: Sandbox, redis_server: RedisServer, namespace: str
+) -> None:
+    sandbox.set_faults(drop_after_purchase_rate=1.0)
+    workers = [await start(sandbox, redis_server, namespace, "buy", count=3) for _ in range(2)]
+    await asyncio.gather(*(w.finish() for w in workers))
+    got = [i for w in workers for e in w.all("bought") for i in e["ids"]]
+    assert not [e for w in workers for e in w.all("error")]
+    assert len(got) == len(set(got)) == 6  # each its own order, none twice
+    assert set(sandbox.ledger().charges_by_order) == set(got)  # nothing bought again
+
+
+async def test_a_429_pauses_the_whole_fleet_once(
+    sandbox: Sandbox, redis_server: RedisServer, namespace: str
+) -> None:
+    sandbox.set_faults(rate_limit=20, retry_after=2)
+    workers = [
+        await start(sandbox, redis_server, namespace, "hammer", count=80, max_retries=5)
+        for _ in range(3)
+    ]
+    done = await asyncio.gather(*(w.finish(timeout=90) for w in workers))
+    assert not [e for w in workers for e in w.all("error")]
+    pauses = sorted(t for d in done for t, reason in d["retries"] if reason.startswith("429"))
+    assert pauses, "the limit was never met"
+    # Every 429 any member met belongs to the one pause the first one opened.
+    assert pauses[-1] - pauses[0] < 2.0
+    assert sandbox.stats.by_status.get(429, 0) <= 0.05 * sandbox.stats.total
+
+
+async def test_cancel_stale_leaves_a_live_members_orders(
+    sandbox: Sandbox, redis_server: RedisServer, namespace: str
+) -> None:
+    worker = await start(sandbox, redis_server, namespace, "wait", count=2, timeout=60)
+    ids = (await worker.next("bought"))["ids"]
+    await anyio.sleep(0.5)  # its waits are registered with the fleet
+    async with fast_client(sandbox, fleet=fleet_of(redis_server, namespace)) as sweeper:
+        swept = await sweeper.orders.cancel_stale(older_than=0)
+    assert swept == []
+    for order_id in ids:
+        sandbox.deliver_code(order_id)
+    await worker.finish()
+    assert {e["id"] for e in worker.all("code")} == set(ids)
