@@ -33,24 +33,14 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
+        # No persistence: a restarted server starts empty, as after losing its data.
+        options = {"port": str(self.port), "bind": "127.0.0.1", "dir": str(self.directory)}
+        options.update({"save": "", "appendonly": "no", "protected-mode": "yes"})
+        arguments = [self.binary]
+        for name, value in options.items():
+            arguments += [f"--{name}", value]
         self.process = subprocess.Popen(  # noqa: S603 - our own binary and arguments
-            [
-                self.binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--dir",
-                str(self.directory),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--protected-mode",
-                "yes",
-            ],  # fmt: skip
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            arguments, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:

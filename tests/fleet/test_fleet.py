@@ -138,7 +138,7 @@ async def test_a_killed_leader_is_replaced_and_no_code_is_lost(
     first = await start(sandbox, redis_server, namespace, "wait", count=1, timeout=60)
     await first.next("bought")
     with anyio.fail_after(10):
-        while await leader(redis_server, prefix) is None:
+        while await leader(redis_server, prefix) is None:  # noqa: ASYNC110 - state in Redis
             await anyio.sleep(0.05)
     survivor = await start(sandbox, redis_server, namespace, "wait", count=5, timeout=60)
     ids = (await survivor.next("bought"))["ids"]
