@@ -7,8 +7,7 @@
 
 from __future__ import annotations
 
-import logging
-
+from . import _logging
 from ._attempts import (
     Activations,
     AttemptsExhaustedError,
@@ -126,8 +125,8 @@ __all__ = [
     "wait_for_code",
 ]
 
-# A library stays silent unless the application configures logging.
-logging.getLogger(__name__).addHandler(logging.NullHandler())
+# A library stays silent unless the application configures logging (or GSIM_LOG is set).
+_logging.setup()
 
 # Public names report the package as their home (gsim_async.Client, not _client.Client).
 for _name in __all__:

@@ -80,7 +80,7 @@ CLOCK_SLACK = 0.5
 #: Evidence of another buyer on the key is kept this long (seconds) after it was seen.
 FOREIGN_BUYER_MEMORY = 3600.0
 
-# -- Pacing (see docs/rate-limits.md) ---------------------------------------------------
+# -- Pacing (see docs/guides/rate-limits.md) ---------------------------------------------------
 
 #: Requests per second before the client has met any limit, and the burst it starts
 #: with: a client never fires a burst it has not tried before (slow start).

@@ -1,6 +1,6 @@
 """Pacing: how fast the client sends, and how it learns the server's rate limit.
 
-The money rule behind it (docs/rate-limits.md): every 429 costs a pause of a minute
+The money rule behind it (docs/guides/rate-limits.md): every 429 costs a pause of a minute
 for the whole client, so the client learns the limit once.
 
 * **Slow start.** A client that has never met a limit starts at

@@ -1,4 +1,4 @@
-"""Each retry rule of design.md, shown against the sandbox's faults."""
+"""Each retry rule (docs/architecture.md, "Money and codes are never lost"), in the sandbox."""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@
     async with Client(fleet=RedisFleet("redis://127.0.0.1:6379/0")) as gsim:
         ...  # the same API; every process with the same key and fleet cooperates
 
-What is shared (docs/fleets.md): one rate gate per API key (the limit, a 429's pause,
+What is shared (docs/guides/fleets.md): one rate gate per API key (the limit, a 429's pause,
 what was learnt of the limit), exact ownership of purchases and orders (so a lost
 purchase is matched exactly and ``cancel_stale()`` never touches a live member's
 order), and one watcher: a leader polls for every order any member waits on and hands

@@ -1,4 +1,4 @@
-"""The ``/api/v1`` handlers of gsim-api.md: parse and validate the wire format, call the books.
+"""The ``/api/v1`` handlers (docs/architecture.md, "The sandbox"): parse the wire, call the books.
 
 Both purchases (``POST /orders``, ``POST /rentals``) go through one path,
 :meth:`Api.purchase`, which is where the faults a purchase can meet apply.

@@ -9,3 +9,7 @@ from pathlib import Path
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 if str(EXAMPLES) not in sys.path:
     sys.path.insert(0, str(EXAMPLES))
+
+from redis_server import redis_server  # noqa: E402  (the fixture, for the arq example)
+
+__all__ = ["redis_server"]

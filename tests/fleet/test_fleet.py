@@ -15,8 +15,8 @@ from typing import Any
 import anyio
 import pytest
 import redis.asyncio as aioredis
-from conftest import RedisServer
 from helpers import fast_client
+from redis_server import RedisServer
 
 from gsim_async.fleet import RedisFleet
 from gsim_async.sandbox import Sandbox
