@@ -7,10 +7,12 @@ import gc
 import logging
 import pickle
 import platform
+from decimal import Decimal
 
 import aiohttp
+import anyio
 import pytest
-from helpers import StubServer
+from helpers import StubServer, fast_client
 
 import gsim_async
 from gsim_async.sandbox import Sandbox
@@ -135,3 +137,24 @@ def test_public_names_live_in_the_package() -> None:
     assert gsim_async.Client.__module__ == "gsim_async"
     assert repr(gsim_async.OrderStatus.PENDING) == "<OrderStatus.PENDING>"
     assert set(gsim_async.__all__) <= set(dir(gsim_async))
+
+
+async def test_closing_the_client_during_an_activation_refunds_it(sandbox: Sandbox) -> None:
+    gsim = fast_client(sandbox)
+    errors: list[BaseException] = []
+
+    async def use() -> None:
+        try:
+            async with gsim.orders.activation("telegram", "russia") as act:
+                await act.wait_for_code()
+        except (RuntimeError, gsim_async.GsimError) as exc:
+            errors.append(exc)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(use)
+        await anyio.sleep(0.2)
+        await gsim.aclose()
+    [record] = sandbox.orders()
+    assert record.status == "CANCELLED"
+    assert sandbox.ledger().balance == Decimal("100")
+    assert errors

@@ -276,3 +276,28 @@ async def test_bad_ids_are_refused_before_any_request(
         with pytest.raises(gsim_async.InvalidArgumentError):
             await call
     assert sandbox.stats.total == 0
+
+
+async def test_lost_purchase_is_adopted_when_the_server_clock_is_behind() -> None:
+    async with Sandbox(seed=3, auto_deliver=False, clock_skew=-120) as sb:
+        async with fast_client(sb) as gsim:
+            await gsim.balance()  # learn the server's clock from its Date header
+            sb.set_faults(drop_after_purchase_rate=1.0)
+            order = await gsim.orders.create("telegram", "russia")
+        assert list(sb.ledger().charges_by_order) == [order.id]
+
+
+async def test_rental_reconciliation_ignores_an_old_rental_of_the_number(
+    sandbox: Sandbox,
+) -> None:
+    async with fast_client(sandbox) as gsim:
+        offer = (await gsim.rentals.search("US", page_size=1))[0]
+        assert offer.monthly_price is not None
+        old = await gsim.rentals.create(offer.phone_number, "LOCAL", "US", offer.monthly_price)
+        sandbox.set_rental_status(old.id, "EXPIRED")
+        sandbox.set_faults(html_502_rate=1.0)
+        with pytest.raises(gsim_async.GsimError):
+            await gsim.with_options(max_retries=0).rentals.create(
+                offer.phone_number, "LOCAL", "US", offer.monthly_price
+            )
+    assert list(sandbox.ledger().charges_by_rental) == [old.id]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import shutil
 import ssl
@@ -13,9 +14,10 @@ from pathlib import Path
 import anyio
 import pytest
 from aiohttp import web
-from helpers import StubServer
+from helpers import StubServer, fast_client
 
 import gsim_async
+from gsim_async.sandbox import Sandbox
 
 pytestmark = pytest.mark.anyio
 
@@ -197,3 +199,58 @@ async def test_conflict_after_a_429_is_not_taken_for_our_own_success(
         await stub_client.orders.cancel("cm1")
     assert info.value.order is not None
     assert info.value.order.status == gsim_async.OrderStatus.CANCELLED
+
+
+async def test_cleanup_waits_out_a_429(sandbox: Sandbox) -> None:
+    async with fast_client(sandbox, max_retries=0) as gsim:
+        order = await gsim.orders.create("telegram", "russia")
+        sandbox.set_faults(rate_limit=2, retry_after=1)
+        with pytest.raises(gsim_async.CodeTimeoutError) as info:
+            await gsim.orders.wait_for_code(order, timeout=0.3)
+    assert info.value.refunded == order.price
+    assert sandbox.order(order.id).status == "BANNED"
+
+
+async def test_gzip_body_is_capped_after_decompression() -> None:
+    huge = json.dumps([{"id": "x" * 1000, "name": "n", "minPrice": 1}] * 3000).encode()
+
+    async def handle(request: web.Request) -> web.Response:
+        body = gzip.compress(huge)
+        return web.Response(
+            body=body,
+            headers={"Content-Encoding": "gzip", "Content-Type": "application/json"},
+        )
+
+    app = web.Application()
+    app.router.add_get("/api/v1/services", handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        async with gsim_async.Client(
+            "2s_" + "k" * 40, base_url=f"http://127.0.0.1:{port}", max_response_size=1 << 20
+        ) as gsim:
+            with pytest.raises(gsim_async.APIConnectionError, match="limit"):
+                await gsim.services()
+    finally:
+        await runner.cleanup()
+
+
+async def test_429_without_retry_after_waits_the_documented_minute_capped(
+    stub: StubServer,
+) -> None:
+    events: list[gsim_async.RetryEvent] = []
+    stub.script(
+        "GET",
+        "/balance",
+        (429, '{"error": "slow down", "code": "RATE_LIMITED"}'),
+        (200, '{"balance": 1, "currency": "USD"}'),
+    )
+    async with gsim_async.Client(
+        "2s_" + "k" * 40, base_url=stub.base_url, max_retry_after=0.3, on_retry=events.append
+    ) as gsim:
+        await gsim.balance()
+    # The API documents 60 s when Retry-After is absent; max_retry_after caps it.
+    assert [e.delay for e in events] == [0.3]

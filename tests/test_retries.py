@@ -162,3 +162,24 @@ async def test_with_options_changes_retries_for_one_call(sandbox: Sandbox) -> No
             await gsim.balance()  # the client itself is unchanged
         assert sandbox.stats.total == 4
         assert gsim.with_options(max_retries=2).requests_sent == gsim.requests_sent
+
+
+async def test_failed_purchase_does_not_block_later_reconciliations(sandbox: Sandbox) -> None:
+    async with fast_client(sandbox, max_retries=0) as gsim:
+        sandbox.set_faults(provider_error_rate=1.0)
+        with pytest.raises(gsim_async.ProviderError):
+            await gsim.orders.create("telegram", "russia")
+        sandbox.set_faults(provider_error_rate=0.0, drop_after_purchase_rate=1.0)
+        with anyio.fail_after(10):
+            lost = await gsim.orders.create("telegram", "russia")
+        sandbox.clear_faults()
+        with anyio.fail_after(10):
+            fine = await gsim.orders.create("telegram", "russia")
+    assert set(sandbox.ledger().charges_by_order) == {lost.id, fine.id}
+
+
+async def test_lost_purchase_with_operator_any_is_adopted(sandbox: Sandbox) -> None:
+    sandbox.set_faults(drop_after_purchase_rate=1.0)
+    async with fast_client(sandbox) as gsim:
+        order = await gsim.orders.create("telegram", "russia", operator="any")
+    assert list(sandbox.ledger().charges_by_order) == [order.id]

@@ -280,3 +280,65 @@ async def test_activation_cancelled_while_buying_still_refunds(
     [record] = sandbox.orders()
     assert record.status == "CANCELLED"
     assert sandbox.ledger().balance == Decimal("100")
+
+
+async def test_code_of_a_received_order_without_code_yet_is_not_given_up(
+    client: gsim_async.Client, sandbox: Sandbox
+) -> None:
+    order = await client.orders.create("telegram", "russia")
+
+    async def race() -> None:
+        await anyio.sleep(0.05)
+        sandbox.set_order_status(order.id, "RECEIVED")  # the ban will meet 409
+        await anyio.sleep(0.4)
+        sandbox.deliver_code(order.id, "246810")
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(race)
+        code = await client.orders.wait_for_code(order, timeout=0.2, poll_interval=30)
+    assert code == "246810"
+
+
+async def test_as_completed_ends_when_the_client_closes(
+    client: gsim_async.Client,
+) -> None:
+    orders = [await client.orders.create("telegram", "russia") for _ in range(2)]
+
+    async def close_soon() -> None:
+        await anyio.sleep(0.2)
+        await client.aclose()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(close_soon)
+        with anyio.fail_after(10):
+            results = [r async for r in client.orders.as_completed(orders)]
+    assert len(results) == 2
+    assert all(r.code is None and r.error is not None for r in results)
+
+
+async def test_orders_bought_through_a_view_can_be_waited_on(
+    client: gsim_async.Client, sandbox: Sandbox
+) -> None:
+    order = await client.with_options(timeout=5).orders.create("telegram", "russia")
+    import gc
+
+    gc.collect()  # the view is gone; the order still finds its client
+    sandbox.deliver_code(order.id, "1357")
+    assert await gsim_async.wait_for_code(order) == "1357"
+
+
+async def test_unknown_status_order_is_polled_not_banned_at_409(
+    client: gsim_async.Client, sandbox: Sandbox
+) -> None:
+    order = await client.orders.create("telegram", "russia")
+    sandbox.set_order_status(order.id, "ON_HOLD")
+
+    async def later() -> None:
+        await anyio.sleep(0.4)
+        sandbox.set_order_status(order.id, "PENDING")
+        sandbox.deliver_code(order.id, "8080")
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(later)
+        assert await client.orders.wait_for_code(order, timeout=0.1) == "8080"
+    assert sandbox.order(order.id).status == OrderStatus.RECEIVED

@@ -12,11 +12,6 @@ from gsim_async.sandbox import Sandbox
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 async def sb() -> AsyncIterator[Sandbox]:
     """A sandbox whose codes arrive only when a test delivers them."""
     async with Sandbox(seed=11, auto_deliver=False) as sandbox:
