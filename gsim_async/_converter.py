@@ -19,8 +19,8 @@ import attrs
 import cattrs
 from cattrs.gen import make_dict_structure_fn, override
 
-from ._enums import OpenEnum
-from ._models import Capabilities
+from ._enums import OpenEnum, OrderStatus
+from ._models import Capabilities, Order
 
 T = TypeVar("T")
 
@@ -181,7 +181,49 @@ def _make_converter() -> cattrs.Converter:
         return make_dict_structure_fn(cl, conv, _cattrs_forbid_extra_keys=False, **overrides)
 
     conv.register_structure_hook_factory(attrs.has, structure_factory)
+    # The model every poll and every orders.get builds: by hand, field by field, with
+    # the same hooks (tests/test_converter.py checks it against the generated one).
+    conv.register_structure_hook(Order, _structure_order)
     return conv
+
+
+_ORDER_STATUS = OrderStatus._value2member_map_
+
+
+def _opt_str(value: Any) -> str | None:
+    if value is None or type(value) is str:
+        return value
+    return _to_str(value, str)
+
+
+def _opt_datetime(value: Any) -> datetime | None:
+    return None if value is None else _to_datetime(value, datetime)
+
+
+def _structure_order(data: Any, _: type) -> Order:
+    if type(data) is not dict:
+        raise TypeError(f"expected an order object, got {data!r:.80}")
+    status = data["status"]
+    known = _ORDER_STATUS.get(status) if type(status) is str else None
+    get = data.get
+    return Order(
+        id=_to_str(data["id"], str),
+        service=_to_str(data["service"], str),
+        phone_number=_to_str(data["phoneNumber"], str),
+        status=known if known is not None else OrderStatus(_to_str(status, str)),  # type: ignore[arg-type]
+        price=_to_decimal(data["price"], Decimal),
+        country=_opt_str(get("country")),
+        operator=_opt_str(get("operator")),
+        sms_code=_opt_str(get("smsCode")),
+        created_at=_opt_datetime(get("createdAt")),
+        expires_at=_opt_datetime(get("expiresAt")),
+    )
+
+
+def generated_structure(cl: type) -> Any:
+    """cattrs' own generated hook for ``cl`` (to check a hand-written one against)."""
+    overrides: dict[str, Any] = {a: override(rename=w) for a, w in wire_names(cl).items() if a != w}
+    return make_dict_structure_fn(cl, converter, _cattrs_forbid_extra_keys=False, **overrides)
 
 
 converter = _make_converter()
@@ -237,8 +279,15 @@ def listing(key: str, item: Any) -> Decoder[Listing[Any]]:
 def loads(data: bytes | str) -> Any:
     """Decode JSON with money kept exact: every JSON fraction becomes a ``Decimal``."""
     if isinstance(data, (bytes, bytearray)):
-        # As json.loads does: UTF-8/16/32 told by the first bytes.
-        data = data.decode(json.detect_encoding(data), "surrogatepass")
+        try:
+            # JSON is UTF-8 (RFC 8259); only a body that is not gets the slow path.
+            text = data.decode()
+        except UnicodeDecodeError:
+            # As json.loads does: UTF-8/16/32 told by the first bytes.
+            text = data.decode(json.detect_encoding(data), "surrogatepass")
+        if text[:1] == "\ufeff":
+            text = text[1:]
+        return _DECODER.decode(text)
     return _DECODER.decode(data)
 
 

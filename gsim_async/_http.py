@@ -9,16 +9,14 @@ failure is classified by one table, :data:`_FAILURES` (httpx's ``map_exceptions`
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ipaddress
 import ssl
 import warnings
-from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 import aiohttp
-import attrs
 from multidict import CIMultiDictProxy
 
 from . import _constants as C
@@ -29,8 +27,7 @@ _ConnectTimeout: tuple[type[BaseException], ...] = tuple(
 )
 
 
-@attrs.frozen
-class Answer:
+class Answer(NamedTuple):
     """What the server sent back."""
 
     status: int
@@ -73,20 +70,18 @@ _FAILURES: tuple[tuple[tuple[type[BaseException], ...], bool, bool, bool, _Say],
 )  # fmt: skip
 
 
-@contextlib.contextmanager
-def map_failures(timeout: float) -> Iterator[None]:
-    """Turn an aiohttp failure into :class:`NoAnswer`, classified by :data:`_FAILURES`."""
-    try:
-        yield
-    except NoAnswer:
-        raise
-    except Exception as exc:
-        for types, unsent, timed_out, transient, say in _FAILURES:
-            if types and isinstance(exc, types):
-                raise NoAnswer(
-                    say(exc, timeout), unsent=unsent, timeout=timed_out, transient=transient
-                ) from exc
-        raise
+def classify(exc: Exception, timeout: float) -> NoAnswer | None:
+    """The :class:`NoAnswer` an aiohttp failure means (by :data:`_FAILURES`), or None."""
+    if isinstance(exc, NoAnswer):
+        return exc
+    for types, unsent, timed_out, transient, say in _FAILURES:
+        if types and isinstance(exc, types):
+            failure = NoAnswer(
+                say(exc, timeout), unsent=unsent, timeout=timed_out, transient=transient
+            )
+            failure.__cause__ = exc
+            return failure
+    return None
 
 
 class TooLarge(NoAnswer):

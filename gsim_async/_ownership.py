@@ -97,6 +97,16 @@ class Ownership:
         """Every id this client holds."""
         return self._held.keys()
 
+    def seen(self, item_id: str, created_at: datetime | None) -> bool:
+        """An item the API showed: pin the clock if it is ours; whether it is ours."""
+        held = self._held.get(item_id)
+        if held is None:
+            return False
+        if not held.stamped and created_at is not None:
+            held.stamped = True
+            self._clock.calibrate(held.sent, held.received, created_at)
+        return True
+
     def stamp(self, item_id: str, created_at: datetime | None) -> None:
         """Learn the server's clock from the timestamp of an item we hold, once per item."""
         held = self._held.get(item_id)

@@ -121,7 +121,7 @@ class SharedGate(Protocol):
         """Take a fleet-wide turn: 0 when granted, else seconds to wait first."""
 
     def throttled(self, sent_at: float, retry_after: float) -> None:
-        """A 429 answered a request sent at ``sent_at`` (wall clock): pause the fleet."""
+        """A 429 answered a request sent at ``sent_at`` (monotonic): pause the fleet."""
 
     def accepted(self, waited: bool) -> None:
         """A request was answered (not 429); ``waited``: the rate held it back."""
@@ -130,12 +130,11 @@ class SharedGate(Protocol):
 class Ticket:
     """A granted turn: pass it back with the request's outcome."""
 
-    __slots__ = ("sent_at", "sent_wall", "seq", "waited")
+    __slots__ = ("sent_at", "seq", "waited")
 
     def __init__(self, seq: int, sent_at: float, waited: bool) -> None:
         self.seq = seq
         self.sent_at = sent_at
-        self.sent_wall = time.time()
         #: Whether the request queued: the rate, not the caller, was the bottleneck.
         self.waited = waited
 
@@ -229,7 +228,8 @@ class Pacing:
 
     def try_acquire(self) -> Ticket | None:
         """A turn at once if one is free (the common case, without an await); else None."""
-        if self._waiting():
+        refunds, calls, polls = self._queues
+        if refunds or calls or polls:
             return None
         fleet = self._fleet()
         if fleet is not None and not fleet.open():
@@ -301,7 +301,8 @@ class Pacing:
             future.set_result(self._grant(now, waited=True))
 
     def _waiting(self) -> bool:
-        return any(self._queues)
+        refunds, calls, polls = self._queues
+        return bool(refunds or calls or polls)
 
     def _next(self) -> asyncio.Future[Ticket]:
         refunds, calls, polls = self._queues
@@ -367,7 +368,7 @@ class Pacing:
         fleet = self._fleet()
         if fleet is not None:
             # The fleet pauses every member and learns once for all of them.
-            fleet.throttled(ticket.sent_wall, retry_after)
+            fleet.throttled(ticket.sent_at, retry_after)
         elif new_event:
             # Requests sent before this moment that meet 429 are this same event.
             self._pause_started = now

@@ -61,6 +61,11 @@ class Owners(Generic[OwnerT]):
             if len(self._entries) >= self._purge_at:
                 self._purge()
 
+    def knows(self, order_id: str, owner: weakref.ref[OwnerT]) -> bool:
+        """Whether ``order_id`` is remembered as ``owner``'s already."""
+        entry = self._entries.get(order_id)
+        return entry is not None and entry[0] is owner
+
     def forget(self, order_id: str) -> None:
         """The order settled: nobody will wait on it through the registry any more."""
         self._entries.pop(order_id, None)

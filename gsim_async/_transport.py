@@ -36,7 +36,7 @@ from ._exceptions import (
     OutcomeUnknownError,
     RateLimitedError,
 )
-from ._http import Answer, NoAnswer, Session, header_items, map_failures, read_body
+from ._http import Answer, NoAnswer, Session, classify, header_items, read_body
 from ._pacing import Pacing, Priority
 from ._retry import Action, Operation, RetryEvent, RetryHook, backoff, decide, parse_retry_after
 from ._version import __version__
@@ -51,7 +51,8 @@ USER_AGENT = (
 
 _TAGS = re.compile(r"<[^>]*>")
 _SPACE = re.compile(r"\s+")
-_ADVERT_HEADERS = ("RateLimit", "RateLimit-Policy", "RateLimit-Remaining", "X-RateLimit-Remaining")
+# Any advertised limit shows in one of these (RateLimit-Policy never comes alone).
+_ADVERT_HEADERS = ("RateLimit", "RateLimit-Remaining", "X-RateLimit-Remaining")
 
 
 @attrs.frozen
@@ -181,21 +182,24 @@ class Transport:
         ``OutcomeUnknownError`` when a ``ONCE`` request may have gone through, and
         :class:`LostAnswerError` when a ``PURCHASE`` may have (the caller reconciles it).
         """
-        self.shared.session.get()  # a closed client, or another event loop: fail at once
-        if self.shared.starter is not None:
-            await self.shared.ready()
+        shared = self.shared
+        session = shared.session.get()  # a closed client, or another loop: fail at once
+        if shared.starter is not None:
+            await shared.ready()
         body = dumps(json).encode() if json is not None else None
         retries = self.settings.max_retries if max_retries is None else max_retries
-        pacing = self.shared.pacing
+        pacing = shared.pacing
         attempt = 0
         maybe_done = False  # an earlier attempt may have been carried out
         while True:
             ticket = pacing.try_acquire() or await pacing.acquire(priority)
-            sent, sent_mono = time.time(), time.monotonic()
+            # Wall-clock send times are for purchases' bookkeeping only.
+            sent = time.time() if op is not Operation.SAFE else 0.0
+            sent_mono = ticket.sent_at
             if sent_log is not None:
                 sent_log.append(sent)
             try:
-                answer = await self._send(method, path, params, body)
+                answer = await self._send(session, method, path, params, body)
             except NoAnswer as failure:
                 pacing.done(ticket, accepted=False)
                 error: GsimError = _no_answer_error(failure, method, C.API_PREFIX + path)
@@ -238,32 +242,38 @@ class Transport:
         return min(wait, self.settings.max_retry_after)
 
     async def _send(
-        self, method: str, path: str, params: Mapping[str, str] | None, body: bytes | None
+        self,
+        session: aiohttp.ClientSession,
+        method: str,
+        path: str,
+        params: Mapping[str, str] | None,
+        body: bytes | None,
     ) -> Answer:
-        session = self.shared.session.get()
         self.shared.requests_sent += 1
         started = time.perf_counter()
         try:
-            with map_failures(self.settings.timeout):
-                async with session.request(
-                    method,
-                    self._api_root + path,
-                    params=params,
-                    data=body,
-                    headers=self._json_headers if body is not None else self._headers,
-                    timeout=self._timeout,
-                    allow_redirects=False,
-                    raise_for_status=False,
-                    proxy=self.settings.proxy,
-                ) as resp:
-                    answer = Answer(
-                        resp.status,
-                        resp.headers,
-                        await read_body(resp, self.settings.max_response_size),
-                    )
-        except NoAnswer as failure:
+            async with session.request(
+                method,
+                self._api_root + path,
+                params=params,
+                data=body,
+                headers=self._json_headers if body is not None else self._headers,
+                timeout=self._timeout,
+                allow_redirects=False,
+                raise_for_status=False,
+                proxy=self.settings.proxy,
+            ) as resp:
+                answer = Answer(
+                    resp.status,
+                    resp.headers,
+                    await read_body(resp, self.settings.max_response_size),
+                )
+        except Exception as exc:
+            failure = classify(exc, self.settings.timeout)
+            if failure is None:
+                raise
             _log(method, path, f"failed ({failure.reason})", started)
-            raise
+            raise failure from failure.__cause__
         self.shared.clock.observe_date(answer.headers.get("Date"))
         _log(method, path, answer.status, started)
         return answer

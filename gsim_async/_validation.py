@@ -18,9 +18,7 @@ _ISO2 = re.compile(r"[A-Za-z]{2}")
 _DIGITS = re.compile(r"[0-9]+")
 # Ids are opaque, but they go into URL paths: only URL-unreserved characters, and not
 # "." or ".." (which a server or proxy resolves as path steps).
-ID_PATTERN = re.compile(r"[A-Za-z0-9._~-]+")
-_ID = ID_PATTERN
-_DOTS = re.compile(r"\.+")
+ID_PATTERN = re.compile(r"(?!\.+\Z)[A-Za-z0-9._~-]+")
 _SEARCH_TYPES = {
     "LOCAL": "Local",
     "MOBILE": "Mobile",
@@ -38,8 +36,8 @@ def text(name: str, value: object) -> str:
 
 def identifier(name: str, value: object, reserved: Iterable[str] = ()) -> str:
     """An id to put in a URL path: letters, digits, ``._~-``; not a path step or a route."""
-    result = text(name, value)
-    if not _ID.fullmatch(result) or _DOTS.fullmatch(result) or result in reserved:
+    result = value if type(value) is str else text(name, value)
+    if not ID_PATTERN.fullmatch(result) or result in reserved:
         raise InvalidArgumentError(
             f"{name} id {result!r:.60} is not an id (ids are letters, digits and '._~-', "
             "such as 'cma1b2c3...')"
@@ -49,7 +47,7 @@ def identifier(name: str, value: object, reserved: Iterable[str] = ()) -> str:
 
 def path_id(name: str, value: str) -> str:
     """An id already checked by :func:`identifier` (a cheap re-check for internal calls)."""
-    if _ID.fullmatch(value) is None:
+    if ID_PATTERN.fullmatch(value) is None:
         raise InvalidArgumentError(f"{name} id {value!r:.60} is not an id")
     return value
 

@@ -182,3 +182,11 @@ def test_a_timestamp_that_is_not_rfc3339_is_refused() -> None:
     ):
         with pytest.raises(ValueError):
             parse_datetime(bad)
+
+
+@given(orders)
+def test_the_hand_written_order_hook_matches_the_generated_one(order: Order) -> None:
+    from gsim_async._converter import generated_structure
+
+    data = loads(dumps(wire(order)))
+    assert structure(data, Order) == generated_structure(Order)(data, Order)

@@ -154,9 +154,7 @@ class OrderCalls:
     def seen(self, order: Order) -> None:
         """An order the API showed: pin the server's clock, spot other buyers."""
         ownership = self._ownership
-        if ownership.holds(order.id):
-            ownership.stamp(order.id, order.created_at)
-        elif order.status == OrderStatus.PENDING:
+        if not ownership.seen(order.id, order.created_at) and order.status == OrderStatus.PENDING:
             ownership.consider(order.id, order_key(order.service, order.country), order.created_at)
 
     def created_floor(self, order: Order) -> float:
@@ -211,7 +209,7 @@ class OrderCalls:
     def remember(self, order: Order) -> Order:
         """Note which client ``order`` belongs to, while it may still get a code."""
         ref = self._shared.owner_ref
-        if ref is not None and not is_settled(order):
+        if ref is not None and not OWNERS.knows(order.id, ref) and not is_settled(order):
             OWNERS.remember(order.id, ref, self.seconds_left(order))
         return order
 
