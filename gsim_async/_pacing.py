@@ -226,11 +226,15 @@ class Pacing:
 
     # -- taking turns -------------------------------------------------------------------
 
-    def try_acquire(self) -> Ticket | None:
+    def try_acquire(self, priority: Priority = Priority.CALL) -> Ticket | None:
         """A turn at once if one is free (the common case, without an await); else None."""
         refunds, calls, polls = self._queues
         if refunds or calls or polls:
+            if priority is Priority.POLL and self.phase is Phase.SLOW_START:
+                return self._poll_in_slow_start()
             return None
+        if priority is Priority.POLL and self.phase is Phase.SLOW_START:
+            return self._poll_in_slow_start()
         fleet = self._fleet()
         if fleet is not None and not fleet.open():
             return None
@@ -244,9 +248,18 @@ class Pacing:
             self._tokens -= 1.0
         return self._grant(now, waited=False)
 
+    def _poll_in_slow_start(self) -> Ticket | None:
+        # Slow start is our own caution, not the server's limit: the watcher's few polls
+        # (one round per interval, a page or two) need not queue behind a ramp of
+        # purchases, or codes would wait for the ramp. A pause or a budget still holds.
+        now = self._clock()
+        if now < self._open_at or self._budget_wait(now) > 0:
+            return None
+        return self._grant(now, waited=False)
+
     async def acquire(self, priority: Priority) -> Ticket:
         """Wait for this request's turn (refunds first, polls last)."""
-        ticket = self.try_acquire()
+        ticket = self.try_acquire(priority)
         if ticket is not None:
             return ticket
         future: asyncio.Future[Ticket] = asyncio.get_running_loop().create_future()

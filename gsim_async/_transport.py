@@ -192,7 +192,7 @@ class Transport:
         attempt = 0
         maybe_done = False  # an earlier attempt may have been carried out
         while True:
-            ticket = pacing.try_acquire() or await pacing.acquire(priority)
+            ticket = pacing.try_acquire(priority) or await pacing.acquire(priority)
             # Wall-clock send times are for purchases' bookkeeping only.
             sent = time.time() if op is not Operation.SAFE else 0.0
             sent_mono = ticket.sent_at

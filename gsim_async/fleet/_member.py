@@ -29,6 +29,8 @@ log = logging.getLogger("gsim_async")
 _RECONNECT = 1.0
 #: Seconds a single Redis call may take before the fleet is taken as down.
 _CALL_TIMEOUT = 2.0
+#: Connections a member keeps to Redis at most (calls beyond wait for one).
+_CONNECTIONS = 32
 
 _HEARTBEAT = """
 local t = redis.call('TIME')
@@ -84,12 +86,17 @@ class Member:
 
     async def start(self) -> None:
         """Connect and join (waits at most a couple of seconds; alone if it cannot)."""
-        self._redis = aioredis.Redis.from_url(
+        # A blocking pool: a burst of purchases waits for a connection instead of
+        # failing with "too many connections" (which would take the fleet as down).
+        pool = aioredis.BlockingConnectionPool.from_url(
             self.fleet.url,
+            max_connections=_CONNECTIONS,
+            timeout=_CALL_TIMEOUT,
             socket_timeout=_CALL_TIMEOUT,
             socket_connect_timeout=_CALL_TIMEOUT,
             decode_responses=True,
         )
+        self._redis = aioredis.Redis(connection_pool=pool)
         if not await self._join():
             self._down(None)
         self.spawn(self._heartbeats(), "heartbeat")
@@ -130,6 +137,7 @@ class Member:
                         self._redis.zrem(self.key("members"), self.id), _CALL_TIMEOUT
                     )
             await self._redis.aclose()
+            await self._redis.connection_pool.disconnect()
         self.active = False
 
     def spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:
@@ -171,14 +179,19 @@ class Member:
         at, members = self._live
         if loop.time() - at < self.fleet.heartbeat:
             return members
-        window = int(self.fleet.heartbeat * 3000)
+        members = await self.members_within(self.fleet.heartbeat * 3, members)
+        self._live = (loop.time(), members)
+        return members
+
+    async def members_within(self, seconds: float, default: set[str] | None = None) -> set[str]:
+        """The members that beat within the last ``seconds`` (this one always)."""
+        window = int(seconds * 1000)
 
         async def fetch(r: aioredis.Redis) -> set[str]:
             return set(await r.eval(_LIVE, 1, self.key("members"), window))
 
-        members = await self.call(fetch, members | {self.id})
-        self._live = (loop.time(), members | {self.id})
-        return self._live[1]
+        members = await self.call(fetch, default or set())
+        return members | {self.id}
 
     def _down(self, exc: BaseException | None) -> None:
         if self._closed:

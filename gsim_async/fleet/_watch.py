@@ -33,6 +33,11 @@ _ORDER: Decoder[Order] = decoder(Order)
 #: Seconds a result stays in Redis for a waiter that missed its event.
 _RESULT_TTL = 600
 
+_RESIGN = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
 _CLAIM = """
 local holder = redis.call('GET', KEYS[1])
 if not holder then
@@ -93,6 +98,7 @@ class FleetWatcher:
         self._polled: dict[str, tuple[Watch, asyncio.Task[None]]] = {}
         self._leading = False
         self._closed = False
+        self._elect: asyncio.Event | None = None
         member.listen(self._event)
         member.on_rejoin(self._register_all)
 
@@ -147,6 +153,12 @@ class FleetWatcher:
     async def aclose(self) -> None:
         """Stop waiting and leading; waiters still registered fail."""
         self._closed = True
+        if self._leading:
+            # Hand over at once rather than after the lease: others are waiting on codes.
+            await self._member.call(
+                lambda r: r.eval(_RESIGN, 1, self._leader_key, self._member.id), 0
+            )
+            await self._member.publish({"t": "leader", "gone": self._member.id})
         await self._stop_leading()
         for task in list(self._handoffs):
             task.cancel()
@@ -206,8 +218,11 @@ class FleetWatcher:
             await self._register(watch)
 
     def _event(self, event: dict[str, Any]) -> None:
-        if event.get("t") == "result":
+        kind = event.get("t")
+        if kind == "result":
             self._settle(event.get("order"))
+        elif kind == "leader" and self._elect is not None:
+            self._elect.set()  # the leader left: try to take over now
 
     def _settle(self, data: Any) -> None:
         try:
@@ -247,6 +262,7 @@ class FleetWatcher:
     async def _lead(self) -> None:
         fleet = self._member.fleet
         lease = int(fleet.lease * 1000)
+        self._elect = asyncio.Event()
         while not self._closed:
             if not self._member.active:
                 await self._stop_leading()
@@ -269,7 +285,9 @@ class FleetWatcher:
                 await self._stop_leading()
             if self._leading:
                 await self._sync_polls()
-            await asyncio.sleep(min(fleet.lease / 3, self._interval))
+            self._elect.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._elect.wait(), min(fleet.lease / 3, self._interval))
 
     async def _stop_leading(self) -> None:
         self._leading = False
@@ -284,13 +302,16 @@ class FleetWatcher:
         entries = await self._member.call(lambda r: r.hgetall(self._watch_key), None)
         if entries is None or self._poller is None:
             return
-        live = await self._member.live_members()
+        # A member whose process is merely busy may beat late: only one silent for long
+        # is taken as dead, and its waits dropped (its waiter died with it).
+        fleet = self._member.fleet
+        alive = await self._member.members_within(max(10 * fleet.heartbeat, 10.0))
         wanted: dict[str, dict[str, Any]] = {}
         gone: list[str] = []
         for field, raw in entries.items():
             order_id, _, member = str(field).rpartition("|")
-            if member not in live:
-                gone.append(str(field))  # its waiter died with it
+            if member not in alive:
+                gone.append(str(field))
                 continue
             with contextlib.suppress(ValueError, TypeError):
                 wanted[order_id] = json.loads(raw)
