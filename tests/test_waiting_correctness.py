@@ -14,7 +14,7 @@ import contextlib
 import gc
 from collections.abc import AsyncIterator, Awaitable, Callable
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import anyio
@@ -23,8 +23,10 @@ from helpers import fast_client
 from yarl import URL
 
 import gsim_async
-from gsim_async._registry import Owners
 from gsim_async.sandbox import Sandbox
+
+if TYPE_CHECKING:
+    from gsim_async._registry import Owners
 
 pytestmark = pytest.mark.anyio
 
