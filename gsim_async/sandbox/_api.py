@@ -178,9 +178,13 @@ class Api:
         status = choice_param(query, "status", ORDER_STATUSES)
         items, total = self.state.orders.page(account, status, page, limit)
         ts = self.ts
+        if self.injector.faults.list_omits_code:
+            shown: list[object] = [o.listed_without_code(ts) for o in items]
+        else:
+            shown = [o.wire(ts) for o in items]
         return reply(
             {
-                "orders": [o.wire(ts) for o in items],
+                "orders": shown,
                 "total": total,
                 "page": page,
                 "limit": limit,

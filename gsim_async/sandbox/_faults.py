@@ -167,6 +167,9 @@ class Faults:
     drop_purchase_before_rate: float = attrs.field(
         default=0.0, converter=float, validator=_probability
     )
+    # GET /orders list pages leave smsCode out of every item, RECEIVED ones included, as
+    # a server may (not every response carries every field); GET /orders/{id} has it.
+    list_omits_code: bool = attrs.field(default=False, validator=_boolean)
 
     def to_dict(self) -> dict[str, object]:
         """The settings with snake_case keys (ranges as two-item lists)."""

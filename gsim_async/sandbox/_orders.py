@@ -79,6 +79,20 @@ class Order:
             wire = self._wire = (style, text)
         return wire[1]
 
+    def listed_without_code(self, ts: Timestamps) -> dict[str, object]:
+        """The Order as a list page shows it when it leaves the code out."""
+        return {
+            "id": self.id,
+            "service": self.service,
+            "country": self.country,
+            "operator": self.operator,
+            "phoneNumber": self.phone_number,
+            "status": self.status,
+            "price": self.price,
+            "createdAt": ts(self.created_at),
+            "expiresAt": ts(self.expires_at),
+        }
+
     def purchase_payload(self, ts: Timestamps) -> dict[str, object]:
         """The Order as answered to ``POST /orders`` (no createdAt, no smsCode)."""
         return {

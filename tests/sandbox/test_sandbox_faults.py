@@ -76,6 +76,20 @@ async def test_latency_delays_every_request(api: Caller, sb: Sandbox) -> None:
     assert time.perf_counter() - started < 0.1
 
 
+async def test_list_pages_can_leave_the_code_out(api: Caller, sb: Sandbox) -> None:
+    order = await api.buy()
+    sb.deliver_code(order["id"], "4321")
+    sb.set_faults(list_omits_code=True)
+    listed = (await api.get("orders", params={"status": "RECEIVED"})).body["orders"]
+    assert [(o["id"], o["status"]) for o in listed] == [(order["id"], "RECEIVED")]
+    assert "smsCode" not in listed[0]
+    assert set(listed[0]) == {"id", "service", "country", "operator", "phoneNumber",
+                              "status", "price", "createdAt", "expiresAt"}  # fmt: skip
+    assert (await api.get(f"orders/{order['id']}")).body["smsCode"] == "4321"  # detail has it
+    sb.set_faults(list_omits_code=False)
+    assert (await api.get("orders")).body["orders"][0]["smsCode"] == "4321"
+
+
 async def test_drop_before_closes_without_an_answer(sb: Sandbox) -> None:
     sb.set_faults(drop_before_rate=1.0)
     connector = aiohttp.TCPConnector(force_close=True)
