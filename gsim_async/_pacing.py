@@ -82,6 +82,17 @@ class _Bins:
         if bins and bins[-1][0] == slot:
             bins[-1][1] += 1
             return
+        if bins and slot < bins[-1][0]:
+            # Counted by send time, answers come back out of order: find its bin.
+            for entry in reversed(bins):
+                if entry[0] == slot:
+                    entry[1] += 1
+                    return
+                if entry[0] < slot:
+                    break
+            bins.append([slot, 1])
+            self._bins = deque(sorted(bins))
+            return
         bins.append([slot, 1])
         oldest = slot - int(C.RATE_HISTORY * 10)
         while bins[0][0] < oldest:
@@ -91,8 +102,10 @@ class _Bins:
         """The highest ``accepted(W) / (W + burst)`` over windows ending now, after since."""
         best = 0.0
         accepted = 0
-        first = int(since * 10)
+        first, last = int(since * 10), int(now * 10)
         for slot, count in reversed(self._bins):
+            if slot > last:
+                continue
             if slot < first:
                 break
             accepted += count
@@ -187,6 +200,10 @@ class Pacing:
         #: Requests granted and not yet answered.
         self.in_flight = 0
         self._shared: SharedGate | None = None
+        self._pending_learn: tuple[float, float, float] | None = None
+        # What the last advert said a whole quota is, and how long its window lasted.
+        self._quota: float | None = None
+        self._budget_period = 1.0
 
     def attach(self, shared: SharedGate) -> None:
         """Pace with a fleet: its gate and rate rule, this client's queue orders."""
@@ -241,6 +258,11 @@ class Pacing:
         now = self._clock()
         if now < self._open_at or self._budget_wait(now) > 0:
             return None
+        if self._pending_learn is not None:
+            self._learn_now(now)
+        if self.phase is Phase.SLOW_START and not self.in_flight:
+            # One request with nothing else on the wire is no burst: no turn needed.
+            return self._grant(now, waited=False)
         if self._rate is not None:
             self._refill(now)
             if self._tokens < 1.0:
@@ -275,6 +297,8 @@ class Pacing:
     def _grant(self, now: float, *, waited: bool) -> Ticket:
         self._sent += 1
         self.in_flight += 1
+        if self._budget is not None:
+            self._budget -= 1
         return Ticket(self._sent, now, waited)
 
     def _ensure_dispatcher(self) -> None:
@@ -291,6 +315,8 @@ class Pacing:
         while self._waiting():
             now = self._clock()
             wait = max(self._open_at - now, self._budget_wait(now))
+            if wait <= 0 and self._pending_learn is not None:
+                self._learn_now(now)
             fleet = self._fleet()
             if fleet is not None:
                 # The fleet's limit paces every member; the local queue only orders turns.
@@ -319,13 +345,13 @@ class Pacing:
 
     def _next(self) -> asyncio.Future[Ticket]:
         refunds, calls, polls = self._queues
-        if refunds:
-            return refunds.popleft()
-        if polls and (not calls or self._calls_since_poll >= _POLL_SHARE - 1):
+        if polls and (not (refunds or calls) or self._calls_since_poll >= _POLL_SHARE - 1):
+            # Polls get every few turns even behind refunds: a backlog of bans must not
+            # keep codes that already came from being read (they would meet 409s).
             self._calls_since_poll = 0
             return polls.popleft()
         self._calls_since_poll += 1
-        return calls.popleft()
+        return refunds.popleft() if refunds else calls.popleft()
 
     def _refill(self, now: float) -> None:
         rate = self._rate
@@ -340,9 +366,13 @@ class Pacing:
         if self._budget is None:
             return 0.0
         if now >= self._budget_until:
-            self._budget = None  # the quota is whole again
-            return 0.0
-        if self._budget - (self._sent - self._budget_base) > 0:
+            if self._quota is None:
+                self._budget = None  # no quota known: the reset lifts the hold
+                return 0.0
+            # The quota is whole again; requests still out may yet be counted in it.
+            self._budget = int(self._quota) - self.in_flight
+            self._budget_until = now + self._budget_period
+        if self._budget > 0:
             return 0.0
         return self._budget_until - now
 
@@ -356,7 +386,9 @@ class Pacing:
             self._advertised(advert, ticket, now)
         if not accepted:
             return
-        self._accepted.add(now)
+        # By when it was sent: an estimate at a 429 counts what the server let through
+        # before it, including answers still on their way back then.
+        self._accepted.add(ticket.sent_at)
         fleet = self._fleet()
         if fleet is not None:
             fleet.accepted(ticket.waited)
@@ -383,17 +415,26 @@ class Pacing:
             # The fleet pauses every member and learns once for all of them.
             fleet.throttled(ticket.sent_at, retry_after)
         elif new_event:
-            # Requests sent before this moment that meet 429 are this same event.
+            # Requests sent before this moment that meet 429 are this same event. The
+            # limit is estimated once the pause is over, when every answer of what was
+            # sent before the 429 is in.
             self._pause_started = now
-            self._learn(now, retry_after)
+            self._pending_learn = (ticket.sent_at, self._segment, retry_after)
+            self.phase = Phase.LEARNT
         self._segment = self._open_at
         if self._wake is not None:
             self._wake.set()
         remaining = self._open_at - now
         return retry_after if remaining <= retry_after + 1e-6 else remaining
 
-    def _learn(self, now: float, pause: float) -> None:
-        estimate = self._accepted.estimate(now, self._segment, C.ASSUMED_BURST)
+    def _learn_now(self, now: float) -> None:
+        assert self._pending_learn is not None
+        refused_at, segment, pause = self._pending_learn
+        self._pending_learn = None
+        self._learn(now, refused_at, segment, pause)
+
+    def _learn(self, now: float, refused_at: float, segment: float, pause: float) -> None:
+        estimate = self._accepted.estimate(refused_at, segment, C.ASSUMED_BURST)
         base = estimate if estimate > 0 else (self._rate or C.INITIAL_RATE)
         if self._rate is not None:
             base = min(base, self._rate)
@@ -410,9 +451,9 @@ class Pacing:
         self.phase = Phase.LEARNT
         self._rate = new
         self._tokens = 0.0
-        self._refilled = now + pause
+        self._refilled = now
         self._probe_every = max(C.PROBE_MIN, C.PROBE_AFTER_PAUSES * pause)
-        self._probe_at = now + pause + self._probe_every
+        self._probe_at = now + self._probe_every
 
     def _probe(self, now: float) -> None:
         assert self._rate is not None
@@ -424,7 +465,10 @@ class Pacing:
 
     def _advertised(self, advert: RateAdvert, ticket: Ticket, now: float) -> None:
         policy = advert.rate
-        if self.phase in (Phase.SLOW_START, Phase.UNPACED, Phase.ADVERTISED):
+        if self.phase in (Phase.SLOW_START, Phase.UNPACED, Phase.ADVERTISED) or (
+            policy is not None and self.phase is Phase.LEARNT
+        ):
+            # A policy the server states beats our estimate of it.
             ceiling = policy
             if ceiling is not None and self._told is not None:
                 ceiling = min(ceiling, self._told)
@@ -435,9 +479,13 @@ class Pacing:
                 if self._wake is not None:
                     self._wake.set()
         if advert.remaining is not None and ticket.seq >= self._budget_base:
-            self._budget = advert.remaining
+            # What is left, less what is still on the wire (sent before or after this
+            # one, the server may count it yet); each grant then takes one.
+            self._budget = advert.remaining - self.in_flight
             self._budget_base = ticket.seq
-            self._budget_until = now + (advert.reset if advert.reset is not None else 1.0)
+            self._budget_period = advert.reset if advert.reset else 1.0
+            self._budget_until = now + self._budget_period
+            self._quota = advert.quota
 
     def close(self) -> None:
         """Stop the dispatcher; requests still waiting for a turn are cancelled."""

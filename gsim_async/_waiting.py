@@ -148,12 +148,12 @@ async def give_up(ops: OrderOps, order: Order, action: OnTimeout, waited: float)
     if action == "keep":
         raise CodeTimeoutError(f"{what}; the order was kept", order=order)
     task = ops.background.spawn(settle(ops, order, action))
-    limit = ops.paused_for() + C.CLEANUP_GRACE
-    done = await ops.background.wait_for(task, limit)
+    paused = ops.paused_for()
+    done = await ops.background.wait_for(task, paused + C.CLEANUP_GRACE)
     if not done:
         raise CodeTimeoutError(
             f"{what}; the {action} is still under way (the server paused this client for "
-            f"{ops.paused_for():.0f} s more): await the error's wait_refund() for the refund",
+            f"{paused:.0f} s): await the error's wait_refund() for the refund",
             order=order,
             pending=task,
         )

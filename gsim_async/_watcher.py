@@ -67,6 +67,12 @@ class OrderSource(Protocol):
     def created_floor(self, order: Order) -> float:
         """The earliest the server can have stamped ``order`` (Unix time; -inf unknown)."""
 
+    def sent_at(self, order: Order) -> float | None:
+        """When our purchase of ``order`` left (Unix time), if we bought it."""
+
+    def floor_for(self, sent: float) -> float:
+        """The earliest the server can have stamped a purchase sent at ``sent``."""
+
     @property
     def requests_sent(self) -> int:
         """Requests the client has sent so far."""
@@ -271,10 +277,15 @@ class Watcher:
             for order in listing.items:
                 self._source.seen(order)
                 watch = targets.pop(order.id, None)
-                if watch is not None and status is not OrderStatus.PENDING:
-                    self._update(watch, order)
-                    if not is_settled(watch.order):
-                        watch.fetch_next = True  # e.g. RECEIVED whose code is not shown yet
+                if watch is None:
+                    continue
+                if status is OrderStatus.PENDING:
+                    if watch.order.created_at is None:
+                        watch.order = watch.order.merged(order)  # its stamp, for the hints
+                    continue
+                self._update(watch, order)
+                if not is_settled(watch.order):
+                    watch.fetch_next = True  # e.g. RECEIVED whose code is not shown yet
             items = listing.items
             if not items or (listing.total_pages is not None and pages >= listing.total_pages):
                 break

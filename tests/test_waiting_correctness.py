@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import gc
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime, timezone
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
@@ -195,8 +196,10 @@ async def test_wait_for_sms_on_a_rental_bought_elsewhere_behind_a_date_rewriting
     client: gsim_async.Client, sandbox: Sandbox
 ) -> None:
     # The rental comes from another process (the client never saw its purchase), and a
-    # proxy's Date header is a few seconds ahead of the API's timestamps.
+    # proxy's Date header is a few seconds ahead of the API's timestamps: nothing pins
+    # the API's clock, so the caller says from when (the documented remedy).
     record = sandbox.place_rental("+14155551234")
+    since = datetime.now(timezone.utc)
     sandbox.set_faults(date_offset=5)
     await client.rentals.get(record.id)  # the client has seen the proxy's Date
     sandbox.set_faults(latency=0.5)
@@ -204,7 +207,7 @@ async def test_wait_for_sms_on_a_rental_bought_elsewhere_behind_a_date_rewriting
         waited: list[gsim_async.Message] = []
 
         async def wait() -> None:
-            waited.append(await client.rentals.wait_for_sms(record.id, timeout=3))
+            waited.append(await client.rentals.wait_for_sms(record.id, timeout=3, since=since))
 
         tg.start_soon(wait)
         await anyio.sleep(0.2)

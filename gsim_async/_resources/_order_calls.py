@@ -162,6 +162,14 @@ class OrderCalls:
         sent = self._ownership.sent_at(order.id)
         if sent is None:
             return float("-inf")
+        return self.floor_for(sent)
+
+    def sent_at(self, order: Order) -> float | None:
+        """When our purchase of ``order`` left, if we bought it."""
+        return self._ownership.sent_at(order.id)
+
+    def floor_for(self, sent: float) -> float:
+        """The earliest the server can have stamped a purchase sent at ``sent``."""
         return self._transport.clock.earliest(sent).timestamp()
 
     @property
@@ -209,7 +217,9 @@ class OrderCalls:
     def remember(self, order: Order) -> Order:
         """Note which client ``order`` belongs to, while it may still get a code."""
         ref = self._shared.owner_ref
-        if ref is not None and not OWNERS.knows(order.id, ref) and not is_settled(order):
+        if is_settled(order):
+            OWNERS.forget(order.id)  # no code will come: nothing to wait for through it
+        elif ref is not None and not OWNERS.knows(order.id, ref):
             OWNERS.remember(order.id, ref, self.seconds_left(order))
         return order
 

@@ -340,8 +340,11 @@ class Rentals:
 
         ``match`` is a regex (string or compiled, searched in the body) or a callable
         taking the ``Message``; ``since`` (aware datetime) counts messages created after
-        it, by default only messages that arrive after this call. Raises
-        ``MessageTimeoutError`` after ``timeout`` seconds (default: wait indefinitely).
+        it. By default only messages that arrive after this call count: on the first
+        look, told by the server's clock (pinned by this client's own purchases, else
+        its ``Date`` header, good to a second); pass ``since`` for an exact cut, e.g.
+        behind a proxy that rewrites ``Date``. Raises ``MessageTimeoutError`` after
+        ``timeout`` seconds (default: wait indefinitely).
         """
         rid = rental_id(rental)
         accept = _matcher(match)

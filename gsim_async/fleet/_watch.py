@@ -99,6 +99,7 @@ class FleetWatcher:
         self._leading = False
         self._closed = False
         self._elect: asyncio.Event | None = None
+        self._entries: dict[str, str] = {}
         member.listen(self._event)
         member.on_rejoin(self._register_all)
 
@@ -194,6 +195,7 @@ class FleetWatcher:
             {
                 "created": order.created_at and format_datetime(order.created_at),
                 "floor": _finite(self._source.created_floor(order)),
+                "sent": self._source.sent_at(order),
                 "expires": order.expires_at and format_datetime(order.expires_at),
                 "interval": watch.interval,
             }
@@ -299,9 +301,27 @@ class FleetWatcher:
             await poller.aclose()
 
     async def _sync_polls(self) -> None:
-        entries = await self._member.call(lambda r: r.hgetall(self._watch_key), None)
-        if entries is None or self._poller is None:
+        # The ids are read every round, an entry's details only when it is new.
+        async def keys(r: aioredis.Redis) -> list[Any]:
+            return list(await r.hkeys(self._watch_key))
+
+        fields = await self._member.call(keys, None)
+        if fields is None or self._poller is None:
             return
+        new = [str(f) for f in fields if str(f) not in self._entries]
+        if new:
+
+            async def details(r: aioredis.Redis) -> list[Any]:
+                return list(await r.hmget(self._watch_key, new))
+
+            nothing: list[Any] = []
+            values = await self._member.call(details, nothing)
+            for field, raw in zip(new, values, strict=False):
+                if raw is not None:
+                    self._entries[field] = str(raw)
+        for field in set(self._entries) - {str(f) for f in fields}:
+            del self._entries[field]
+        entries = self._entries
         # A member whose process is merely busy may beat late: only one silent for long
         # is taken as dead, and its waits dropped (its waiter died with it).
         fleet = self._member.fleet
@@ -317,6 +337,8 @@ class FleetWatcher:
                 wanted[order_id] = json.loads(raw)
         if gone:
             await self._member.call(lambda r: r.hdel(self._watch_key, *gone), 0)
+            for field in gone:
+                self._entries.pop(field, None)
         for order_id in list(self._polled):
             if order_id not in wanted:
                 _, task = self._polled.pop(order_id)
@@ -329,6 +351,10 @@ class FleetWatcher:
         assert self._poller is not None
         created = _stamp(info.get("created"))
         floor = info.get("floor")
+        sent = info.get("sent")
+        if created is None and isinstance(sent, (int, float)):
+            # Pinned by the leader's own purchases, where the member's clock may not be.
+            floor = self._source.floor_for(sent)
         if created is None and isinstance(floor, (int, float)) and floor > 0:
             # The earliest its server stamp can be: enough for the list pages' hint.
             created = datetime.fromtimestamp(floor, timezone.utc)
