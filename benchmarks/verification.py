@@ -46,6 +46,7 @@ from ._common import (
     peak_rss_bytes,
     percentile,
     progress,
+    route_summary,
     rss_bytes,
     run_child,
     running_sandbox,
@@ -118,6 +119,8 @@ class ContenderResult:
     peak_rss: int | None
     idle_rss: int | None
     timed_out: bool
+    #: Requests per API route ("POST /api/v1/orders": ...), from the sandbox.
+    by_route: dict[str, int] = dataclasses.field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -212,6 +215,7 @@ async def run_contender(
         peak_rss=child["peak_rss"],
         idle_rss=child["idle_rss"],
         timed_out=bool(child["timed_out"]),
+        by_route={k: int(v) for k, v in stats["by_route"].items()},
     )
 
 
@@ -275,6 +279,7 @@ def scale_table(results: list[ContenderResult]) -> str:
             fmt(r.wall_s, 1),
             fmt(r.cpu_s, 2),
             _mb(r.peak_rss),
+            route_summary(r.by_route),
         ]
         for r in results
     ]
@@ -291,9 +296,10 @@ def scale_table(results: list[ContenderResult]) -> str:
             "wall s",
             "client CPU s",
             "peak RSS MiB",
+            "requests by route",
         ],
         rows,
-        "rlrrrrrrrrr",
+        "rlrrrrrrrrrl",
     )
 
 
