@@ -645,6 +645,7 @@ async def _steady_contender(
     max_duration: float | None,
 ) -> SteadyResult:
     rate, retry_after = timing.rate, timing.retry_after
+    sample_every = min(0.1, 0.2 / timing.scale)
     if contender == "sdk":
         # Slow start from 10 req/s reaches the limit within ~2 s x ln(rate/5); then the
         # pause, the settling time and the window.
@@ -653,13 +654,14 @@ async def _steady_contender(
     else:
         window = min(window, 5.0)  # hammering: a few seconds show it
         duration = settle + window
+    # A little past the window's end, so a sample falls after it.
+    duration += 5 * sample_every
     first_minute = REAL_WINDOW / timing.scale
     capped = max_duration is not None and duration > max_duration
     if max_duration is not None and duration > max_duration:
         duration = max_duration
         window = min(window, duration / 3)
         first_minute = duration / 3
-    sample_every = min(0.1, 0.2 / timing.scale)
     async with running_sandbox(seed) as sb:
         ids = [
             (await sb.post("orders", {"service": "telegram", "country": "russia"}))["id"]
