@@ -25,7 +25,7 @@ def test_benchmark_suite_runs_every_scenario_and_reports_every_target(tmp_path: 
     assert "| target (design.md) |" in result.stdout
     report = json.loads((tmp_path / "bench.json").read_text())
     # Every design.md target has a measured figure.
-    assert len(report["targets"]) == 17
+    assert len(report["targets"]) == 18
     assert all(row["verdict"] != "not measured" for row in report["targets"])
     # Every contender got every code, each its own.
     for row in report["scale"] + report["rate_limit"] + report["activations"]:
