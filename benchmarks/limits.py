@@ -39,9 +39,14 @@ it, so the limit is ``20 * S`` req/s with a bucket of ``20 * S``, ``Retry-After`
 figures, so it is the real floor divided by S (up to the burst, which is one second of
 the rate, not 20 requests). What does not scale is the client's own constants (its
 initial rate of 10 req/s, its per-answer slow-start step, its probe intervals): a scaled
-run ramps through a 10x larger rate range in the same number of answers. The
-``Retry-After: 1`` steady variant runs in real time at any scale (1 s cannot be scaled
-down in whole seconds).
+run ramps through a 10x larger rate range in the same number of answers. At 1/10 the
+slow start alone takes ~6-8 s (60-80 s real-time equivalent, against ~3 s in real time),
+and the bucket (one second of the rate) is 20 % of N instead of 2 %, which a client
+pacing evenly at the limit (told, IETF policy) cannot use: the unknown-limit time and
+the told/advertised margins are pessimistic at 1/10. ``--time-scale 1 --only
+activations,steady`` gives the real-time figures (~15 minutes). The ``Retry-After: 1``
+steady variant runs in real time at any scale (1 s cannot be scaled down in whole
+seconds).
 """
 
 from __future__ import annotations

@@ -488,7 +488,15 @@ def report(res: Results, args: argparse.Namespace, rows: Sequence[Target]) -> st
             "Retry-After) when the limit is unknown, 1.15 x floor when told or advertised. "
             "Pauses: the client's `on_retry` events for 429s, overlapping ones grouped. "
             "Limit used while buying: accepted req/s from the end of the last pause to the "
-            "last purchase, over the limit.",
+            "last purchase, over the limit."
+            + (
+                ""
+                if lt is None or lt.scale == 1
+                else " Time-scaled, the client's slow start is not (its initial rate and "
+                "steps are absolute): it takes ~10x longer in real-time equivalents, so the "
+                "unknown-limit time is pessimistic; `--time-scale 1 --only activations` "
+                "runs the real thing."
+            ),
             "",
             activations_table(res.activations),
         ]
