@@ -165,6 +165,22 @@ async def running_sandbox(
         await sb.aclose()
 
 
+#: Short names of the API routes, for "where the requests went" cells.
+_ROUTE_NAMES = {
+    "POST /api/v1/orders": "buy",
+    "GET /api/v1/orders": "list",
+    "GET /api/v1/orders/{id}": "get",
+    "POST /api/v1/orders/{id}/cancel": "cancel",
+    "POST /api/v1/orders/{id}/ban": "ban",
+}
+
+
+def route_summary(by_route: dict[str, int]) -> str:
+    """``by_route`` of a ``/_sandbox/stats`` answer as "buy 1,000, list 12, get 3"."""
+    parts = [f"{_ROUTE_NAMES.get(route, route)} {count:,}" for route, count in by_route.items()]
+    return ", ".join(parts) or "-"
+
+
 def status_count(stats: Json, status: int) -> int:
     """Requests answered with ``status`` in a ``/_sandbox/stats`` answer."""
     by_status: dict[str, int] = stats.get("by_status", {})

@@ -11,7 +11,12 @@ parent then reads the sandbox's ledger and counts:
 * orders left ``PENDING`` once the client is closed;
 * unrefunded: orders that ended without a code and were not refunded.
 
-The faults mirror ``tests/test_chaos.py``.
+The faults mirror ``tests/test_chaos.py``, and so does the client's
+``reconcile_window=2``: the sandbox has no slow purchases here, so a lost purchase that
+bought nothing may be bought again after 2 s. With the default window (60 s, a proxy's
+timeout) every connection dropped before a purchase reached the application would hold
+that activation for a minute, and the run would overrun its 60 s deadline ("hung",
+with the lost purchases queued for reconciliation).
 """
 
 from __future__ import annotations
@@ -177,6 +182,8 @@ async def child(config: Json) -> Json:
         backoff_cap=0.5,
         max_retry_after=1,
         connection_limit=64,
+        # No slow purchases here: a lost one that bought nothing is bought again soon.
+        reconcile_window=2,
     ) as gsim:
 
         async def activate() -> None:

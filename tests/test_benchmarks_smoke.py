@@ -25,12 +25,24 @@ def test_benchmark_suite_runs_every_scenario_and_reports_every_target(tmp_path: 
     assert "| target (design.md) |" in result.stdout
     report = json.loads((tmp_path / "bench.json").read_text())
     # Every design.md target has a measured figure.
-    assert len(report["targets"]) == 7
+    assert len(report["targets"]) == 18
     assert all(row["verdict"] != "not measured" for row in report["targets"])
     # Every contender got every code, each its own.
-    for row in report["scale"] + report["rate_limit"]:
+    for row in report["scale"] + report["rate_limit"] + report["activations"]:
         assert row["codes"] == row["n"], row
         assert row["wrong_codes"] == 0 and row["errors"] == 0
+    assert [r["variant"] for r in report["activations"]] == [
+        "unknown",
+        "told",
+        "headers-x",
+        "headers-ietf",
+    ]
+    assert {c["case"] for c in report["slow_get"]} == {"few", "many"}
+    for case in report["slow_get"]:
+        assert case["slow"]["delays"] and case["baseline"]["delays"], case
+        assert case["slow"]["errors"] == 0
+    assert [r["name"] for r in report["steady"]] == ["retry-after-60", "retry-after-1"]
+    assert all(r["sdk"]["used"] is not None for r in report["steady"])
     assert {r["contender"] for r in report["scale"]} == {
         "sdk_wait",
         "sdk_per_order",
