@@ -250,6 +250,10 @@ class Watcher:
             if full and unseen:
                 await self._scan(OrderStatus.PENDING, unseen)
                 self._since_full = 0
+                if len(unseen) > 2:
+                    # Codes that came while we paged moved from list to list: one more
+                    # look at RECEIVED finds them cheaper than a GET each.
+                    await self._scan(OrderStatus.RECEIVED, unseen)
                 for watch in unseen.values():
                     watch.fetch_next = True  # neither pending nor received: look at it
         except _FATAL:
