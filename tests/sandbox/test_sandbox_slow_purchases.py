@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from decimal import Decimal
@@ -75,9 +76,10 @@ async def test_purchase_delay_completes_after_the_client_hangs_up(sb: Sandbox) -
     async with aiohttp.ClientSession(timeout=timeout) as session:
         api = Caller(session, sb)
         body = await api.offer()
-        with pytest.raises(TimeoutError):
+        # aiohttp raises asyncio.TimeoutError, the builtin only from Python 3.11.
+        with pytest.raises(asyncio.TimeoutError):
             await api.post("orders", ORDER)
-        with pytest.raises(TimeoutError):
+        with pytest.raises(asyncio.TimeoutError):
             await api.post("rentals", body)
     assert sb.orders() == []
     await anyio.sleep(0.6)
@@ -109,7 +111,7 @@ async def test_purchase_delay_survives_handler_cancellation(
     timeout = aiohttp.ClientTimeout(total=0.1)
     headers = {"Authorization": f"Bearer {sb.api_key}"}
     async with aiohttp.ClientSession(timeout=timeout, headers=headers) as session:
-        with pytest.raises(TimeoutError):
+        with pytest.raises(asyncio.TimeoutError):
             await session.post(cancelling_server + "/api/v1/orders", json=ORDER)
     await anyio.sleep(0.5)
     [order] = sb.orders()
