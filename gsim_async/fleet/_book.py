@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -28,6 +29,10 @@ from ._member import Member
 #: Seconds between checks of a drained key, and of sightings of unknown orders.
 _POLL = 0.05
 _SIGHTINGS = 0.5
+#: Ids settled as some member's (or already reported), not checked again; the oldest go
+#: first. A leader reads every member's orders on every list page: without this it
+#: would ask Redis about each of them again every round.
+_KNOWN = 20_000
 
 
 def _name(key: Key) -> str:
@@ -41,7 +46,8 @@ class FleetBook:
         self._member = member
         self._ownership = ownership
         self._held = member.key("held")
-        self._sightings: list[tuple[str, Key, datetime | None]] = []
+        self._sightings: dict[str, Key] = {}
+        self._known: OrderedDict[str, None] = OrderedDict()
         self._foreign_checked = 0.0
         self._foreign_seen = False
 
@@ -155,8 +161,15 @@ class FleetBook:
 
     def sighted(self, item_id: str, key: Key, created_at: datetime | None) -> None:
         """An order this member does not hold: another member's, or another buyer's."""
+        if item_id in self._known or item_id in self._sightings:
+            return
         if len(self._sightings) < 10_000:
-            self._sightings.append((item_id, key, created_at))
+            self._sightings[item_id] = key
+
+    def _know(self, item_id: str) -> None:
+        self._known[item_id] = None
+        if len(self._known) > _KNOWN:
+            self._known.popitem(last=False)
 
     @property
     def foreign(self) -> bool:
@@ -179,15 +192,19 @@ class FleetBook:
             self._foreign_seen = bool(
                 await self._member.call(lambda r: r.exists(foreign_key), self._foreign_seen)
             )
-            sightings, self._sightings = self._sightings, []
+            sightings, self._sightings = self._sightings, {}
             if not sightings or not self.active:
                 continue
-            held = await self.held([s[0] for s in sightings])
-            for item_id, key, _ in sightings:
+            held = await self.held(list(sightings))
+            if not self._member.active:
+                continue  # Redis went away mid-check: its "nobody" answers mean nothing
+            for item_id, key in sightings.items():
                 if item_id in held:
+                    self._know(item_id)
                     continue
                 on_the_wire, lost = await self.counts(key)
                 if on_the_wire or lost:
-                    continue  # a member's purchase may have made it
+                    continue  # a member's purchase may have made it: look again later
+                self._know(item_id)
                 with contextlib.suppress(Exception):
                     self._ownership.foreign(item_id)

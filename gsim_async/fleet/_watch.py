@@ -15,6 +15,8 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
+from collections import OrderedDict
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
@@ -32,6 +34,8 @@ log = logging.getLogger("gsim_async")
 _ORDER: Decoder[Order] = decoder(Order)
 #: Seconds a result stays in Redis for a waiter that missed its event.
 _RESULT_TTL = 600
+#: Results a leader remembers publishing, at most (the oldest are forgotten first).
+_PUBLISHED_MAX = 50_000
 
 _RESIGN = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -96,6 +100,9 @@ class FleetWatcher:
         self._leader_key = member.key("leader")
         self._poller: Watcher | None = None
         self._polled: dict[str, tuple[Watch, asyncio.Task[None]]] = {}
+        #: Orders this leader published a result for → when (monotonic): a registration
+        #: that outlives its result is not polled again (its waiter reads the result).
+        self._published: OrderedDict[str, float] = OrderedDict()
         self._leading = False
         self._closed = False
         self._elect: asyncio.Event | None = None
@@ -146,10 +153,14 @@ class FleetWatcher:
         watch.waiters -= 1
         if watch.waiters <= 0:
             del self._watches[watch.order.id]
-            field = f"{watch.order.id}|{self._member.id}"
-            self._member.spawn(
-                self._member.call(lambda r: r.hdel(self._watch_key, field), 0), "unregister"
-            )
+            self._unregister(watch.order.id)
+
+    def _unregister(self, order_id: str) -> None:
+        # At once, not when the last waiter leaves: the leader would poll it again.
+        field = f"{order_id}|{self._member.id}"
+        self._member.spawn(
+            self._member.call(lambda r: r.hdel(self._watch_key, field), 0), "unregister"
+        )
 
     async def aclose(self) -> None:
         """Stop waiting and leading; waiters still registered fail."""
@@ -241,6 +252,7 @@ class FleetWatcher:
         if is_settled(merged):
             watch.settle(merged)
             self._watches.pop(order.id, None)
+            self._unregister(order.id)
 
     def _hand_to_alone(self, watch: Watch) -> None:
         """Redis is gone: poll this member's order here, and settle the waiters from it."""
@@ -339,13 +351,25 @@ class FleetWatcher:
             await self._member.call(lambda r: r.hdel(self._watch_key, *gone), 0)
             for field in gone:
                 self._entries.pop(field, None)
+        if not self._has_poller():
+            return  # leadership ended while Redis answered
         for order_id in list(self._polled):
             if order_id not in wanted:
                 _, task = self._polled.pop(order_id)
                 task.cancel()
+        now = time.monotonic()
+        while self._published and (
+            len(self._published) > _PUBLISHED_MAX
+            or next(iter(self._published.values())) < now - _RESULT_TTL
+        ):
+            self._published.popitem(last=False)
         for order_id, info in wanted.items():
-            if order_id not in self._polled:
+            if order_id not in self._polled and order_id not in self._published:
                 self._poll(order_id, info)
+
+    def _has_poller(self) -> bool:
+        # A method, not an inline test: mypy would keep its narrowing across the awaits.
+        return self._poller is not None
 
     def _poll(self, order_id: str, info: dict[str, Any]) -> None:
         assert self._poller is not None
@@ -386,7 +410,9 @@ class FleetWatcher:
                 pipe.publish(self._member.channel, text)
                 return await pipe.execute()
 
-            await self._member.call(write, None)
+            if await self._member.call(write, None) is not None:
+                self._published[order_id] = time.monotonic()
+                self._published.move_to_end(order_id)
             self._polled.pop(order_id, None)
 
         task = asyncio.get_running_loop().create_task(publish())
