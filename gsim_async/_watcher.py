@@ -239,14 +239,21 @@ class Watcher:
     async def _round_by_lists(self, watches: list[Watch]) -> None:
         unseen = {w.order.id: w for w in watches if not w.fetch_next}
         try:
-            self._received_pages = max(1, await self._scan(OrderStatus.RECEIVED, unseen))
             self._since_full += 1
             full = self._since_full >= _FULL_SCAN_EVERY
-            if not full and unseen:
-                probe = await self._source.scan(OrderStatus.PENDING, 1, 1)
-                # Fewer pending than we wait on: some left without a code (or a hint
-                # hid them): account for every one now.
-                full = probe.total is not None and probe.total < len(unseen)
+            pending: int | None = None
+            if not full:
+                # Counted before the RECEIVED pages are read, not after: an order whose
+                # code comes while they are read is still counted here (the next round
+                # finds it), so only one that left before them and that no page showed
+                # sets off a full scan. Counted after, every round of 10,000 waits paid
+                # for one.
+                pending = (await self._source.scan(OrderStatus.PENDING, 1, 1)).total
+            self._received_pages = max(1, await self._scan(OrderStatus.RECEIVED, unseen))
+            if not full and unseen and pending is not None:
+                # Fewer pending than we still wait on: some left without a code (or a
+                # hint hid them): account for every one now.
+                full = pending < len(unseen)
             if full and unseen:
                 await self._scan(OrderStatus.PENDING, unseen)
                 self._since_full = 0
