@@ -77,7 +77,13 @@ class Operator:
 
 @frozen
 class Order:
-    """A one-time activation number; ``sms_code`` is set once the code arrived."""
+    """A one-time activation number; ``sms_code`` is set once the code arrived.
+
+    ``created_at`` is the server's own stamp. The purchase answer carries none, so the
+    order ``orders.create()`` returns has ``created_at=None``; ``orders.get()`` and the
+    list pages give it. It is not filled in from the answer's ``Date`` header, which a
+    proxy may rewrite: the SDK matches orders by the server's stamps alone.
+    """
 
     id: str
     service: str

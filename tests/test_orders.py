@@ -32,6 +32,7 @@ async def test_get_returns_the_code_once_delivered(
     client: gsim_async.Client, sandbox: Sandbox
 ) -> None:
     order = await client.orders.create("telegram", "russia")
+    assert order.created_at is None  # the purchase answer has no createdAt (documented)
     assert (await client.orders.get(order.id)).sms_code is None
     sandbox.deliver_code(order.id, "123456")
     fresh = await client.orders.get(order)
