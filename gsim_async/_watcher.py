@@ -242,7 +242,7 @@ class Watcher:
             self._since_full += 1
             full = self._since_full >= _FULL_SCAN_EVERY
             pending: int | None = None
-            if not full:
+            if not full and unseen:
                 # Counted before the RECEIVED pages are read, not after: an order whose
                 # code comes while they are read is still counted here (the next round
                 # finds it), so only one that left before them and that no page showed

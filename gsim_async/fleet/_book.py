@@ -166,6 +166,10 @@ class FleetBook:
         if len(self._sightings) < 10_000:
             self._sightings[item_id] = key
 
+    def _reachable(self) -> bool:
+        # A method, not an inline test: mypy would keep its narrowing across the awaits.
+        return self._member.active
+
     def _know(self, item_id: str) -> None:
         self._known[item_id] = None
         if len(self._known) > _KNOWN:
@@ -187,7 +191,7 @@ class FleetBook:
 
     async def _check_sightings(self) -> None:
         foreign_key = self._member.key("foreign")
-        while True:
+        while not self._member.closed:
             await asyncio.sleep(_SIGHTINGS)
             self._foreign_seen = bool(
                 await self._member.call(lambda r: r.exists(foreign_key), self._foreign_seen)
@@ -196,13 +200,15 @@ class FleetBook:
             if not sightings or not self.active:
                 continue
             held = await self.held(list(sightings))
-            if not self._member.active:
+            if not self._reachable():
                 continue  # Redis went away mid-check: its "nobody" answers mean nothing
             for item_id, key in sightings.items():
                 if item_id in held:
                     self._know(item_id)
                     continue
                 on_the_wire, lost = await self.counts(key)
+                if not self._reachable():
+                    break  # its zeros mean "no answer", not "nobody is buying"
                 if on_the_wire or lost:
                     continue  # a member's purchase may have made it: look again later
                 self._know(item_id)

@@ -161,7 +161,7 @@ class FleetGate:
 
     async def _flushes(self) -> None:
         last_sync = time.monotonic()
-        while True:
+        while not self._member.closed:
             await asyncio.sleep(_FLUSH)
             await self._flush()
             if time.monotonic() - last_sync > _SYNC:

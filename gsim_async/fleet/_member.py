@@ -65,6 +65,11 @@ class Member:
         self._closed = False
         self._live: tuple[float, set[str]] = (-1.0, set())
 
+    @property
+    def closed(self) -> bool:
+        """Whether the member left the fleet (its loops stop)."""
+        return self._closed
+
     def key(self, *parts: str) -> str:
         """A Redis key under this fleet's prefix."""
         return ":".join((self.prefix, *parts))
@@ -129,7 +134,9 @@ class Member:
         for task in tasks:
             task.cancel()
         if tasks:
-            await asyncio.wait(tasks)
+            # Bounded: on Python 3.11 asyncio.wait_for can swallow a cancellation that
+            # lands as its call completes; the loops also stop on ``closed``.
+            await asyncio.wait(tasks, timeout=2 * _CALL_TIMEOUT)
         if self._redis is not None:
             if self.active:
                 with contextlib.suppress(RedisError, OSError, asyncio.TimeoutError):
@@ -211,7 +218,7 @@ class Member:
         await redis.eval(_HEARTBEAT, 1, self.key("members"), self.id, self.fleet.heartbeat * 1000)
 
     async def _heartbeats(self) -> None:
-        while True:
+        while not self._closed:
             await asyncio.sleep(self.fleet.heartbeat if self.active else _RECONNECT)
             if self.active:
                 await self.call(self._beat, None)
@@ -219,14 +226,14 @@ class Member:
                 await self._join()
 
     async def _events(self) -> None:
-        while True:
+        while not self._closed:
             if not self.active:
                 await asyncio.sleep(_RECONNECT)
                 continue
             pubsub = self._client().pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(self.channel)
-                while self.active:
+                while self.active and not self._closed:
                     message = await pubsub.get_message(timeout=1.0)
                     if message is None or message.get("type") != "message":
                         continue

@@ -201,6 +201,8 @@ class FleetWatcher:
     # -- registrations and results ----------------------------------------------------------
 
     async def _register(self, watch: Watch) -> None:
+        if self._watches.get(watch.order.id) is not watch:
+            return  # settled (and unregistered) while this waited its turn
         order = watch.order
         entry = json.dumps(
             {
@@ -225,6 +227,8 @@ class FleetWatcher:
             self._hand_to_alone(watch)  # Redis went away: watch it here
         elif written[1]:
             self._settle(json.loads(written[1]))
+        elif watch.done.is_set():
+            self._unregister(order.id)  # its result came while this was written
 
     async def _register_all(self) -> None:
         for watch in list(self._watches.values()):
@@ -305,6 +309,7 @@ class FleetWatcher:
 
     async def _stop_leading(self) -> None:
         self._leading = False
+        self._published.clear()
         poller, self._poller = self._poller, None
         for _, task in self._polled.values():
             task.cancel()
@@ -363,9 +368,40 @@ class FleetWatcher:
             or next(iter(self._published.values())) < now - _RESULT_TTL
         ):
             self._published.popitem(last=False)
+        stale = [
+            order_id
+            for order_id, at in self._published.items()
+            if order_id in wanted and now - at > 2 * self._interval
+        ]
+        if stale:
+            await self._publish_again(stale)
         for order_id, info in wanted.items():
             if order_id not in self._polled and order_id not in self._published:
                 self._poll(order_id, info)
+
+    async def _publish_again(self, order_ids: list[str]) -> None:
+        """Results published a while ago whose waiters are still registered.
+
+        A waiter may have missed the event (it was resubscribing) or registered after
+        it: publish the stored result again, with no API request. Where the stored
+        result is gone (evicted, Redis restarted), the order is polled again.
+        """
+        keys = [self._member.key("result", order_id) for order_id in order_ids]
+
+        async def read(r: aioredis.Redis) -> list[Any]:
+            return list(await r.mget(keys))
+
+        stored = await self._member.call(read, None)
+        if stored is None:
+            return
+        now = time.monotonic()
+        for order_id, text in zip(order_ids, stored, strict=False):
+            if text is None:
+                self._published.pop(order_id, None)
+                continue
+            self._published[order_id] = now
+            event = {"t": "result", "order": json.loads(text)}
+            await self._member.publish(event)
 
     def _has_poller(self) -> bool:
         # A method, not an inline test: mypy would keep its narrowing across the awaits.
