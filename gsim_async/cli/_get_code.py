@@ -9,18 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
 from decimal import Decimal
 
 import attrs
 import click
-from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
+from rich.progress import Progress, TaskID
 
 from .._client import Client
 from .._exceptions import CodeTimeoutError, GsimError, NoCodeError
 from .._models import Order
 from .._waiting import Activation, OnTimeout
 from ._context import API_ERROR, NO_CODE, POSITIVE_DURATION, App, Hint, catalogue_hint, pass_app
+from ._live import live_progress, run_all
 from ._output import money, to_data
 
 #: What ``--on-timeout`` may say, as ``wait_for_code(on_timeout=...)`` takes it.
@@ -144,7 +144,7 @@ class GetCode:
 
     async def run(self, activations: list[Activation]) -> int:
         slots = [Slot(i) for i in range(len(activations))]
-        with self._live() as progress:
+        with live_progress(self.out) as progress:
             self.progress = progress
             for slot in slots:
                 if progress is not None:
@@ -153,38 +153,8 @@ class GetCode:
                 asyncio.ensure_future(self._one(slot, act))
                 for slot, act in zip(slots, activations, strict=True)
             ]
-            try:
-                await asyncio.wait(tasks)
-            except asyncio.CancelledError:
-                # Ctrl-C: every activation still waiting cancels its order (refunded).
-                for task in tasks:
-                    task.cancel()
-                await asyncio.wait(tasks)
-                self._summary(slots, interrupted=True)
-                self.app.interruption_reported = True
-                raise
-        for task in tasks:
-            error = None if task.cancelled() else task.exception()
-            if error is not None:
-                raise error  # a bug: the App reports it
+            await run_all(tasks, lambda: self._interrupted(slots))
         return self._summary(slots, interrupted=False)
-
-    @contextlib.contextmanager
-    def _live(self) -> Iterator[Progress | None]:
-        if self.out.json or not self.out.console.is_interactive:
-            # A pipe, a file or a CI log (TTY_INTERACTIVE=0) gets the lines only.
-            yield None
-            return
-        progress = Progress(
-            SpinnerColumn(finished_text=" "),
-            TextColumn("[bold]{task.description:<16}"),
-            TextColumn("{task.fields[status]}"),
-            TimeElapsedColumn(),
-            console=self.out.console,
-            transient=True,
-        )
-        with progress:
-            yield progress
 
     async def _one(self, slot: Slot, act: Activation) -> None:
         try:
@@ -279,6 +249,11 @@ class GetCode:
         if self.progress is not None and slot.task is not None:
             self.progress.update(slot.task, status=status, total=1, completed=1)
             self.progress.stop_task(slot.task)
+
+    def _interrupted(self, slots: list[Slot]) -> None:
+        # Ctrl-C: every wait still under way cancelled its order (refunded).
+        self._summary(slots, interrupted=True)
+        self.app.interruption_reported = True
 
     def _summary(self, slots: list[Slot], *, interrupted: bool) -> int:
         codes = sum(1 for s in slots if s.code is not None)

@@ -11,14 +11,12 @@ prints one line per event: ``bought``, then ``code`` / ``no_code`` / ``cancelled
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import Iterator
 from decimal import Decimal
 from typing import NoReturn
 
 import attrs
 import click
-from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
+from rich.progress import Progress, TaskID
 
 from .._attempts import Activations, AttemptsExhaustedError, NoNumberAvailableError, Skipped
 from .._client import Client
@@ -26,6 +24,7 @@ from .._exceptions import GsimError, InvalidArgumentError, NoCodeError
 from .._models import Order
 from .._waiting import Activation, OnTimeout
 from ._context import API_ERROR, NO_CODE, App, Hint, catalogue_hint
+from ._live import live_progress, run_all
 from ._output import money, to_data
 
 
@@ -113,40 +112,11 @@ class GetCodeAttempts:
 
     async def run(self, activations: list[Activations]) -> int:
         loops = [Loop(i, a) for i, a in enumerate(activations)]
-        with self._live() as progress:
+        with live_progress(self.out) as progress:
             self.progress = progress
             tasks = [asyncio.ensure_future(self._loop(loop)) for loop in loops]
-            try:
-                await asyncio.wait(tasks)
-            except asyncio.CancelledError:
-                # Ctrl-C: the try under way in every loop cancels its order (refunded).
-                for task in tasks:
-                    task.cancel()
-                await asyncio.wait(tasks)
-                self._summary(loops, interrupted=True)
-                self.app.interruption_reported = True
-                raise
-        for task in tasks:
-            error = None if task.cancelled() else task.exception()
-            if error is not None:
-                raise error  # a bug: the App reports it
+            await run_all(tasks, lambda: self._interrupted(loops))
         return self._summary(loops, interrupted=False)
-
-    @contextlib.contextmanager
-    def _live(self) -> Iterator[Progress | None]:
-        if self.out.json or not self.out.console.is_interactive:
-            yield None
-            return
-        progress = Progress(
-            SpinnerColumn(finished_text=" "),
-            TextColumn("[bold]{task.description:<16}"),
-            TextColumn("{task.fields[status]}"),
-            TimeElapsedColumn(),
-            console=self.out.console,
-            transient=True,
-        )
-        with progress:
-            yield progress
 
     async def _loop(self, loop: Loop) -> None:
         try:
@@ -316,6 +286,11 @@ class GetCodeAttempts:
             self.shown.add(str(error))
             status = NO_CODE if isinstance(error, NoNumberAvailableError) else API_ERROR
             self.out.failure(error, status, hint=self.hint(error))
+
+    def _interrupted(self, loops: list[Loop]) -> None:
+        # Ctrl-C: every wait still under way cancelled its order (refunded).
+        self._summary(loops, interrupted=True)
+        self.app.interruption_reported = True
 
     def _summary(self, loops: list[Loop], *, interrupted: bool) -> int:
         codes = sum(1 for loop in loops if loop.code is not None)
