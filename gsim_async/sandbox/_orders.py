@@ -95,16 +95,9 @@ class Order:
 
     def purchase_payload(self, ts: Timestamps) -> dict[str, object]:
         """The Order as answered to ``POST /orders`` (no createdAt, no smsCode)."""
-        return {
-            "id": self.id,
-            "service": self.service,
-            "country": self.country,
-            "operator": self.operator,
-            "phoneNumber": self.phone_number,
-            "status": self.status,
-            "price": self.price,
-            "expiresAt": ts(self.expires_at),
-        }
+        payload = self.listed_without_code(ts)
+        del payload["createdAt"]
+        return payload
 
     def changed(self) -> None:
         """Drop the rendered JSON after a mutation."""
