@@ -30,6 +30,8 @@ from ._exceptions import (
     GsimError,
     InsufficientBalanceError,
     InvalidArgumentError,
+    JournalError,
+    JournalInUseError,
     MessageTimeoutError,
     NoCodeError,
     NotFoundError,
@@ -40,6 +42,7 @@ from ._exceptions import (
     UnauthorizedError,
     ValidationError,
 )
+from ._journal import Journal
 from ._models import (
     AvailableNumber,
     Balance,
@@ -91,6 +94,9 @@ __all__ = [
     "GsimError",
     "InsufficientBalanceError",
     "InvalidArgumentError",
+    "Journal",
+    "JournalError",
+    "JournalInUseError",
     "Message",
     "MessageTimeoutError",
     "NoCodeError",

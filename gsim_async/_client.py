@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import hashlib
+import logging
 import os
 import ssl
 from types import TracebackType
@@ -16,9 +18,11 @@ from ._converter import Decoder, decoder
 from ._countries import CountryCatalogue
 from ._exceptions import InvalidArgumentError
 from ._http import Session, check_base_url
+from ._journal import FileJournal, Journal
 from ._models import Balance, Country, Operator, Service
 from ._pacing import Pacing
 from ._resources._orders import OrderBook, Orders
+from ._resources._recovery import Recovery
 from ._resources._rentals import RentalBook, Rentals
 from ._resources._shared import Shared as Bookkeeping
 from ._retry import RetryHook
@@ -29,6 +33,8 @@ from ._watcher import OrderHook
 if TYPE_CHECKING:
     from .fleet import RedisFleet
     from .fleet._binding import Binding
+
+log = logging.getLogger("gsim_async")
 
 _BALANCE: Decoder[Balance] = decoder(Balance)
 _SERVICES: Decoder[list[Service]] = decoder(list[Service])
@@ -62,6 +68,13 @@ class Client:
     every process on the same key cooperate through Redis: one rate gate, exact
     ownership of purchases, one watcher for all (``pip install 'gsim-async[redis]'``).
 
+    ``journal`` (a file path; default from ``$GSIM_JOURNAL``) keeps what the client owes
+    in SQLite, so that it outlives the process: a purchase's intent before it leaves,
+    every order held until its code or its refund. Opened again after a crash, it
+    reconciles what was on the wire and refunds what is due, unless the program takes
+    the orders back with ``orders.recovered()``. One live client per journal file
+    (``JournalInUseError``).
+
     ``on_retry`` is called with a ``RetryEvent`` before each retry, ``on_order_update``
     with an ``Order`` whenever a waited-on order changes status or gets its code.
     """
@@ -88,6 +101,7 @@ class Client:
         max_response_size: int = C.DEFAULT_MAX_RESPONSE_SIZE,
         reconcile_window: float | None = None,
         fleet: RedisFleet | None = None,
+        journal: str | os.PathLike[str] | Journal | None = None,
         on_retry: RetryHook | None = None,
         on_order_update: OrderHook | None = None,
     ) -> None:
@@ -151,6 +165,32 @@ class Client:
             self._orders_book.watcher = self._fleet.watcher
             self._orders_book.fleet_claims = self._fleet.claimed
             self._transport.shared.starter = self._fleet.start
+        self._journal: FileJournal | None = None
+        self._recovery = Recovery(
+            shared=self._books,
+            calls=self._orders_book.root,
+            orders=self._orders_book.reconciler,
+            rentals=self._rentals_book.reconciler,
+            get_rental=self._rentals_book.get,
+        )
+        self._orders_book.recovery = self._rentals_book.recovery = self._recovery
+        if journal is None and os.environ.get("GSIM_JOURNAL"):
+            journal = os.environ["GSIM_JOURNAL"]
+        if journal is not None:
+            config = journal if isinstance(journal, Journal) else Journal(journal)
+            account = _account(settings.api_key, settings.base_url)
+            self._journal = FileJournal(config.path, account)
+            self._books.obligations.sinks.append(self._journal)
+            self._recovery.grace = config.grace
+            self._recovery.load(self._journal.snapshot, where=f"the journal {config.path}")
+        starter = self._transport.shared.starter
+
+        async def start() -> None:
+            if starter is not None:
+                await starter()
+            self._recovery.start()
+
+        self._transport.shared.starter = start
         root = self._transport
         # One copy per client (its views included): countries by ISO code or name.
         self._countries = CountryCatalogue(lambda: root.request("GET", "/countries", _COUNTRIES))
@@ -224,7 +264,14 @@ class Client:
     def __repr__(self) -> str:
         return f"<gsim_async.Client base_url={self.base_url!r}>"
 
+    @property
+    def journal(self) -> str | None:
+        """The journal file's path (``None``: no journal)."""
+        return None if self._journal is None else str(self._journal.path)
+
     async def __aenter__(self) -> Client:
+        # Recovery from the journal starts now, not only at the first request.
+        await self._transport.shared.ready()
         return self
 
     async def __aexit__(
@@ -239,14 +286,18 @@ class Client:
         """Refund open activations, stop polling, and close the HTTP session.
 
         Refunds under way (a ban after a timeout, leaving an ``activation()`` block)
-        are waited for first, as are any pauses the server imposed on them. A session
-        you passed in stays open.
+        are waited for first, up to 30 s beyond any pause the server imposed. Refunds
+        that have not landed by then are left to the journal (logged at WARNING with
+        their ids: the next run with the same journal makes them) or, without one,
+        logged at WARNING as left charged. A session you passed in stays open.
         """
         shared = self._transport.shared
         if shared.session.closed:
             return
         pacing = shared.pacing
         deadline = C.CLEANUP_TIMEOUT + pacing.paused_for
+        # What an earlier run left that is not due yet stays in the journal.
+        await self._recovery.aclose()
         # Blocks still open lose their number: refund it now, not after the session died.
         await self._books.activations.close(deadline)
         await self._orders_book.watcher.aclose()
@@ -255,11 +306,36 @@ class Client:
         # Waiters woken by the watcher's close may start refunds: let them run, and let
         # every refund finish, before the session goes away.
         await self._books.background.drain(C.CLEANUP_TIMEOUT + pacing.paused_for)
+        left = sorted(self._books.refunding)
+        if left:
+            self._report_unrefunded(left)
         self._books.background.cancel_all()
         if self._fleet is not None:
             await self._fleet.aclose()
         pacing.close()
         await shared.session.aclose()
+        if self._journal is not None:
+            await self._journal.aclose()
+
+    def _report_unrefunded(self, ids: list[str]) -> None:
+        shown = ", ".join(ids[:50]) + (f" and {len(ids) - 50} more" if len(ids) > 50 else "")
+        if self._journal is not None or self._fleet is not None:
+            where = f"the journal {self._journal.path}" if self._journal else "the fleet"
+            log.warning(
+                "closing with %d refund(s) not landed yet: %s; %s keeps them, and the next "
+                "run with it refunds them",
+                len(ids),
+                shown,
+                where,
+            )
+        else:
+            log.warning(
+                "closing with %d refund(s) not landed yet: %s; these orders are left "
+                "charged until they expire (a journal, Client(journal=...), would refund "
+                "them on the next run)",
+                len(ids),
+                shown,
+            )
 
     # -- account and catalogue -------------------------------------------------------
 
@@ -293,6 +369,11 @@ class Client:
         v.text("country", country)
         params = {"service": service, "country": await self._countries.resolve(country)}
         return await self._transport.request("GET", "/operators", _OPERATORS, params=params)
+
+
+def _account(api_key: str, base_url: str) -> str:
+    """What a journal's rows belong to: a hash of the key and server (never the key)."""
+    return hashlib.sha256(f"gsim-async-journal:{api_key}|{base_url}".encode()).hexdigest()[:24]
 
 
 __all__ = ["Client"]

@@ -46,14 +46,30 @@ DEFAULT_RECONCILE_WINDOW = 60.0
 
 # -- Cleanup --------------------------------------------------------------------------
 
-#: Cleanup (ban/cancel after a timeout or on leaving activation()) gets its own
-#: deadline, on top of any pause the server imposes meanwhile.
+#: A refund (ban/cancel after a timeout, or on leaving activation()) is never given up
+#: while the client is open; the caller leaving an activation() block waits for it this
+#: long (beyond any pause the server imposes), and aclose() waits this long for the
+#: refunds still under way before leaving them to the journal.
 CLEANUP_TIMEOUT = 30.0
+#: The longest pause between two tries of a failed refund (they start at the poll
+#: interval and double).
+REFUND_BACKOFF_CAP = 30.0
 #: After its timeout, a wait gives the refund this long (beyond any 429 pause under
 #: way) before handing CodeTimeoutError back with the refund still finishing.
 CLEANUP_GRACE = 5.0
 #: Cleanup's own retries: it waits out 429s and failures until its deadline.
 CLEANUP_RETRIES = 1000
+
+# -- Crash safety (the journal) -------------------------------------------------------
+
+#: An earlier run's activation whose block died with it is refunded this long after the
+#: journal is opened again: time for the program to take it back (orders.recovered()).
+RECOVERY_GRACE = 10.0
+#: An earlier run's order bought by create() is refunded this long before it expires.
+RECOVERY_EXPIRY_MARGIN = 60.0
+#: A fleet member silent this long (seconds, or 10 heartbeats if longer) is dead: the
+#: leader takes over what it owed.
+FLEET_DEAD_AFTER = 10.0
 
 # -- Waiting --------------------------------------------------------------------------
 

@@ -220,6 +220,22 @@ def _structure_order(data: Any, _: type) -> Order:
     )
 
 
+def order_to_wire(order: Order) -> dict[str, Any]:
+    """An order as the API shows one (journals and fleets pass orders on this way)."""
+    return {
+        "id": order.id,
+        "service": order.service,
+        "country": order.country,
+        "operator": order.operator,
+        "phoneNumber": order.phone_number,
+        "smsCode": order.sms_code,
+        "status": order.status.value,
+        "price": str(order.price),
+        "createdAt": order.created_at and format_datetime(order.created_at),
+        "expiresAt": order.expires_at and format_datetime(order.expires_at),
+    }
+
+
 def generated_structure(cl: type) -> Any:
     """cattrs' own generated hook for ``cl`` (to check a hand-written one against)."""
     overrides: dict[str, Any] = {a: override(rename=w) for a, w in wire_names(cl).items() if a != w}

@@ -21,6 +21,8 @@
     │   └── OutcomeUnknownError        a charging request may have gone through
     │                                  (.candidates: what it may have bought)
     ├── PriceTooHighError                          activation(max_price=...) refused a price
+    ├── JournalError                               the journal cannot be opened or written
+    │   └── JournalInUseError          another live client has the journal open
     ├── MessageTimeoutError (also TimeoutError)    rentals.wait_for_sms timed out
     └── NoCodeError                                a wait ended without a code (.order)
         └── CodeTimeoutError           ... because its timeout passed (also TimeoutError)
@@ -48,6 +50,8 @@ __all__ = [
     "GsimError",
     "InsufficientBalanceError",
     "InvalidArgumentError",
+    "JournalError",
+    "JournalInUseError",
     "MessageTimeoutError",
     "NoCodeError",
     "NotFoundError",
@@ -349,3 +353,19 @@ class CodeTimeoutError(NoCodeError, TimeoutError):
             self.refunded = getattr(settled, "refunded", None)
             self.order = getattr(settled, "order", self.order)
         return self.refunded
+
+
+class JournalError(GsimError):
+    """The journal (``Client(journal=...)``) cannot be opened or written.
+
+    Raised when the client is made, or instead of a purchase: nothing is bought that
+    the journal could not record first.
+    """
+
+
+class JournalInUseError(JournalError):
+    """Another live client, in this process or another, has the journal file open.
+
+    Two clients on one journal would each take the other's orders for their own: give
+    each its own file.
+    """

@@ -76,10 +76,18 @@ class Ownership:
 
     # -- holding ------------------------------------------------------------------------
 
-    def hold(self, item_id: str, sent: float, received: float | None = None) -> None:
-        """Remember that ``item_id`` is ours (bought at ``sent``, answered at ``received``)."""
+    def hold(
+        self, item_id: str, sent: float, received: float | None = None, *, calibrate: bool = True
+    ) -> None:
+        """Remember that ``item_id`` is ours (bought at ``sent``, answered at ``received``).
+
+        ``calibrate=False``: its times cannot pin the server's clock (an earlier run's
+        order whose answer times are not known).
+        """
         now = self._monotonic()
-        self._held[item_id] = _Held(sent, received if received is not None else time.time(), now)
+        held = _Held(sent, received if received is not None else time.time(), now)
+        held.stamped = not calibrate
+        self._held[item_id] = held
         if len(self._held) > 4096 and len(self._held) % 1024 == 0:
             cutoff = now - C.HOLD_FOR
             self._held = {k: h for k, h in self._held.items() if h.at >= cutoff}

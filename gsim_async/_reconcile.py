@@ -106,6 +106,9 @@ class Lost(Generic[T]):
     sent: float  # wall clock, when the lost attempt left
     deadline: float  # monotonic: the server cannot be working on it any more
     happened: bool  # the server answered 2xx: it was bought, whatever we find
+    # An earlier run's purchase (recovered from a journal): what the account held before
+    # that run bought, instead of this client's own baseline.
+    baseline: Baseline | None = None
     done: anyio.Event = attrs.field(factory=anyio.Event)
     next_check: float = 0.0
     relist: float = _FIRST_RELIST
@@ -147,6 +150,7 @@ class Reconciler(Generic[T]):
         key_of: Callable[[T], Key | None],
         describe: Callable[[T], str],
         window: float,
+        on_baseline: Callable[[Baseline], None] | None = None,
     ) -> None:
         self._noun = noun
         self._ownership = ownership
@@ -158,6 +162,7 @@ class Reconciler(Generic[T]):
         self._baseline_lock = anyio.Lock()
         self._key_of = key_of
         self._describe = describe
+        self._on_baseline = on_baseline
         self.window = window
         self._keys: dict[Key, _KeyState[T]] = {}
         self._set_aside: set[str] = set()
@@ -205,6 +210,8 @@ class Reconciler(Generic[T]):
                 baseline = await self._baseline_source()
                 self._ownership.set_mark(kind, baseline.newest)
                 self._baseline = baseline
+                if self._on_baseline is not None:
+                    self._on_baseline(baseline)
 
     async def bought(self, key: Key, started: float, item_id: str, sent: float) -> None:
         """The purchase begun at ``started`` bought ``item_id`` (request sent at ``sent``)."""
@@ -254,6 +261,43 @@ class Reconciler(Generic[T]):
             await fleet.lost(key, 1)
             await fleet.end(key, None)
         state.in_flight -= 1  # off the wire, but still open until resolved
+        self._queue(key, state, lost)
+        try:
+            await lost.done.wait()
+        finally:
+            self._ownership.closed(key, started)
+            if fleet is not None:
+                await fleet.lost(key, -1)
+        if lost.error is not None:
+            raise lost.error
+        return lost.result
+
+    async def recover(self, key: Key, lost: Lost[T]) -> T | None:
+        """What an earlier run's purchase, on the wire when it died, bought (or None).
+
+        The same path as a lost answer (the purchase was sent at ``lost.sent``): it is
+        listed only once no purchase of the key is on the wire here, and an item is
+        adopted only when it can be proved to be that purchase's. Raises
+        :class:`OutcomeUnknownError` when it cannot tell.
+        """
+        if self._baseline is None:
+            await self._take_baseline(key[0])
+        self._ownership.opened(key, lost.sent)
+        fleet = self._fleet()
+        if fleet is not None:
+            await fleet.lost(key, 1)
+        self._queue(key, self._keys.setdefault(key, _KeyState()), lost)
+        try:
+            await lost.done.wait()
+        finally:
+            self._ownership.closed(key, lost.sent)
+            if fleet is not None:
+                await fleet.lost(key, -1)
+        if lost.error is not None:
+            raise lost.error
+        return lost.result
+
+    def _queue(self, key: Key, state: _KeyState[T], lost: Lost[T]) -> None:
         state.pending.append(lost)
         state.draining = True
         state.notify()
@@ -264,15 +308,6 @@ class Reconciler(Generic[T]):
             task = self._background.spawn(self._lead(key, state))
             self._leaders.add(task)
             task.add_done_callback(self._leaders.discard)
-        try:
-            await lost.done.wait()
-        finally:
-            self._ownership.closed(key, started)
-            if fleet is not None:
-                await fleet.lost(key, -1)
-        if lost.error is not None:
-            raise lost.error
-        return lost.result
 
     async def _lead(self, key: Key, state: _KeyState[T]) -> None:
         try:
@@ -321,9 +356,7 @@ class Reconciler(Generic[T]):
     async def _check(self, key: Key, state: _KeyState[T]) -> None:
         batch = list(state.pending)
         started = time.monotonic()
-        since = min(self._clock.earliest(p.sent) for p in batch)
-        if self._baseline is not None and self._baseline.newest is not None:
-            since = max(since, self._baseline.newest)
+        since = min(self._since(p) for p in batch)
         try:
             items = await self._recent(since)
         except GsimError as exc:
@@ -349,22 +382,24 @@ class Reconciler(Generic[T]):
         fleet = self._fleet()
         for item in items:
             ownership.stamp(item.id, item.created_at)  # our own purchases pin the clock
-        free = [
-            i
-            for i in items
-            if not ownership.holds(i.id) and i.id not in self._set_aside and self._new(i)
-        ]
+        unheld = [i for i in items if not ownership.holds(i.id) and i.id not in self._set_aside]
         lost_here = len(batch)
         if fleet is not None:
-            held = await fleet.held([i.id for i in free])
-            free = [i for i in free if i.id not in held]
+            held = await fleet.held([i.id for i in unheld])
+            unheld = [i for i in unheld if i.id not in held]
             lost_here = max(lost_here, (await fleet.counts(key))[1])
-        for item in free:
+        for item in unheld:
             item_key = self._key_of(item)
-            if item_key is not None:
+            if item_key is not None and self._new(item, self._baseline):
                 ownership.consider(item.id, item_key, item.created_at)
         wanted = {
-            id(lost): [i for i in free if lost.matches(i) and self._after(i, lost)]
+            id(lost): [
+                i
+                for i in unheld
+                if lost.matches(i)
+                and self._new(i, lost.baseline or self._baseline)
+                and self._after(i, lost)
+            ]
             for lost in batch
         }
         everything = {i.id: i for found in wanted.values() for i in found}
@@ -377,7 +412,7 @@ class Reconciler(Generic[T]):
             len(batch),
             batch[0].what,
             len(items),
-            len(free),
+            len(unheld),
             len(everything),
             " (another buyer seen)" if guessing else "",
         )
@@ -416,9 +451,15 @@ class Reconciler(Generic[T]):
                 return item
         return None
 
-    def _new(self, item: T) -> bool:
-        # Not on the account before this client's first purchase (server stamps only).
-        baseline = self._baseline
+    def _since(self, lost: Lost[T]) -> datetime:
+        since = self._clock.earliest(lost.sent)
+        baseline = lost.baseline or self._baseline
+        if baseline is not None and baseline.newest is not None:
+            since = max(since, baseline.newest)
+        return since
+
+    def _new(self, item: T, baseline: Baseline | None) -> bool:
+        # Not on the account before the purchase's client first bought (server stamps).
         if baseline is None:
             return True
         if item.id in baseline.ids:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from decimal import Decimal
@@ -73,6 +72,21 @@ class OrderOps(Protocol):
     def settled(self, order: Order) -> None:
         """The order will not get (another) code: bookkeeping may forget it."""
 
+    def waiting(self, order: Order, seconds: float, action: str) -> None:
+        """A wait began that refunds by ``action`` after ``seconds`` (for the journal)."""
+
+    def not_waiting(self, order_id: str) -> None:
+        """A wait stopped without an outcome: the order is its holder's again."""
+
+    def kept(self, order_id: str) -> None:
+        """The program keeps the order after all (``on_timeout="keep"``)."""
+
+    def refund_started(self, order_id: str, action: str) -> None:
+        """A refund of ``order_id`` began (the journal makes it due at once)."""
+
+    def refund_over(self, order_id: str) -> None:
+        """That refund ended, whichever way."""
+
 
 def check_wait_args(timeout: float | None, on_timeout: str, poll_interval: float | None) -> None:
     """Validate the common arguments of the waiting helpers."""
@@ -92,10 +106,17 @@ async def wait(
     poll_interval: float | None,
 ) -> Order:
     """The order once it has a code; raises NoCodeError/CodeTimeoutError otherwise."""
-    final = await watch_until(ops, order, timeout=timeout, poll_interval=poll_interval)
+    seconds = ops.seconds_left(order) if timeout is None else timeout
+    if on_timeout != "keep" and not is_settled(order):
+        ops.waiting(order, seconds, on_timeout)
+    try:
+        final = await watch_until(ops, order, timeout=timeout, poll_interval=poll_interval)
+    except BaseException:
+        # Cancelled (or the client closed): the order is left as it is, its holder's.
+        ops.not_waiting(order.id)
+        raise
     if final is not None:
         return final
-    seconds = ops.seconds_left(order) if timeout is None else timeout
     return await give_up(ops, order, on_timeout, seconds)
 
 
@@ -146,14 +167,16 @@ async def give_up(ops: OrderOps, order: Order, action: OnTimeout, waited: float)
     """
     what = f"no code for order {order.id} ({order.phone_number}) after {_seconds(waited)}"
     if action == "keep":
+        ops.kept(order.id)
         raise CodeTimeoutError(f"{what}; the order was kept", order=order)
     task = ops.background.spawn(settle(ops, order, action))
     paused = ops.paused_for()
     done = await ops.background.wait_for(task, paused + C.CLEANUP_GRACE)
     if not done:
+        why = f"the server paused this client for {paused:.0f} s" if paused else "it failed"
         raise CodeTimeoutError(
-            f"{what}; the {action} is still under way (the server paused this client for "
-            f"{paused:.0f} s): await the error's wait_refund() for the refund",
+            f"{what}; the {action} is still under way ({why}) and is tried again until it "
+            "lands while the client is open: await the error's wait_refund() for the refund",
             order=order,
             pending=task,
         )
@@ -174,56 +197,68 @@ class Settled:
 
 
 async def settle(ops: OrderOps, order: Order, action: str) -> Settled:
-    """Ban or cancel ``order`` for a refund, within the cleanup deadline.
+    """Ban or cancel ``order`` for a refund; never given up while the client is open.
 
-    The deadline is :data:`CLEANUP_TIMEOUT` plus every pause the server imposes
-    meanwhile. If the order is no longer PENDING, a code may have come: a RECEIVED order
-    without its code yet (or a status we do not know) is watched until the code or a
-    final status shows, so a paid code is never given up.
+    Failures are tried again with backoff, and the server's pauses are waited out,
+    until the order is refunded or settled otherwise (design.md, money rule 7); only
+    the client closing stops it (a journal then keeps the refund for the next run).
+    If the order is no longer PENDING, a code may have come: a RECEIVED order without
+    its code yet (or a status we do not know) is watched until the code or a final
+    status shows, so a paid code is never given up.
     """
     target = OrderStatus.BANNED if action == "ban" else OrderStatus.CANCELLED
     current = order
-    started, paused = time.monotonic(), ops.paused_total()
-
-    def left() -> float:
-        extra = ops.paused_total() - paused
-        return started + C.CLEANUP_TIMEOUT + extra - time.monotonic()
-
-    while left() > 0:
-        try:
-            with anyio.fail_after(max(left(), 0.001) + ops.paused_for()):
-                refund = await ops.finish(current, action, cleanup=True)
-        except ConflictError as exc:
-            current = exc.order or current
-        except (GsimError, TimeoutError) as exc:
-            if left() > 0 and not isinstance(exc, ClientClosedError):
-                await anyio.sleep(min(ops.poll_interval, max(left(), 0)))
-                continue
-            note = f"the {action} failed ({exc}); the order will expire and be refunded"
-            return Settled(current, None, note)
-        else:
-            done = "banned" if action == "ban" else "cancelled"
-            ops.settled(current)
-            return Settled(
-                attrs.evolve(current, status=target),
-                refund.refunded,
-                f"{done}, {refund.refunded} refunded",
-            )
-        while left() > 0:
-            if current.sms_code is not None:
-                ops.settled(current)
-                return Settled(current, None, "a code arrived")
-            if current.status in TERMINAL_WITHOUT_CODE:
-                ops.settled(current)
-                return Settled(current, None, f"the order is already {current.status}")
-            if current.status == OrderStatus.PENDING:
-                break  # back to PENDING (or a stale read): ban/cancel again
-            await anyio.sleep(ops.poll_interval)
+    failures = 0
+    ops.refund_started(order.id, action)
+    try:
+        while True:
             try:
-                current = current.merged(await ops.fetch(current.id, cleanup=True))
-            except GsimError:
+                refund = await ops.finish(current, action, cleanup=True)
+            except ConflictError as exc:
+                current = exc.order or current
+            except ClientClosedError as exc:
+                return Settled(current, None, f"the {action} did not land: {exc}")
+            except GsimError as exc:
+                failures += 1
+                if failures == 1 or failures % 10 == 0:
+                    log.warning(
+                        "the %s of order %s failed (%s); trying again until it lands",
+                        action,
+                        order.id,
+                        exc,
+                    )
+                await anyio.sleep(_backoff(ops.poll_interval, failures) + ops.paused_for())
                 continue
-    return Settled(current, None, f"the {action} did not finish within {C.CLEANUP_TIMEOUT:.0f} s")
+            else:
+                done = "banned" if action == "ban" else "cancelled"
+                final = attrs.evolve(current, status=target)
+                ops.settled(final)
+                if failures:
+                    log.info("order %s %s after %d failed tries", order.id, done, failures)
+                return Settled(final, refund.refunded, f"{done}, {refund.refunded} refunded")
+            while True:
+                if current.sms_code is not None:
+                    ops.settled(current)
+                    return Settled(current, None, "a code arrived")
+                if current.status in TERMINAL_WITHOUT_CODE:
+                    ops.settled(current)
+                    return Settled(current, None, f"the order is already {current.status}")
+                if current.status == OrderStatus.PENDING:
+                    break  # back to PENDING (or a stale read): ban/cancel again
+                await anyio.sleep(ops.poll_interval)
+                try:
+                    current = current.merged(await ops.fetch(current.id, cleanup=True))
+                except ClientClosedError as exc:
+                    return Settled(current, None, f"the {action} did not land: {exc}")
+                except GsimError:
+                    continue
+    finally:
+        ops.refund_over(order.id)
+
+
+def _backoff(interval: float, failures: int) -> float:
+    """Seconds before trying a failed refund again: doubling from the poll interval."""
+    return min(max(interval, 0.05) * 2.0 ** min(failures - 1, 10), C.REFUND_BACKOFF_CAP)
 
 
 @attrs.frozen
@@ -489,10 +524,24 @@ class Activation:
         return None
 
     async def _refund(self) -> Settled | None:
-        """Cancel the order (once, whoever asks first) and record what came back."""
+        """Cancel the order (once, whoever asks first) and record what came back.
+
+        Waits for the refund a bounded time (beyond any pause the server imposed);
+        past it the refund goes on in the background and ``None`` is returned.
+        """
         if self._cleanup is None:
             self._cleanup = self._ops.background.spawn(settle(self._ops, self.order, "cancel"))
-        result = await self._ops.background.shielded_wait(self._cleanup)
+        task = self._cleanup
+        limit = C.CLEANUP_TIMEOUT + self._ops.paused_for()
+        if not await self._ops.background.wait_for(task, limit):
+            log.warning(
+                "the refund of order %s did not land within %.0f s; it is tried again "
+                "until it lands while the client is open",
+                self.order.id,
+                limit,
+            )
+            return None
+        result = task.result()
         self._order = result.order
         if result.refunded is not None:
             self.refunded = result.refunded

@@ -7,10 +7,13 @@ proved it bought nothing.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from .._exceptions import APIConnectionError, GsimError
+from .._crashpoints import reached
+from .._exceptions import APIConnectionError, GsimError, OutcomeUnknownError
+from .._obligations import Purchase
 from .._ownership import Key
 from .._reconcile import Item, Lost, Reconciler
 from .._transport import LostAnswerError
@@ -29,26 +32,46 @@ async def buy(
     reread: Callable[[str], Awaitable[T]],
     retries: int,
     path: str,
+    journal: Callable[[], Purchase],
+    record: Callable[[Purchase, T], None],
 ) -> T:
     """Buy once: ``send(sent_log)`` sends the purchase; a lost answer is reconciled.
+
+    ``journal()`` gives each attempt's journal rows: the intent is on disk before the
+    request leaves, and ``record(purchase, item)`` notes what it bought.
 
     Raises what the purchase raised, ``OutcomeUnknownError`` when the outcome cannot be
     told, or ``APIConnectionError`` when every attempt provably bought nothing.
     """
     for _ in range(retries + 1):
         started = await reconciler.begin(key)
+        purchase = journal()
         sent_log: list[float] = []
         try:
+            reached("before-intent")
+            await purchase.start()
             item = await send(sent_log)
+            reached("after-answer")
         except LostAnswerError as lost:
-            found = await _resolve(reconciler, key, started, lost, what, matches, reread)
+            try:
+                found = await _resolve(reconciler, key, started, lost, what, matches, reread)
+            except OutcomeUnknownError:
+                purchase.nothing("outcome unknown (reported to the caller)")
+                raise
             if found is not None:
+                record(purchase, found)
                 return found
+            purchase.nothing("nothing bought")
             continue  # provably nothing was bought: buy again
-        except BaseException:
+        except BaseException as exc:
             await reconciler.abandon(key, started)
+            if not isinstance(exc, asyncio.CancelledError):
+                # A definite error: nothing was bought. (A cancelled purchase stays on
+                # the journal's wire: whether it bought is not known here.)
+                purchase.nothing(f"refused: {type(exc).__name__}")
             raise
         await reconciler.bought(key, started, item.id, sent_log[-1] if sent_log else started)
+        record(purchase, item)
         return item
     raise APIConnectionError(
         f"buying {what} failed {retries + 1} times, each time provably without buying "

@@ -12,10 +12,11 @@ from datetime import datetime
 
 from .. import _constants as C
 from .._background import Background
-from .._converter import Decoder, Listing, decoder, listing
+from .._converter import Decoder, Listing, decoder, listing, order_to_wire
 from .._enums import OrderStatus
 from .._exceptions import ConflictError, NotFoundError
 from .._models import Order, Refund
+from .._obligations import expiry_wall
 from .._ownership import Key
 from .._pacing import Priority
 from .._reconcile import Baseline
@@ -141,6 +142,31 @@ class OrderCalls:
     def settled(self, order: Order) -> None:
         """``order`` will get no (other) code: the registry may forget it."""
         OWNERS.forget(order.id)
+        self._shared.obligations.ended(order.id, _outcome(order))
+
+    def waiting(self, order: Order, seconds: float, action: str) -> None:
+        """A wait began that refunds by ``action`` after ``seconds`` (for the journal)."""
+        obligations = self._shared.obligations
+        if obligations.active:
+            expires = expiry_wall(self.seconds_left(order))
+            obligations.waiting(order, order_to_wire(order), seconds, action, expires)
+
+    def not_waiting(self, order_id: str) -> None:
+        """A wait stopped without an outcome: the order is its holder's again."""
+        self._shared.obligations.not_waiting(order_id)
+
+    def kept(self, order_id: str) -> None:
+        """The program keeps the order after a timeout."""
+        self._shared.obligations.kept(order_id)
+
+    def refund_started(self, order_id: str, action: str) -> None:
+        """A refund began: counted until it ends, and due at once for the journal."""
+        self._shared.refunding.add(order_id)
+        self._shared.obligations.refunding(order_id, action)
+
+    def refund_over(self, order_id: str) -> None:
+        """That refund ended, whichever way."""
+        self._shared.refunding.discard(order_id)
 
     # -- OrderSource ----------------------------------------------------------------------
 
@@ -219,6 +245,7 @@ class OrderCalls:
         ref = self._shared.owner_ref
         if is_settled(order):
             OWNERS.forget(order.id)  # no code will come: nothing to wait for through it
+            self._shared.obligations.ended(order.id, _outcome(order))
         elif ref is not None and not OWNERS.knows(order.id, ref):
             OWNERS.remember(order.id, ref, self.seconds_left(order))
         return order
@@ -227,3 +254,8 @@ class OrderCalls:
         """One line naming an order, for errors."""
         made = f" made {order.created_at:%H:%M:%S}" if order.created_at else ""
         return f"{order.id} ({order.phone_number}, {order.status}, {order.price}{made})"
+
+
+def _outcome(order: Order) -> str:
+    """How an order ended, for the journal."""
+    return "code" if order.sms_code is not None else str(order.status.value)

@@ -18,11 +18,12 @@ from .. import _constants as C
 from .. import _registry
 from .. import _validation as v
 from .._attempts import Activations, Quotes
-from .._converter import Decoder, decoder
+from .._converter import Decoder, decoder, format_datetime, order_to_wire
 from .._countries import CountryCatalogue
 from .._enums import OrderStatus
 from .._exceptions import ConflictError, GsimError, InvalidArgumentError
 from .._models import Country, Operator, Order, OrderStats, Page, Refund
+from .._obligations import Purchase, expiry_wall
 from .._pagination import make_page, walk_pages
 from .._reconcile import Reconciler
 from .._retry import Operation
@@ -41,6 +42,7 @@ from .._waiting import (
 from .._watcher import OrderHook, WatcherLike
 from ._buying import buy
 from ._order_calls import OrderCalls, order_key
+from ._recovery import Recovery
 from ._shared import OWNERS, Shared
 
 log = logging.getLogger("gsim_async")
@@ -83,7 +85,12 @@ class OrderBook:
             key_of=lambda o: order_key(o.service, o.country),
             describe=root.describe,
             window=shared.reconcile_window,
+            on_baseline=lambda b: shared.obligations.baseline(
+                "order", b.ids, format_datetime(b.newest) if b.newest else None
+            ),
         )
+        #: An earlier run's orders found in the journal (set by the client).
+        self.recovery: Recovery | None = None
         _registry.register_claims(self)
 
     def claims(self, order_id: str) -> bool:
@@ -134,13 +141,18 @@ class Orders:
         (naming close matches) for a country name or code the catalogue does not know,
         and ``NotFoundError`` / ``ValidationError`` for an unknown service or country id.
         """
+        return await self._create(service, country, operator, "order")
+
+    async def _create(
+        self, service: str, country: str, operator: str | None, purpose: str
+    ) -> Order:
         service = v.text("service", service)
         v.text("country", country)
         if operator is not None:
             operator = v.text("operator", operator)
         country = await self._countries.resolve(country)
         background = self._shared.background
-        task = background.spawn(self._buy(service, country, operator))
+        task = background.spawn(self._buy(service, country, operator, purpose))
         try:
             return await asyncio.shield(task)
         except asyncio.CancelledError:
@@ -148,7 +160,7 @@ class Orders:
             task.add_done_callback(self._refund_orphan)
             raise
 
-    async def _buy(self, service: str, country: str, operator: str | None) -> Order:
+    async def _buy(self, service: str, country: str, operator: str | None, purpose: str) -> Order:
         body = {"service": service, "country": country}
         if operator is not None:
             body["operator"] = operator
@@ -175,12 +187,22 @@ class Orders:
             reread=self._calls.get,
             retries=self._transport.settings.max_retries,
             path=C.API_PREFIX + "/orders",
+            journal=lambda: self._shared.obligations.purchase("order", purpose, body),
+            record=self._record,
         )
+        return self._calls.remember(self._filled(order, country, operator))
+
+    @staticmethod
+    def _filled(order: Order, country: str, operator: str | None) -> Order:
         # The purchase answer may omit what we asked for; fill it in from the request.
-        order = attrs.evolve(
+        return attrs.evolve(
             order, country=order.country or country, operator=order.operator or operator
         )
-        return self._calls.remember(order)
+
+    def _record(self, purchase: Purchase, order: Order) -> None:
+        if self._shared.obligations.active:
+            expires = expiry_wall(self._calls.seconds_left(order))
+            purchase.bought_order(order, order_to_wire(order), expires)
 
     def _refund_orphan(self, task: asyncio.Task[Order]) -> None:
         if task.cancelled() or task.exception() is not None:
@@ -195,6 +217,23 @@ class Orders:
                 log.warning("could not cancel orphaned order %s: %s", order.id, exc)
 
         self._shared.background.spawn(refund())
+
+    async def recovered(self) -> builtins.list[Order]:
+        """An earlier run's orders still owed, handed back to this program (each once).
+
+        With a journal (``Client(journal=...)``), what a run left owed when it died (or
+        closed with a refund still under way) is taken over when the journal is opened
+        again: purchases it had on the wire are reconciled, and each order still held
+        without a code is refunded when its refund falls due (an ``activation()``'s
+        after a short grace, a wait's at the end of its timeout, a ``create()``'s before
+        it expires). Calling this first takes those orders back instead: they are
+        returned (with ``sms_code`` if the code came meanwhile) and not refunded; wait
+        on them with the usual helpers. Waits for the reconciliation (up to
+        ``reconcile_window`` when the run died just after sending a purchase). Without
+        a journal, an empty list.
+        """
+        recovery = self._book.recovery
+        return [] if recovery is None else await recovery.orders()
 
     # -- reading ------------------------------------------------------------------------
 
@@ -242,6 +281,7 @@ class Orders:
         oid = order_id(order)
         refund = await self._calls.finish(order if isinstance(order, Order) else oid, action)
         OWNERS.forget(oid)
+        self._shared.obligations.ended(oid, "banned" if action == "ban" else "cancelled")
         return refund
 
     async def cancel_stale(
@@ -379,7 +419,7 @@ class Orders:
 
         return Activation(
             self._calls,
-            lambda: self.create(service, country, operator),
+            lambda: self._create(service, country, operator, "activation"),
             quote,
             what=f"{service}/{country}",
             operator=operator,
@@ -454,10 +494,13 @@ class Orders:
             budget=cap,
             resolve=lambda name: self._countries.resolve(name, strict=True),
             quote=lambda service, country: self._book.quotes.get(service, country, self._operators),
-            buy=self.create,
+            buy=self._buy_for_activation,
             refund=self._give_back,
             activation=activation,
         )
+
+    async def _buy_for_activation(self, service: str, country: str, operator: str | None) -> Order:
+        return await self._create(service, country, operator, "activation")
 
     async def _give_back(self, order: Order) -> Settled:
         """Cancel an order nobody will use, shielded from the caller's cancellation."""

@@ -12,7 +12,7 @@ import anyio
 
 from .. import _constants as C
 from .. import _validation as v
-from .._converter import Decoder, Listing, decoder, listing
+from .._converter import Decoder, Listing, decoder, format_datetime, listing
 from .._enums import Direction, NumberType, RentalStatus
 from .._exceptions import (
     APIResponseValidationError,
@@ -31,12 +31,14 @@ from .._models import (
     RentalUpdate,
     SentMessage,
 )
+from .._obligations import Purchase
 from .._pagination import iterate_pages, make_page
 from .._reconcile import Baseline, Reconciler
 from .._retry import Operation
 from .._transport import Transport
 from .._types import NOT_GIVEN, NotGiven
 from ._buying import buy
+from ._recovery import Recovery
 from ._shared import Shared
 
 T = TypeVar("T")
@@ -81,7 +83,16 @@ class RentalBook:
             key_of=lambda r: ("rental", r.phone_number),
             describe=lambda r: f"{r.id} ({r.phone_number}, {r.status}, {r.monthly_price})",
             window=shared.reconcile_window,
+            on_baseline=lambda b: shared.obligations.baseline(
+                "rental", b.ids, format_datetime(b.newest) if b.newest else None
+            ),
         )
+        #: An earlier run's rentals found in the journal (set by the client).
+        self.recovery: Recovery | None = None
+
+    async def get(self, rid: str) -> Rental:
+        """One rental, read through the client's own transport."""
+        return await self.shared.root.request("GET", f"/rentals/{rid}", _RENTAL)
 
 
 async def recent_rentals(transport: Transport, since: datetime) -> list[Rental]:
@@ -111,8 +122,20 @@ class Rentals:
     def __init__(self, transport: Transport, book: RentalBook, poll_interval: float) -> None:
         self._transport = transport
         self._shared = book.shared
+        self._book = book
         self._reconciler = book.reconciler
         self._poll_interval = poll_interval
+
+    async def recovered(self) -> list[Rental]:
+        """Rentals an earlier run bought while it died with the purchase on the wire.
+
+        With a journal (``Client(journal=...)``): the purchases that run had sent but not
+        seen answered are reconciled when the journal is opened, and the rentals they
+        made are returned here, each once (waits for that reconciliation). Without a
+        journal, or when there was none, an empty list.
+        """
+        recovery = self._book.recovery
+        return [] if recovery is None else await recovery.rentals()
 
     async def search(
         self,
@@ -181,6 +204,8 @@ class Rentals:
             reread=self._get,
             retries=self._transport.settings.max_retries,
             path=C.API_PREFIX + "/rentals",
+            journal=lambda: self._shared.obligations.purchase("rental", "rental", body),
+            record=_record_rental,
         )
         self._shared.ownership.stamp(rental.id, rental.created_at)
         return rental
@@ -400,3 +425,7 @@ def _matcher(match: MessageMatch | None) -> Callable[[Message], bool]:
     raise InvalidArgumentError(
         f"match must be a regex string, a compiled pattern or a callable, got {match!r}"
     )
+
+
+def _record_rental(purchase: Purchase, rental: Rental) -> None:
+    purchase.bought_rental(rental.id, {"id": rental.id, "phoneNumber": rental.phone_number})

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import _registry
 from .._background import Background
+from .._obligations import Obligations
 from .._ownership import Ownership
 from .._waiting import OpenActivations
 
@@ -19,7 +20,7 @@ OWNERS: _registry.Owners[Any] = _registry.Owners()
 
 
 class Shared:
-    """Ownership, background tasks, open activations and the settings views inherit."""
+    """Ownership, obligations, background tasks, open activations and shared settings."""
 
     def __init__(self, transport: Transport, poll_interval: float, reconcile_window: float) -> None:
         self.root = transport
@@ -28,5 +29,9 @@ class Shared:
         self.ownership = Ownership(transport.clock)
         self.background = Background()
         self.activations = OpenActivations()
+        #: What this client owes for the orders it holds (written to its journals).
+        self.obligations = Obligations()
+        #: Orders whose refund is under way right now.
+        self.refunding: set[str] = set()
         #: Set by the orders namespace: the weak reference OWNERS keeps per order.
         self.owner_ref: weakref.ref[Any] | None = None

@@ -108,6 +108,8 @@ class Api:
             placed = await asyncio.shield(self.background.spawn(_place_later(delay, quote, place)))
         else:
             placed = place(quoted)
+        if injector.faults.purchase_answer_delay > 0.0:
+            await asyncio.sleep(injector.faults.purchase_answer_delay)
         if injector.roll(injector.faults.drop_after_purchase_rate):
             return drop()
         return self._happened(render(placed))
@@ -227,6 +229,8 @@ class Api:
 
     def _end_order(self, request: web.Request, status: str) -> web.Response:
         account = self._account(request)
+        if self.injector.roll(self.injector.faults.refund_error_rate):
+            raise _errors.provider_error()
         refunded = self.state.orders.end(account, request.match_info["id"], status)
         return reply({"success": True, "refunded": refunded})
 

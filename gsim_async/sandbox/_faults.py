@@ -170,6 +170,13 @@ class Faults:
     # GET /orders list pages leave smsCode out of every item, RECEIVED ones included, as
     # a server may (not every response carries every field); GET /orders/{id} has it.
     list_omits_code: bool = attrs.field(default=False, validator=_boolean)
+    # POST /orders and POST /rentals take effect (charged, created) at once, then wait
+    # this many seconds before answering: a client that dies meanwhile never learns of it.
+    purchase_answer_delay: float = attrs.field(
+        default=0.0, converter=float, validator=[_finite, attrs.validators.ge(0.0)]
+    )
+    # POST /orders/{id}/cancel and /ban answer 503 PROVIDER_ERROR: nothing is refunded.
+    refund_error_rate: float = attrs.field(default=0.0, converter=float, validator=_probability)
 
     def to_dict(self) -> dict[str, object]:
         """The settings with snake_case keys (ranges as two-item lists)."""

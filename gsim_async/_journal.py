@@ -1,0 +1,477 @@
+"""The journal: what a client owes, on disk, so that it outlives the process.
+
+One SQLite file (the standard library's ``sqlite3``, WAL) holds a row per purchase and
+per order the client answers for (docs/guides/crash-safety.md):
+
+* ``wire``: a purchase's intent, written (and committed) before the request leaves;
+* ``owed``: an order held without its code yet, with how its refund falls due
+  (``purpose``: ``activation`` at once, ``wait`` at ``deadline``, ``order`` before
+  the order expires) and how (``action``: ban or cancel);
+* ``done``: how it ended (a code, a refund, a final status), kept a day for the
+  ownership of later runs, then dropped.
+
+Writes run on one thread of their own and are grouped: whatever queued up while the
+last transaction committed goes in the next one, so a thousand purchases a second
+cost a handful of commits. Only an intent is awaited (it must be on disk before the
+purchase leaves); every other write is queued in order behind it. WAL with
+``synchronous=NORMAL`` survives the process being killed (the OS has the pages);
+it does not promise to survive the machine losing power mid-write.
+
+A lock file beside the journal (``<path>.lock``, ``flock``) refuses a second live
+client on the same file: it goes away with the process that holds it, even when it
+is killed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import queue
+import sqlite3
+import sys
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from . import _constants as C
+from . import _validation as v
+from ._converter import dumps
+from ._exceptions import InvalidArgumentError, JournalError, JournalInUseError
+
+log = logging.getLogger("gsim_async")
+
+#: Ended rows are kept this long (seconds): later runs still know those orders as
+#: this journal's own, and a lost purchase is never matched to one of them.
+KEEP_DONE = 24 * 3600.0
+#: Rows a transaction takes at most (the rest wait for the next one).
+_BATCH = 2048
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY,
+    pid INTEGER NOT NULL,
+    account TEXT NOT NULL,
+    started REAL NOT NULL,
+    closed REAL,
+    baseline TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TABLE IF NOT EXISTS entries (
+    ref TEXT PRIMARY KEY,
+    run INTEGER NOT NULL,
+    account TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    state TEXT NOT NULL,
+    purpose TEXT NOT NULL,
+    request TEXT,
+    sent REAL,
+    received REAL,
+    item_id TEXT,
+    item TEXT,
+    deadline REAL,
+    action TEXT,
+    outcome TEXT,
+    updated REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS entries_open ON entries (state) WHERE state != 'done';
+CREATE INDEX IF NOT EXISTS entries_item ON entries (item_id);
+"""
+
+
+class Journal:
+    """Where a client keeps what it owes: ``Client(journal=Journal("gsim.db"))``.
+
+    A plain path (``Client(journal="gsim.db")``) is the same with the defaults.
+    ``grace`` is how long (seconds) an earlier run's ``activation()`` order, whose block
+    died with that run, waits for the program to take it back with
+    ``orders.recovered()`` before it is refunded.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, grace: float = C.RECOVERY_GRACE) -> None:
+        try:
+            self.path = Path(os.fspath(path)).expanduser()
+        except TypeError:
+            raise InvalidArgumentError(f"journal must be a file path, got {path!r}") from None
+        if not str(path).strip():
+            raise InvalidArgumentError("journal must be a file path, got an empty string")
+        if self.path.is_dir():
+            raise InvalidArgumentError(f"journal must be a file path, not a directory: {path}")
+        self.grace = v.positive_seconds("grace", grace, allow_zero=True)
+
+    def __repr__(self) -> str:
+        return f"gsim_async.Journal({str(self.path)!r}, grace={self.grace:g})"
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+
+@attrs.frozen
+class Entry:
+    """One open row of an earlier run, as recovery reads it."""
+
+    ref: str
+    run: int
+    kind: str  # "order" | "rental"
+    state: str  # "wire" | "owed"
+    purpose: str  # "order" | "activation" | "wait" | "refund"
+    request: dict[str, Any] | None
+    sent: float | None
+    item_id: str | None
+    item: dict[str, Any] | None
+    deadline: float | None
+    action: str | None
+
+
+@attrs.frozen
+class Snapshot:
+    """What an opened journal held from earlier runs of the same account."""
+
+    entries: tuple[Entry, ...] = ()
+    #: (item id, sent, received) of every order or rental the journal knows as its own.
+    held: tuple[tuple[str, float | None, float | None], ...] = ()
+    #: run → kind → (ids, newest stamp) the account held before that run first bought.
+    baselines: dict[int, dict[str, tuple[list[str], str | None]]] = attrs.Factory(dict)
+    #: Open rows of other accounts or servers, left alone.
+    foreign: int = 0
+
+
+def _lock(path: Path) -> Any:
+    """Hold ``<path>.lock`` exclusively for this client; JournalInUseError if taken."""
+    lock_path = path.with_name(path.name + ".lock")
+    handle = open(lock_path, "a+")  # noqa: SIM115 - held open for the journal's life
+    try:
+        if sys.platform == "win32":  # pragma: no cover - Windows
+            import msvcrt
+
+            msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
+        else:
+            import fcntl
+
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        holder = handle.read().strip() or "unknown"
+        handle.close()
+        raise JournalInUseError(
+            f"the journal {path} is in use by another live client (process {holder}); "
+            "give each client its own journal file"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
+
+
+def _unlock(handle: Any) -> None:
+    with contextlib.suppress(OSError):
+        if sys.platform != "win32":
+            import fcntl
+
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        handle.close()
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    # Committed pages reach the OS at once: a killed process loses nothing committed.
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA busy_timeout=5000")
+    return conn
+
+
+_Write = tuple[str, Sequence[Any], "asyncio.Future[None] | None"]
+
+
+class FileJournal:
+    """A journal in one SQLite file (see the module docstring)."""
+
+    def __init__(self, path: Path, account: str) -> None:
+        self.path = path
+        self.account = account
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._lock = _lock(self.path)
+        except OSError as exc:
+            raise JournalError(f"cannot open the journal {self.path}: {exc}") from exc
+        try:
+            conn = _connect(self.path)
+            try:
+                conn.executescript(_SCHEMA)
+                self.snapshot = self._read(conn)
+                cursor = conn.execute(
+                    "INSERT INTO runs (pid, account, started) VALUES (?, ?, ?)",
+                    (os.getpid(), account, time.time()),
+                )
+                self.run = int(cursor.lastrowid or 0)
+            finally:
+                conn.close()
+        except sqlite3.Error as exc:
+            _unlock(self._lock)
+            raise JournalError(f"cannot open the journal {self.path}: {exc}") from exc
+        self._queue: queue.SimpleQueue[_Write | None] = queue.SimpleQueue()
+        self._baselines: dict[str, Any] = {}
+        self._closed = False
+        self._failed: BaseException | None = None
+        self._thread = threading.Thread(target=self._writer, name="gsim_async journal", daemon=True)
+        self._thread.start()
+
+    def __repr__(self) -> str:
+        return f"<gsim_async journal {str(self.path)!r} run={self.run}>"
+
+    # -- reading (once, when opened) ----------------------------------------------------
+
+    def _read(self, conn: sqlite3.Connection) -> Snapshot:
+        cutoff = time.time() - KEEP_DONE
+        conn.execute("DELETE FROM entries WHERE state = 'done' AND updated < ?", (cutoff,))
+        conn.execute(
+            "DELETE FROM runs WHERE started < ? AND id NOT IN (SELECT run FROM entries)",
+            (cutoff,),
+        )
+        rows = conn.execute(
+            "SELECT ref, run, account, kind, state, purpose, request, sent, item_id, item, "
+            "deadline, action FROM entries WHERE state != 'done' ORDER BY sent, ref"
+        ).fetchall()
+        entries: list[Entry] = []
+        foreign = 0
+        for ref, run, account, kind, state, purpose, request, sent, item_id, item, dl, act in rows:
+            if account != self.account:
+                foreign += 1
+                continue
+            entries.append(
+                Entry(
+                    ref=ref,
+                    run=run,
+                    kind=kind,
+                    state=state,
+                    purpose=purpose,
+                    request=_load(request),
+                    sent=sent,
+                    item_id=item_id,
+                    item=_load(item),
+                    deadline=dl,
+                    action=act,
+                )
+            )
+        held = tuple(
+            (row[0], row[1], row[2])
+            for row in conn.execute(
+                "SELECT item_id, sent, received FROM entries "
+                "WHERE item_id IS NOT NULL AND account = ?",
+                (self.account,),
+            )
+        )
+        baselines: dict[int, dict[str, tuple[list[str], str | None]]] = {}
+        runs = {e.run for e in entries}
+        for run_id, text in conn.execute("SELECT id, baseline FROM runs"):
+            if run_id in runs:
+                data = _load(text) or {}
+                baselines[run_id] = {
+                    kind: (list(value.get("ids", [])), value.get("newest"))
+                    for kind, value in data.items()
+                    if isinstance(value, dict)
+                }
+        return Snapshot(tuple(entries), held, baselines, foreign)
+
+    # -- writing ------------------------------------------------------------------------
+
+    async def intent(
+        self,
+        ref: str,
+        *,
+        kind: str,
+        purpose: str,
+        request: dict[str, Any],
+        sent: float,
+    ) -> None:
+        """Record a purchase about to leave; returns once it is on disk."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._put(
+            "INSERT OR REPLACE INTO entries (ref, run, account, kind, state, purpose, request, "
+            "sent, updated) VALUES (?, ?, ?, ?, 'wire', ?, ?, ?, ?)",
+            (ref, self.run, self.account, kind, purpose, dumps(request), sent, sent),
+            future,
+        )
+        await future
+
+    def owe(
+        self,
+        ref: str,
+        *,
+        kind: str,
+        purpose: str,
+        item_id: str,
+        item: dict[str, Any],
+        deadline: float | None,
+        action: str | None,
+        sent: float | None = None,
+        received: float | None = None,
+    ) -> None:
+        """``ref`` is held (or taken over): owed by ``deadline``, refunded by ``action``."""
+        now = time.time()
+        self._put(
+            "INSERT INTO entries (ref, run, account, kind, state, purpose, sent, received, "
+            "item_id, item, deadline, action, updated) "
+            "VALUES (?, ?, ?, ?, 'owed', ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (ref) DO UPDATE SET run = excluded.run, state = 'owed', "
+            "purpose = excluded.purpose, sent = coalesce(entries.sent, excluded.sent), "
+            "received = coalesce(excluded.received, entries.received), "
+            "item_id = excluded.item_id, item = excluded.item, "
+            "deadline = excluded.deadline, action = excluded.action, updated = excluded.updated",
+            (
+                ref,
+                self.run,
+                self.account,
+                kind,
+                purpose,
+                sent,
+                received,
+                item_id,
+                dumps(item),
+                deadline,
+                action,
+                now,
+            ),
+        )
+
+    def due(self, ref: str, *, purpose: str, deadline: float | None, action: str | None) -> None:
+        """How an owed order's refund falls due changed (a wait began or ended)."""
+        self._put(
+            "UPDATE entries SET purpose = ?, deadline = ?, action = ?, updated = ? "
+            "WHERE ref = ? AND state = 'owed'",
+            (purpose, deadline, action, time.time(), ref),
+        )
+
+    def done(self, ref: str, outcome: str) -> None:
+        """``ref`` ended (a code, a refund, a final status, nothing bought, ...)."""
+        self._put(
+            "UPDATE entries SET state = 'done', outcome = ?, updated = ? WHERE ref = ?",
+            (outcome, time.time(), ref),
+        )
+
+    def baseline(self, kind: str, ids: Iterable[str], newest: str | None) -> None:
+        """What the account held before this run first bought a ``kind``."""
+        self._baselines[kind] = {"ids": list(ids), "newest": newest}
+        self._put(
+            "UPDATE runs SET baseline = ? WHERE id = ?", (json.dumps(self._baselines), self.run)
+        )
+
+    def _put(
+        self, sql: str, params: Sequence[Any], future: asyncio.Future[None] | None = None
+    ) -> None:
+        if self._closed:
+            if future is not None:
+                future.set_exception(JournalError("the journal was closed"))
+            return
+        if self._failed is not None and future is not None:
+            future.set_exception(
+                JournalError(f"the journal {self.path} cannot be written: {self._failed}")
+            )
+            return
+        self._queue.put((sql, params, future))
+
+    def _writer(self) -> None:
+        try:
+            conn = _connect(self.path)
+        except sqlite3.Error as exc:  # pragma: no cover - opened a moment ago
+            self._fail(exc)
+            conn = None
+        stop = False
+        while not stop:
+            first = self._queue.get()
+            batch: list[_Write] = []
+            if first is None:
+                stop = True
+            else:
+                batch.append(first)
+            while len(batch) < _BATCH:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                    break
+                batch.append(item)
+            if not batch:
+                continue
+            error: BaseException | None = None
+            if conn is None:
+                error = self._failed
+            else:
+                try:
+                    conn.execute("BEGIN")
+                    for sql, params, _ in batch:
+                        conn.execute(sql, params)
+                    conn.execute("COMMIT")
+                except sqlite3.Error as exc:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
+                    error = exc
+                    self._fail(exc)
+            for _, _, future in batch:
+                if future is not None:
+                    _resolve(future, error, self.path)
+        if conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("UPDATE runs SET closed = ? WHERE id = ?", (time.time(), self.run))
+                conn.close()
+
+    def _fail(self, exc: BaseException) -> None:
+        if self._failed is None:
+            log.error(
+                "the journal %s cannot be written (%s): purchases are refused until it can",
+                self.path,
+                exc,
+            )
+        self._failed = exc
+
+    async def aclose(self) -> None:
+        """Write what is queued, close the file and release the lock."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(None)
+        await asyncio.get_running_loop().run_in_executor(None, self._thread.join)
+        _unlock(self._lock)
+
+    def close(self) -> None:
+        """Like :meth:`aclose`, blocking (for a client closed without a running loop)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(None)
+        self._thread.join()
+        _unlock(self._lock)
+
+
+def _resolve(future: asyncio.Future[None], error: BaseException | None, path: Path) -> None:
+    def settle() -> None:
+        if future.done():
+            return
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(JournalError(f"the journal {path} cannot be written: {error}"))
+
+    with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting
+        future.get_loop().call_soon_threadsafe(settle)
+
+
+def _load(text: str | None) -> Any:
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+__all__ = ["Entry", "FileJournal", "Journal", "Snapshot"]

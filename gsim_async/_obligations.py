@@ -1,0 +1,343 @@
+"""What a client owes for the orders it holds, written through to its journals.
+
+Every order a client buys is owed something until it ends: its code, or its refund by
+a deadline (design.md, money rule 7). :class:`Obligations` keeps that account for one
+client (all its views) and writes each change through to its *sinks*: the file
+journal (``Client(journal=...)``) and a fleet's Redis. Without a sink it records
+nothing and costs nothing.
+
+How a refund falls due, the ``purpose`` a row carries:
+
+* ``activation``: an ``activation()`` block holds the order; if the process dies, the
+  block died with it, so the order is refunded (cancelled) after a short grace;
+* ``wait``: a wait with a timeout holds it; refunded (banned, or as ``on_timeout``
+  said) once that timeout has passed;
+* ``order``: bought by ``create()`` and held by the program; refunded (cancelled)
+  shortly before it expires, unless the program takes it back;
+* ``refund``: a refund was under way; it is due at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+import attrs
+
+from . import _constants as C
+from ._models import Order
+
+
+class Sink(Protocol):
+    """Where obligations are written: a file journal, or a fleet's Redis."""
+
+    async def intent(
+        self, ref: str, *, kind: str, purpose: str, request: dict[str, Any], sent: float
+    ) -> None:
+        """Record a purchase about to leave; returns once it is durable."""
+
+    def owe(
+        self,
+        ref: str,
+        *,
+        kind: str,
+        purpose: str,
+        item_id: str,
+        item: dict[str, Any],
+        deadline: float | None,
+        action: str | None,
+        sent: float | None = None,
+        received: float | None = None,
+    ) -> None:
+        """``item_id`` is held: owed by ``deadline``, refunded by ``action``."""
+
+    def due(self, ref: str, *, purpose: str, deadline: float | None, action: str | None) -> None:
+        """How an owed order's refund falls due changed."""
+
+    def done(self, ref: str, outcome: str) -> None:
+        """``ref`` ended."""
+
+    def baseline(self, kind: str, ids: Iterable[str], newest: str | None) -> None:
+        """What the account held before this client first bought a ``kind``."""
+
+
+@attrs.define(slots=True)
+class _Owed:
+    ref: str
+    base: str  # the purpose while no wait overlays it: "order" or "activation"
+    expires: float | None  # wall clock
+    item: dict[str, Any]
+    waiting: bool = False
+
+
+def _wall_deadline(expires: float | None, purpose: str) -> float | None:
+    if purpose == "order":
+        return expires
+    return None
+
+
+class Purchase:
+    """One purchase's journal rows: the intent, then what it bought (or not)."""
+
+    __slots__ = ("_kind", "_owner", "_purpose", "_request", "ref", "sent")
+
+    def __init__(
+        self, owner: Obligations, kind: str, purpose: str, request: dict[str, Any]
+    ) -> None:
+        self._owner = owner
+        self._kind = kind
+        self._purpose = purpose
+        self._request = request
+        self.ref: str | None = None
+        self.sent = 0.0
+
+    async def start(self) -> None:
+        """Record the intent (durably) before the request leaves."""
+        owner = self._owner
+        if not owner.sinks:
+            return
+        self.ref = owner.new_ref()
+        self.sent = time.time()
+        sinks = owner.sinks
+        if len(sinks) == 1:
+            await sinks[0].intent(
+                self.ref,
+                kind=self._kind,
+                purpose=self._purpose,
+                request=self._request,
+                sent=self.sent,
+            )
+            return
+        await asyncio.gather(
+            *(
+                s.intent(
+                    self.ref,
+                    kind=self._kind,
+                    purpose=self._purpose,
+                    request=self._request,
+                    sent=self.sent,
+                )
+                for s in sinks
+            )
+        )
+
+    def bought_order(self, order: Order, wire: dict[str, Any], expires: float | None) -> None:
+        """The purchase bought ``order`` (its answer came, or it was reconciled)."""
+        if self.ref is None:
+            return
+        self._owner.hold(self.ref, order, wire, expires, self._purpose, sent=self.sent)
+        self.ref = None
+
+    def bought_rental(self, rental_id: str, wire: dict[str, Any]) -> None:
+        """The purchase rented ``rental_id``: nothing is owed, the id is remembered."""
+        if self.ref is None:
+            return
+        for sink in self._owner.sinks:
+            sink.owe(
+                self.ref,
+                kind="rental",
+                purpose="rental",
+                item_id=rental_id,
+                item=wire,
+                deadline=None,
+                action=None,
+                sent=self.sent,
+                received=time.time(),
+            )
+            sink.done(self.ref, "rented")
+        self.ref = None
+
+    def nothing(self, outcome: str) -> None:
+        """The purchase bought nothing, or its outcome was reported to the caller."""
+        if self.ref is None:
+            return
+        for sink in self._owner.sinks:
+            sink.done(self.ref, outcome)
+        self.ref = None
+
+
+class Obligations:
+    """What one client owes for the orders it holds (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self.sinks: list[Sink] = []
+        self._owed: dict[str, _Owed] = {}
+        self._tag = uuid.uuid4().hex[:12]
+        self._count = 0
+
+    @property
+    def active(self) -> bool:
+        """Whether anything is written (a journal or a fleet is attached)."""
+        return bool(self.sinks)
+
+    def new_ref(self) -> str:
+        """A fresh row reference, unique across runs and processes."""
+        self._count += 1
+        return f"{self._tag}-{self._count}"
+
+    def purchase(self, kind: str, purpose: str, request: dict[str, Any]) -> Purchase:
+        """The rows of one purchase (``kind``: order or rental)."""
+        return Purchase(self, kind, purpose, request)
+
+    def hold(
+        self,
+        ref: str,
+        order: Order,
+        wire: dict[str, Any],
+        expires: float | None,
+        purpose: str,
+        *,
+        sent: float | None = None,
+    ) -> None:
+        """``order`` is this client's: owed as ``purpose`` says until it ends."""
+        if not self.sinks:
+            return
+        base = "activation" if purpose == "activation" else "order"
+        self._owed[order.id] = _Owed(ref, base, expires, wire)
+        for sink in self.sinks:
+            sink.owe(
+                ref,
+                kind="order",
+                purpose=base,
+                item_id=order.id,
+                item=wire,
+                deadline=_wall_deadline(expires, base),
+                action="cancel",
+                sent=sent,
+                received=time.time(),
+            )
+
+    def adopt(
+        self,
+        ref: str,
+        order: Order,
+        wire: dict[str, Any],
+        expires: float | None,
+        *,
+        purpose: str,
+        deadline: float | None,
+        action: str,
+        sent: float | None = None,
+    ) -> None:
+        """An earlier run's row, now this client's, its refund still due as it was."""
+        base = "activation" if purpose == "activation" else "order"
+        self._owed[order.id] = _Owed(ref, base, expires, wire)
+        for sink in self.sinks:
+            sink.owe(
+                ref,
+                kind="order",
+                purpose=purpose,
+                item_id=order.id,
+                item=wire,
+                deadline=deadline if purpose != "order" else expires,
+                action=action,
+                sent=sent,
+            )
+
+    def rented(self, ref: str, rental_id: str, phone_number: str, sent: float | None) -> None:
+        """An earlier run's rental purchase, found: nothing is owed, the id is kept."""
+        wire = {"id": rental_id, "phoneNumber": phone_number}
+        for sink in self.sinks:
+            sink.owe(
+                ref,
+                kind="rental",
+                purpose="rental",
+                item_id=rental_id,
+                item=wire,
+                deadline=None,
+                action=None,
+                sent=sent,
+            )
+            sink.done(ref, "rented")
+
+    def forget(self, ref: str, outcome: str) -> None:
+        """A row that needs nothing more (an earlier run's, resolved)."""
+        for sink in self.sinks:
+            sink.done(ref, outcome)
+
+    def owes(self, order_id: str) -> bool:
+        """Whether ``order_id`` is owed (and journaled)."""
+        return order_id in self._owed
+
+    def waiting(
+        self, order: Order, wire: dict[str, Any], seconds: float, action: str, expires: float
+    ) -> None:
+        """A wait with a timeout began: if the process dies, refund when it would have."""
+        if not self.sinks:
+            return
+        owed = self._owed.get(order.id)
+        if owed is None:
+            # Not bought here (another run's, or read by id): answered for from now on.
+            self.hold(self.new_ref(), order, wire, expires, "order")
+            owed = self._owed[order.id]
+        owed.waiting = True
+        if owed.base == "activation":
+            return  # a dead block is refunded after the grace, whatever its wait said
+        for sink in self.sinks:
+            sink.due(owed.ref, purpose="wait", deadline=time.time() + seconds, action=action)
+
+    def not_waiting(self, order_id: str) -> None:
+        """A wait stopped without an outcome (cancelled, or kept): back to its holder."""
+        owed = self._owed.get(order_id)
+        if owed is None or not owed.waiting:
+            return
+        owed.waiting = False
+        if owed.base == "activation":
+            return
+        for sink in self.sinks:
+            sink.due(
+                owed.ref,
+                purpose=owed.base,
+                deadline=_wall_deadline(owed.expires, owed.base),
+                action="cancel",
+            )
+
+    def kept(self, order_id: str) -> None:
+        """The program keeps the order (``on_timeout="keep"``, a kept activation)."""
+        owed = self._owed.get(order_id)
+        if owed is None:
+            return
+        owed.base = "order"
+        owed.waiting = False
+        for sink in self.sinks:
+            sink.due(owed.ref, purpose="order", deadline=owed.expires, action="cancel")
+
+    def refunding(self, order_id: str, action: str) -> None:
+        """A refund began: if the process dies before it lands, it is due at once."""
+        owed = self._owed.get(order_id)
+        if owed is None:
+            return
+        for sink in self.sinks:
+            sink.due(owed.ref, purpose="refund", deadline=time.time(), action=action)
+
+    def ended(self, order_id: str, outcome: str) -> None:
+        """``order_id`` got its code, was refunded, or reached a final status."""
+        owed = self._owed.pop(order_id, None)
+        if owed is None:
+            return
+        for sink in self.sinks:
+            sink.done(owed.ref, outcome)
+
+    def baseline(self, kind: str, ids: Iterable[str], newest: str | None) -> None:
+        """What the account held before this client first bought a ``kind``."""
+        for sink in self.sinks:
+            sink.baseline(kind, ids, newest)
+
+    def owed_ids(self) -> list[str]:
+        """Every order still owed."""
+        return list(self._owed)
+
+    def entries(self) -> list[tuple[str, _Owed]]:
+        """Every owed order with its row (a fleet rewrites them after Redis restarts)."""
+        return list(self._owed.items())
+
+
+def expiry_wall(seconds_left: float) -> float:
+    """An order's expiry on this machine's wall clock, from the seconds it has left."""
+    return time.time() + min(seconds_left, C.ORDER_LIFETIME)
+
+
+__all__ = ["Obligations", "Purchase", "Sink", "expiry_wall"]

@@ -1,0 +1,346 @@
+"""Recovery: what an earlier run left owed, taken over when its journal is opened again.
+
+When a client opens a journal holding an earlier run's open rows (the run was killed,
+or closed with refunds still under way), in the background:
+
+* a purchase that was on the wire is reconciled from its journaled send time, on the
+  same path as a lost answer (``Reconciler.recover``), never bought again;
+* every order still held without a code is refunded once its refund falls due (see
+  ``_obligations``): an activation's after :data:`RECOVERY_GRACE`, a wait's at the end
+  of its timeout, a bare ``create()``'s shortly before it expires;
+* unless the program takes it back first: ``orders.recovered()`` hands those orders
+  back (with their code, if one came meanwhile), ``rentals.recovered()`` the rentals
+  found for purchases on the wire.
+
+A fleet's leader runs the same for a member that died (``take_over``), with every
+refund due at once: the member's waiters died with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+import anyio
+import attrs
+
+from .. import _constants as C
+from .._converter import Decoder, decoder, order_to_wire, parse_datetime
+from .._exceptions import GsimError, NotFoundError, OutcomeUnknownError
+from .._journal import Entry, Snapshot
+from .._models import Order, Rental
+from .._reconcile import Baseline, Lost, Reconciler
+from .._waiting import settle
+from .._watcher import is_settled
+from ._order_calls import OrderCalls, order_key
+from ._shared import Shared
+
+log = logging.getLogger("gsim_async")
+
+_ORDER: Decoder[Order] = decoder(Order)
+
+
+@attrs.define(eq=False)
+class _Due:
+    order: Order
+    action: str
+    timer: asyncio.Task[None] | None = None
+
+
+class Recovery:
+    """An earlier run's obligations: reconciled, refunded when due, or handed back."""
+
+    def __init__(
+        self,
+        *,
+        shared: Shared,
+        calls: OrderCalls,
+        orders: Reconciler[Order],
+        rentals: Reconciler[Rental],
+        get_rental: Callable[[str], Awaitable[Rental]],
+        grace: float = C.RECOVERY_GRACE,
+    ) -> None:
+        self._shared = shared
+        self._calls = calls
+        self._orders = orders
+        self._rentals = rentals
+        self._get_rental = get_rental
+        self.grace = grace
+        self._task: asyncio.Task[None] | None = None
+        self._ready: asyncio.Event | None = None
+        self._due: dict[str, _Due] = {}
+        self._handed: list[Order] = []
+        self._found_rentals: list[Rental] = []
+        self._timers: set[asyncio.Task[None]] = set()
+        self._batches: list[tuple[Sequence[Entry], Snapshot | None, bool]] = []
+
+    # -- what the namespaces call -----------------------------------------------------------
+
+    def load(self, snapshot: Snapshot, *, where: str) -> None:
+        """Queue a journal's earlier rows (``where`` names it in the log)."""
+        if snapshot.foreign:
+            log.warning(
+                "%s holds %d open rows of another API key or server; they are left alone "
+                "(open it with that key and base URL to recover them)",
+                where,
+                snapshot.foreign,
+            )
+        if snapshot.entries:
+            self._batches.append((snapshot.entries, snapshot, False))
+
+    def start(self) -> None:
+        """Begin recovering in the background (once; needs the running loop)."""
+        if self._task is None and self._batches:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="gsim recovery")
+
+    async def orders(self) -> list[Order]:
+        """The earlier run's orders, handed back to the program (each once)."""
+        await self._wait_ready()
+        handed, self._handed = self._handed, []
+        for order_id, due in list(self._due.items()):
+            if due.timer is not None and due.timer.done():
+                continue  # its refund already began
+            if due.timer is not None:
+                due.timer.cancel()
+            del self._due[order_id]
+            self._shared.obligations.kept(order_id)
+            handed.append(due.order)
+        if handed:
+            log.info(
+                "journal: %d order(s) of an earlier run handed back to the program: %s",
+                len(handed),
+                ", ".join(o.id for o in handed),
+            )
+        return handed
+
+    async def rentals(self) -> list[Rental]:
+        """Rentals found for purchases an earlier run had on the wire (each once)."""
+        await self._wait_ready()
+        found, self._found_rentals = self._found_rentals, []
+        return found
+
+    async def aclose(self) -> None:
+        """Stop: what is not done yet stays in the journal for the next run."""
+        tasks = [t for t in (self._task, *self._timers) if t is not None and not t.done()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
+
+    @property
+    def scheduled(self) -> list[str]:
+        """Orders of an earlier run whose refund is not due yet."""
+        return list(self._due)
+
+    async def _wait_ready(self) -> None:
+        self.start()
+        if self._task is not None:
+            await asyncio.shield(self._task)
+
+    # -- the work ---------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while self._batches:
+            entries, snapshot, at_once = self._batches.pop(0)
+            wire = [e for e in entries if e.state == "wire"]
+            owed = [e for e in entries if e.state == "owed" and e.kind == "order"]
+            if snapshot is not None:
+                self._seed(snapshot)
+            log.info(
+                "journal: an earlier run left %d order(s) owed and %d purchase(s) on the wire; "
+                "owed orders are refunded when due unless taken back with orders.recovered()",
+                len(owed),
+                len(wire),
+            )
+            jobs = [self._reconcile(e, snapshot, at_once) for e in wire]
+            jobs += [self._check(e, at_once) for e in owed]
+            results = await asyncio.gather(*jobs, return_exceptions=True)
+            for result in results:
+                if isinstance(result, Exception):
+                    log.error("journal: recovering a row failed: %r", result)
+
+    def _seed(self, snapshot: Snapshot) -> None:
+        # Every order the journal knows as its own is held: a lost purchase is never
+        # matched to one of them, and none of them is taken for another buyer's.
+        ownership = self._shared.ownership
+        for item_id, sent, received in snapshot.held:
+            if not ownership.holds(item_id):
+                calibrate = sent is not None and received is not None
+                ownership.hold(item_id, sent or 0.0, received, calibrate=calibrate)
+
+    async def _check(self, entry: Entry, at_once: bool) -> None:
+        order = _order(entry.item)
+        if order is None:
+            self._shared.obligations.forget(entry.ref, "unreadable row")
+            return
+        try:
+            order = order.merged(await self._calls.fetch(order.id, cleanup=True))
+        except NotFoundError:
+            self._shared.obligations.forget(entry.ref, "not found on the account")
+            return
+        except GsimError as exc:
+            log.info(
+                "journal: could not read order %s now (%s); using what is known", order.id, exc
+            )
+        self._take(entry, order, at_once)
+
+    async def _reconcile(self, entry: Entry, snapshot: Snapshot | None, at_once: bool) -> None:
+        request = entry.request or {}
+        sent = entry.sent if entry.sent is not None else time.time()
+        if entry.kind == "rental":
+            number = str(request.get("phoneNumber", ""))
+            key: tuple[str, ...] = ("rental", number)
+            what = number
+
+            def matches_rental(item: Any) -> bool:
+                return bool(item.phone_number == number)
+
+            matches: Callable[[Any], bool] = matches_rental
+            reconciler: Reconciler[Any] = self._rentals
+        else:
+            service = str(request.get("service", ""))
+            country = str(request.get("country", ""))
+            operator = request.get("operator")
+            wanted = None if operator in (None, "any") else operator
+            key = order_key(service, country)
+            what = f"{service}/{country}"
+
+            def matches_order(item: Any) -> bool:
+                return bool(
+                    item.service == service
+                    and item.country in (None, country)
+                    and (wanted is None or item.operator in (None, wanted))
+                )
+
+            matches = matches_order
+            reconciler = self._orders
+        window_left = max(0.0, sent + reconciler.window - time.time())
+        lost: Lost[Any] = Lost(
+            key=key,
+            what=what,
+            matches=matches,
+            sent=sent,
+            deadline=time.monotonic() + window_left,
+            happened=False,
+            baseline=_baseline(snapshot, entry),
+        )
+        try:
+            found = await reconciler.recover(key, lost)
+        except OutcomeUnknownError as exc:
+            log.warning("journal: an earlier run's purchase cannot be told: %s", exc)
+            self._shared.obligations.forget(entry.ref, "outcome unknown (logged)")
+            return
+        if found is None:
+            log.info("journal: an earlier run's purchase of %s bought nothing", what)
+            self._shared.obligations.forget(entry.ref, "nothing bought")
+            return
+        if entry.kind == "rental":
+            log.info("journal: an earlier run's purchase of %s rented %s", what, found.id)
+            self._shared.obligations.rented(entry.ref, found.id, found.phone_number, sent)
+            with contextlib.suppress(GsimError):
+                found = await self._get_rental(found.id)
+            self._found_rentals.append(found)
+            return
+        log.info("journal: an earlier run's purchase of %s bought order %s", what, found.id)
+        asked = request.get("operator")
+        order = attrs.evolve(
+            found,
+            country=found.country or str(request.get("country", "")) or None,
+            operator=found.operator or (asked if isinstance(asked, str) else None),
+        )
+        self._take(entry, order, at_once, sent=sent)
+
+    def _take(self, entry: Entry, order: Order, at_once: bool, sent: float | None = None) -> None:
+        """This run answers for ``order`` now: hand it back, or refund it when due."""
+        obligations = self._shared.obligations
+        if is_settled(order):
+            outcome = "code" if order.sms_code is not None else str(order.status.value)
+            obligations.forget(entry.ref, outcome)
+            if order.sms_code is not None:
+                log.info("journal: order %s of an earlier run got its code", order.id)
+                self._handed.append(order)
+            return
+        expires = time.time() + self._calls.seconds_left(order)
+        purpose: str = entry.purpose
+        action: str = entry.action or "cancel"
+        now = time.time()
+        if at_once or purpose in ("activation", "refund"):
+            due = now + (self.grace if purpose == "activation" and not at_once else 0.0)
+            action = "cancel" if purpose == "activation" else action
+        elif purpose == "wait":
+            due = entry.deadline if entry.deadline is not None else now
+        else:
+            due = expires - C.RECOVERY_EXPIRY_MARGIN
+        obligations.adopt(
+            entry.ref,
+            order,
+            order_to_wire(order),
+            expires,
+            purpose=purpose,
+            deadline=entry.deadline,
+            action=action,
+            sent=sent,
+        )
+        self._calls.remember(order)
+        if order.id in self._due:
+            return
+        record = _Due(order, action)
+        self._due[order.id] = record
+        wait = max(due - now, 0.0)
+        log.info(
+            "journal: order %s of an earlier run is %s in %.0f s unless taken back",
+            order.id,
+            "banned" if action == "ban" else "cancelled",
+            wait,
+        )
+        timer = asyncio.get_running_loop().create_task(self._refund_later(record, wait))
+        record.timer = timer
+        self._timers.add(timer)
+        timer.add_done_callback(self._timers.discard)
+
+    async def _refund_later(self, record: _Due, wait: float) -> None:
+        await anyio.sleep(wait)
+        self._due.pop(record.order.id, None)
+        task = self._shared.background.spawn(settle(self._calls, record.order, record.action))
+        result = await asyncio.shield(task)
+        log.info("journal: order %s of an earlier run: %s", record.order.id, result.note)
+
+    def take_over(self, entries: Sequence[Entry]) -> None:
+        """A dead fleet member's rows, now this client's: every refund is due at once."""
+        self._batches.append((entries, None, True))
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="gsim recovery")
+
+
+def _order(item: dict[str, Any] | None) -> Order | None:
+    if item is None:
+        return None
+    try:
+        return _ORDER(item)
+    except Exception:
+        return None
+
+
+def _baseline(snapshot: Snapshot | None, entry: Entry) -> Baseline | None:
+    if snapshot is None:
+        # A fleet member's purchase: ownership across the fleet is exact, and what the
+        # account held before is told apart by the stamps alone.
+        return Baseline(frozenset(), None)
+    kinds = snapshot.baselines.get(entry.run, {})
+    known = kinds.get(entry.kind)
+    if known is None:
+        return Baseline(frozenset(), None)
+    ids, newest = known
+    stamp: datetime | None = None
+    if newest:
+        with contextlib.suppress(ValueError):
+            stamp = parse_datetime(newest)
+    return Baseline(frozenset(ids), stamp)
+
+
+__all__ = ["Recovery"]

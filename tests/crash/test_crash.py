@@ -1,0 +1,246 @@
+"""Crash safety: real processes killed with SIGKILL at every point that matters.
+
+Each test runs a program with a journal in its own process against the sandbox (in
+this process, with a real SQLite file), kills it, starts it again on the same journal,
+and checks the sandbox's ledger: nothing charged twice, nothing left charged past its
+deadline plus a few seconds, every code that arrived still readable.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from processes import Worker
+
+from gsim_async.sandbox import Sandbox
+
+pytestmark = pytest.mark.anyio
+
+WORKER = Path(__file__).with_name("crash_worker.py")
+OPENING = Decimal("100")
+#: Seconds past a refund's deadline within which it must have landed.
+SLACK = 5.0
+
+
+@pytest.fixture
+async def sandbox() -> AsyncIterator[Sandbox]:
+    async with Sandbox(seed=23, auto_deliver=False, balance=OPENING) as sb:
+        yield sb
+
+
+@pytest.fixture
+def journal(tmp_path: Path) -> str:
+    return str(tmp_path / "gsim.db")
+
+
+def config(sandbox: Sandbox, journal: str, scenario: str, **more: Any) -> dict[str, Any]:
+    return {
+        "base_url": sandbox.base_url,
+        "api_key": sandbox.api_key,
+        "journal": journal,
+        "scenario": scenario,
+        **more,
+    }
+
+
+async def run(
+    sandbox: Sandbox, journal: str, scenario: str, env: dict[str, str] | None = None, **more: Any
+) -> Worker:
+    worker = await Worker.start(WORKER, config(sandbox, journal, scenario, **more), env)
+    if not env:
+        await worker.next("ready")
+    return worker
+
+
+async def until(check: Callable[[], bool], within: float, what: str) -> None:
+    """Poll the sandbox until ``check()`` holds; fail after ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while not check():
+        if time.monotonic() > deadline:
+            pytest.fail(f"not within {within:.0f} s: {what}")
+        await anyio.sleep(0.05)
+
+
+def statuses(sandbox: Sandbox) -> dict[str, str]:
+    return {o.id: o.status for o in sandbox.orders()}
+
+
+def assert_refunded_once(sandbox: Sandbox, status: str) -> None:
+    orders = sandbox.orders()
+    assert orders
+    for order in orders:
+        assert order.status == status, order
+        assert order.charged == order.price and order.refunded == order.price, order
+    assert sandbox.balance() == OPENING
+
+
+async def test_killed_while_waiting_refunds_at_the_waits_deadline(
+    sandbox: Sandbox, journal: str
+) -> None:
+    first = await run(sandbox, journal, "wait", count=5, timeout=3)
+    bought = (await first.next("bought"))["ids"]
+    waits_end = time.monotonic() + 3
+    await anyio.sleep(0.5)  # well into the waits (their rows are written as they begin)
+    await first.killed()
+    assert set(statuses(sandbox).values()) == {"PENDING"}
+
+    second = await run(sandbox, journal, "recover", stay=30)
+    await until(
+        lambda: set(statuses(sandbox).values()) == {"BANNED"},
+        waits_end - time.monotonic() + SLACK,
+        "the waits' orders banned after their timeout",
+    )
+    assert sorted(statuses(sandbox)) == sorted(bought)
+    assert_refunded_once(sandbox, "BANNED")
+    await second.killed()
+
+
+async def test_killed_inside_activation_refunds_after_the_grace(
+    sandbox: Sandbox, journal: str
+) -> None:
+    first = await run(sandbox, journal, "activation", count=3)
+    for _ in range(3):
+        await first.next("bought")
+    await first.killed()
+
+    second = await run(sandbox, journal, "recover", stay=30, grace=1)
+    await until(
+        lambda: set(statuses(sandbox).values()) == {"CANCELLED"},
+        1 + SLACK,
+        "the dead blocks' orders cancelled after the grace",
+    )
+    assert_refunded_once(sandbox, "CANCELLED")
+    await second.killed()
+
+
+async def test_killed_with_the_purchase_on_the_wire(sandbox: Sandbox, journal: str) -> None:
+    # The server charges at once and answers 60 s later: the process dies before.
+    sandbox.set_faults(purchase_answer_delay=60)
+    first = await run(sandbox, journal, "activation", count=1)
+    await until(lambda: len(sandbox.orders()) == 1, 10, "the purchase charged")
+    await first.killed()
+    sandbox.clear_faults()
+
+    second = await run(sandbox, journal, "recover", stay=30, grace=1)
+    await until(
+        lambda: set(statuses(sandbox).values()) == {"CANCELLED"},
+        1 + 1 + SLACK,  # reconcile window, grace
+        "the purchase found and refunded",
+    )
+    assert len(sandbox.orders()) == 1  # never bought again
+    assert_refunded_once(sandbox, "CANCELLED")
+    await second.killed()
+
+
+async def test_killed_after_the_answer_before_the_order_was_journaled(
+    sandbox: Sandbox, journal: str
+) -> None:
+    first = await run(sandbox, journal, "activation", env={"_GSIM_CRASH_AT": "after-answer"})
+    assert await first.exited() == -9
+    assert set(statuses(sandbox).values()) == {"PENDING"}
+
+    second = await run(sandbox, journal, "recover", stay=30, grace=1)
+    await until(
+        lambda: set(statuses(sandbox).values()) == {"CANCELLED"},
+        1 + 1 + SLACK,
+        "the answered purchase found and refunded",
+    )
+    assert len(sandbox.orders()) == 1
+    assert_refunded_once(sandbox, "CANCELLED")
+    await second.killed()
+
+
+async def test_killed_before_the_intent_was_written_buys_nothing(
+    sandbox: Sandbox, journal: str
+) -> None:
+    first = await run(sandbox, journal, "activation", env={"_GSIM_CRASH_AT": "before-intent"})
+    assert await first.exited() == -9
+    second = await run(sandbox, journal, "recover", take_back=True)
+    recovered = await second.next("recovered")
+    assert recovered["ids"] == []
+    done = await second.finish()
+    assert not [line for line in done["log"] if "earlier run" in line]
+    assert sandbox.orders() == []
+    assert sandbox.balance() == OPENING
+
+
+async def test_killed_in_the_middle_of_a_refund_refunds_at_once(
+    sandbox: Sandbox, journal: str
+) -> None:
+    sandbox.set_faults(refund_error_rate=1.0)
+    first = await run(sandbox, journal, "wait", count=3, timeout=0.2, stay=600)
+    for _ in range(3):
+        assert (await first.next("timeout"))["refund_pending"] is True
+    await first.killed()
+    assert set(statuses(sandbox).values()) == {"PENDING"}
+    sandbox.clear_faults()
+
+    second = await run(sandbox, journal, "recover", stay=30)
+    await until(
+        lambda: set(statuses(sandbox).values()) == {"BANNED"},
+        SLACK,
+        "the refunds under way made at once",
+    )
+    assert_refunded_once(sandbox, "BANNED")
+    await second.killed()
+
+
+async def test_a_bare_create_is_refunded_before_it_expires(journal: str) -> None:
+    # Orders expire 63 s after purchase; a create()'s refund falls due 60 s before.
+    async with Sandbox(seed=29, auto_deliver=False, order_ttl=63, balance=OPENING) as sandbox:
+        first = await run(sandbox, journal, "create", count=2)
+        await first.next("bought")
+        await first.killed()
+        second = await run(sandbox, journal, "recover", stay=30)
+        await until(
+            lambda: set(statuses(sandbox).values()) == {"CANCELLED"},
+            3 + SLACK,
+            "the created orders cancelled before they expire",
+        )
+        assert_refunded_once(sandbox, "CANCELLED")
+        await second.killed()
+
+
+async def test_the_program_takes_its_orders_back_and_gets_their_codes(
+    sandbox: Sandbox, journal: str
+) -> None:
+    first = await run(sandbox, journal, "activation", count=2)
+    ids = [(await first.next("bought"))["ids"][0] for _ in range(2)]
+    await first.killed()
+    # One code comes while the program is down.
+    early = sandbox.deliver_code(ids[0])
+
+    second = await run(sandbox, journal, "recover", take_back=True, grace=1)
+    recovered = await second.next("recovered")
+    assert sorted(recovered["ids"]) == sorted(ids)
+    assert recovered["codes"][ids[0]] == early
+    late = sandbox.deliver_code(ids[1])
+    codes = await second.next("codes")
+    assert codes["codes"] == {ids[1]: late}
+    await second.finish()
+    # Taken back: neither was refunded, both codes were paid for and read.
+    for order in sandbox.orders():
+        assert order.status == "RECEIVED" and order.refunded == 0, order
+    assert sandbox.balance() == OPENING - sum(o.price for o in sandbox.orders())
+
+
+async def test_a_rental_on_the_wire_is_found_and_handed_back(
+    sandbox: Sandbox, journal: str
+) -> None:
+    sandbox.set_faults(purchase_answer_delay=60)
+    first = await run(sandbox, journal, "rent")
+    await until(lambda: len(sandbox.rentals()) == 1, 10, "the rental charged")
+    await first.killed()
+    sandbox.clear_faults()
+
+    second = await run(sandbox, journal, "recover", take_back=True)
+    recovered = await second.next("recovered", timeout=30)
+    assert recovered["rentals"] == [sandbox.rentals()[0].id]
+    await second.finish()
+    assert len(sandbox.rentals()) == 1
