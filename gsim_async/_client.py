@@ -7,6 +7,7 @@ import hashlib
 import logging
 import os
 import ssl
+import time
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -282,30 +283,37 @@ class Client:
     ) -> None:
         await self.aclose()
 
-    async def aclose(self) -> None:
+    async def aclose(self, *, timeout: float | None = None) -> None:
         """Refund open activations, stop polling, and close the HTTP session.
 
         Refunds under way (a ban after a timeout, leaving an ``activation()`` block)
-        are waited for first, up to 30 s beyond any pause the server imposed. Refunds
-        that have not landed by then are left to the journal (logged at WARNING with
-        their ids: the next run with the same journal makes them) or, without one,
-        logged at WARNING as left charged. A session you passed in stays open.
+        are waited for first: up to ``timeout`` seconds (default 30) beyond any pause
+        the server imposed. Refunds that have not landed by then are left to the
+        journal (logged at WARNING with their ids: the next run with the same journal
+        makes them) or, without one, logged at WARNING as left charged. A session you
+        passed in stays open.
         """
+        limit = (
+            C.CLEANUP_TIMEOUT
+            if timeout is None
+            else v.positive_seconds("timeout", timeout, allow_zero=True)
+        )
         shared = self._transport.shared
         if shared.session.closed:
             return
         pacing = shared.pacing
-        deadline = C.CLEANUP_TIMEOUT + pacing.paused_for
+        end = time.monotonic() + limit + pacing.paused_for
         # What an earlier run left that is not due yet stays in the journal.
         await self._recovery.aclose()
         # Blocks still open lose their number: refund it now, not after the session died.
-        await self._books.activations.close(deadline)
+        await self._books.activations.close(end - time.monotonic())
         await self._orders_book.watcher.aclose()
         await self._orders_book.reconciler.aclose()
         await self._rentals_book.reconciler.aclose()
         # Waiters woken by the watcher's close may start refunds: let them run, and let
         # every refund finish, before the session goes away.
-        await self._books.background.drain(C.CLEANUP_TIMEOUT + pacing.paused_for)
+        # One deadline for all of it, extended by any pause the server imposes meanwhile.
+        await self._books.background.drain(max(end - time.monotonic(), 0.0) + pacing.paused_for)
         left = sorted(self._books.refunding)
         if left:
             self._report_unrefunded(left)

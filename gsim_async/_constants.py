@@ -53,7 +53,7 @@ DEFAULT_RECONCILE_WINDOW = 60.0
 CLEANUP_TIMEOUT = 30.0
 #: The longest pause between two tries of a failed refund (they start at the poll
 #: interval and double).
-REFUND_BACKOFF_CAP = 30.0
+REFUND_BACKOFF_CAP = 10.0
 #: After its timeout, a wait gives the refund this long (beyond any 429 pause under
 #: way) before handing CodeTimeoutError back with the refund still finishing.
 CLEANUP_GRACE = 5.0

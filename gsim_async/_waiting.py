@@ -26,9 +26,12 @@ from ._exceptions import (
     ClientClosedError,
     CodeTimeoutError,
     ConflictError,
+    ForbiddenError,
     GsimError,
     NoCodeError,
+    NotFoundError,
     PriceTooHighError,
+    UnauthorizedError,
 )
 from ._models import Operator, Order, Refund
 from ._watcher import WatcherLike, is_settled
@@ -218,6 +221,10 @@ async def settle(ops: OrderOps, order: Order, action: str) -> Settled:
                 current = exc.order or current
             except ClientClosedError as exc:
                 return Settled(current, None, f"the {action} did not land: {exc}")
+            except (NotFoundError, UnauthorizedError, ForbiddenError) as exc:
+                # Not this account's order, or the key is gone: no try can ever land.
+                log.warning("the %s of order %s cannot be made: %s", action, order.id, exc)
+                return Settled(current, None, f"the {action} cannot be made: {exc}")
             except GsimError as exc:
                 failures += 1
                 if failures == 1 or failures % 10 == 0:
