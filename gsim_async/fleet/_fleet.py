@@ -6,10 +6,10 @@ import hashlib
 from typing import TYPE_CHECKING, Any
 
 from .._exceptions import InvalidArgumentError
+from ._settings import Settings
 
 if TYPE_CHECKING:
     from ._binding import Binding
-    from ._member import Member
 
 #: Seconds between a member's heartbeats; a member silent for three is taken as gone.
 HEARTBEAT = 1.0
@@ -57,17 +57,14 @@ class RedisFleet:
         digest = hashlib.sha256(f"gsim-async:{api_key}".encode()).hexdigest()[:20]
         return f"gsim:{digest}" + (f":{self.namespace}" if self.namespace else "")
 
-    def member(self, api_key: str) -> Member:
-        """A new member of this fleet for one client."""
-        from ._member import Member
-
-        return Member(self, self.prefix(api_key))
-
     def bind(self, api_key: str, **parts: Any) -> Binding:
         """Join a client's parts to this fleet (see :class:`Binding`)."""
+        # Here, not at the top: the members need redis-py, and this module must import
+        # without it (the check above says what to install).
         from ._binding import Binding
 
-        return Binding(self, api_key, **parts)
+        settings = Settings(self.url, self.prefix(api_key), self.heartbeat, self.lease)
+        return Binding(settings, **parts)
 
     def __repr__(self) -> str:
         # The URL may carry a password: show only where it points.

@@ -278,8 +278,8 @@ class FleetWatcher:
     # -- leading ----------------------------------------------------------------------------
 
     async def _lead(self) -> None:
-        fleet = self._member.fleet
-        lease = int(fleet.lease * 1000)
+        settings = self._member.settings
+        lease = int(settings.lease * 1000)
         self._elect = asyncio.Event()
         while not self._closed:
             if not self._member.active:
@@ -288,7 +288,7 @@ class FleetWatcher:
                     if not watch.done.is_set():
                         self._hand_to_alone(watch)
                 self._watches.clear()
-                await asyncio.sleep(fleet.heartbeat)
+                await asyncio.sleep(settings.heartbeat)
                 continue
 
             async def claim(r: aioredis.Redis) -> Any:
@@ -305,7 +305,7 @@ class FleetWatcher:
                 await self._sync_polls()
             self._elect.clear()
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._elect.wait(), min(fleet.lease / 3, self._interval))
+                await asyncio.wait_for(self._elect.wait(), min(settings.lease / 3, self._interval))
 
     async def _stop_leading(self) -> None:
         self._leading = False
@@ -341,8 +341,8 @@ class FleetWatcher:
         entries = self._entries
         # A member whose process is merely busy may beat late: only one silent for long
         # is taken as dead, and its waits dropped (its waiter died with it).
-        fleet = self._member.fleet
-        alive = await self._member.members_within(max(10 * fleet.heartbeat, 10.0))
+        settings = self._member.settings
+        alive = await self._member.members_within(max(10 * settings.heartbeat, 10.0))
         wanted: dict[str, dict[str, Any]] = {}
         gone: list[str] = []
         for field, raw in entries.items():
