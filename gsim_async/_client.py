@@ -139,6 +139,7 @@ class Client:
         if fleet is not None:
             self._fleet = fleet.bind(
                 settings.api_key,
+                settings.base_url,
                 pacing=pacing,
                 ownership=self._books.ownership,
                 reconcilers=[self._orders_book.reconciler, self._rentals_book.reconciler],
