@@ -288,7 +288,8 @@ class Client:
         """Operators of ``country`` selling numbers for ``service``, with prices and stock.
 
         ``country`` is an id, an ISO code or a name (``"russia"``, ``"RU"``, ``"Russia"``);
-        an unknown one raises ``InvalidArgumentError`` naming close matches.
+        an unknown code or name raises ``InvalidArgumentError`` naming close matches, an
+        id the server does not know its ``ValidationError`` / ``NotFoundError``.
         """
         service = v.text("service", service)
         v.text("country", country)
