@@ -36,6 +36,7 @@ Errors of the loop::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -214,7 +215,7 @@ class Activations:
         attempts: int,
         max_price: Decimal | None,
         budget: Decimal | None,
-        resolve: Callable[[str], Awaitable[str]],
+        resolve: Callable[[str], Awaitable[tuple[str, bool]]],
         quote: Quote,
         buy: Callable[[str, str, str | None], Awaitable[Order]],
         refund: Callable[[Order], Awaitable[Settled]],
@@ -311,10 +312,15 @@ class Activations:
         return act
 
     async def _prepare(self) -> None:
-        # Every country is resolved before anything is bought: a typo fails here.
+        # Every country is resolved before anything is bought: a typo fails here. An id
+        # the catalogue does not list is the server's to judge: its quote (needed anyway,
+        # and kept for the first try) asks it now, and a refusal ends the loop here.
         ids: list[str] = []
         for name in self._names:
-            country = await self._resolve(name)
+            country, listed = await self._resolve(name)
+            if not listed:
+                with contextlib.suppress(NotFoundError):  # not sold there: left out later
+                    await self._quote(self._service, country)
             if country not in ids:
                 ids.append(country)
         self._candidates = [

@@ -154,6 +154,7 @@ class Client:
         if fleet is not None:
             self._fleet = fleet.bind(
                 settings.api_key,
+                settings.base_url,
                 pacing=pacing,
                 ownership=self._books.ownership,
                 reconcilers=[self._orders_book.reconciler, self._rentals_book.reconciler],
@@ -371,7 +372,8 @@ class Client:
         """Operators of ``country`` selling numbers for ``service``, with prices and stock.
 
         ``country`` is an id, an ISO code or a name (``"russia"``, ``"RU"``, ``"Russia"``);
-        an unknown one raises ``InvalidArgumentError`` naming close matches.
+        an unknown code or name raises ``InvalidArgumentError`` naming close matches, an
+        id the server does not know its ``ValidationError`` / ``NotFoundError``.
         """
         service = v.text("service", service)
         v.text("country", country)

@@ -2,11 +2,15 @@
 
 Each client keeps the catalogue (``GET /countries``) once it has read it, and resolves
 what the caller wrote to the catalogue's id, case-insensitively: an id first, then an
-ISO code, then a name. A lowercase id-shaped value (``"russia"``) is sent as it is while
-the catalogue was never needed: the server checks ids itself and buys nothing for an
-unknown one, so the common case costs no request. Anything else is looked up, the
-catalogue being read (once) or re-read (when a value is unknown and the copy is not
-fresh); an unknown value raises :class:`InvalidArgumentError` naming close matches,
+ISO code, then a name.
+
+The server is the judge of ids (design.md, money rule 8): a lowercase id-shaped value
+(``"russia"``) is sent as it is when the catalogue does not list it, or was never read
+(so the common case costs no request). A catalogue may leave out a country that is out
+of stock for a moment, and the server buys nothing for an unknown id: its answer is
+what the caller sees. Only ISO codes and names need the catalogue: they are looked up,
+the catalogue being read (once) or re-read (when a value is unknown and the copy is not
+fresh), and an unknown one raises :class:`InvalidArgumentError` naming close matches,
 before anything is bought.
 """
 
@@ -21,8 +25,9 @@ from collections.abc import Awaitable, Callable, Iterable
 from ._exceptions import InvalidArgumentError
 from ._models import Country
 
-#: A value that can only be a catalogue id: lowercase, no spaces, not 2 letters (an ISO
-#: code). Sent as it is while the catalogue is cold.
+#: A value shaped like a catalogue id: lowercase, no spaces. Sent as it is when the
+#: catalogue does not list it. Two letters (``"ru"``) may be an ISO code written small:
+#: the catalogue is read for those, but one it does not list still goes to the server.
 _ID_SHAPED = re.compile(r"[a-z0-9][a-z0-9_-]*")
 #: An unknown value re-reads the catalogue only when the copy is older than this (s):
 #: a burst of typos costs one request, a country added since is still found.
@@ -60,18 +65,33 @@ class CountryCatalogue:
         self._countries = listed
         self._loaded_at = time.monotonic()
 
-    async def resolve(self, value: object, *, strict: bool = False, name: str = "country") -> str:
-        """The catalogue id ``value`` names; InvalidArgumentError (with matches) if none.
+    async def resolve(self, value: object, *, name: str = "country") -> str:
+        """The id to send for ``value``: the catalogue's, or an id-shaped ``value`` itself.
 
-        ``strict``: always look it up, even an id-shaped value while the catalogue is
-        cold (one request), so that an unknown id fails here rather than at the server.
+        Raises InvalidArgumentError (naming close matches) for an ISO code or name the
+        catalogue does not know.
+        """
+        country, _ = await self.lookup(value, name=name)
+        return country
+
+    async def lookup(
+        self, value: object, *, read: bool = False, name: str = "country"
+    ) -> tuple[str, bool]:
+        """Like :meth:`resolve`, and whether the catalogue lists the country.
+
+        ``read``: read the catalogue even for an id-shaped value while it is cold (one
+        request), so that ``False`` says the catalogue does not list it.
         """
         if not isinstance(value, str) or not value.strip():
             raise InvalidArgumentError(f"{name} must be a non-empty string, got {value!r}")
         text = value.strip()
         key = text.casefold()
-        if self._keys is None and not strict and _ID_SHAPED.fullmatch(text) and len(text) != 2:
-            return text
+        if _ID_SHAPED.fullmatch(text):
+            if self._keys is None and (read or len(text) == 2):
+                await self._reload()
+            listed = self._keys.get(key) if self._keys is not None else None
+            # Not listed: the server decides what it is (it may be out of stock for now).
+            return (listed, True) if listed is not None else (text, False)
         if self._keys is None or (
             key not in self._keys and time.monotonic() - self._loaded_at >= REFRESH_AFTER
         ):
@@ -80,7 +100,7 @@ class CountryCatalogue:
         found = self._keys.get(key)
         if found is None:
             raise InvalidArgumentError(self._unknown(name, text))
-        return found
+        return found, True
 
     async def _reload(self) -> None:
         # Concurrent lookups share one request: whoever holds the lock reads, and the

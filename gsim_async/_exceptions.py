@@ -31,9 +31,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
+
+from multidict import CIMultiDict
 
 if TYPE_CHECKING:
     from ._models import Order, Rental
@@ -76,14 +78,54 @@ class ClientClosedError(GsimError, RuntimeError):
     """The client cannot send: it was closed, or it belongs to another event loop."""
 
 
+class Headers(Mapping[str, str]):
+    """A response's headers, read-only and picklable; names are case-insensitive.
+
+    ``headers["x-request-id"]`` finds ``X-Request-ID`` (HTTP names have no case, and
+    aiohttp rewrites some). A name sent more than once gives its first value.
+    """
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Mapping[str, str] | Iterable[tuple[str, str]] = ()) -> None:
+        pairs = items.items() if isinstance(items, Mapping) else items
+        self._items: CIMultiDict[str] = CIMultiDict(pairs)
+
+    def __getitem__(self, name: str) -> str:
+        return self._items[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names())
+
+    def __len__(self) -> int:
+        return len(self._names())
+
+    def _names(self) -> list[str]:
+        # Each name once, as first sent: a Mapping has no repeated keys.
+        names: dict[str, str] = {}
+        for name in self._items:
+            names.setdefault(name.lower(), name)
+        return list(names.values())
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name in self._items
+
+    def __reduce__(self) -> tuple[type[Headers], tuple[list[tuple[str, str]]]]:
+        return (Headers, (list(self._items.items()),))
+
+    def __repr__(self) -> str:
+        return f"Headers({dict(self.items())!r})"
+
+
 class APIError(GsimError):
     """The API answered with an error status.
 
     ``status`` is the HTTP status, ``code`` the API's error code (``None`` when the
     body was not the API's JSON, e.g. an HTML page from a proxy), ``message`` the
     server's human message (or a short excerpt of a non-JSON body), and ``method`` /
-    ``path`` name the request. ``headers`` are the response's headers and
-    ``request_id`` its ``X-Request-Id``, to quote when asking the provider's support.
+    ``path`` name the request. ``headers`` are the response's headers (names
+    case-insensitive) and ``request_id`` its ``X-Request-Id``, to quote when asking the
+    provider's support.
     """
 
     status: int
@@ -92,7 +134,7 @@ class APIError(GsimError):
     method: str
     path: str
     #: The response's headers (empty when the error was not built from a response).
-    headers: Mapping[str, str] = {}
+    headers: Mapping[str, str] = Headers()
     #: The server's id for the request (``X-Request-Id``), when it sent one.
     request_id: str | None = None
     #: How many times the request was sent before this answer (retries included).
@@ -117,8 +159,8 @@ class APIError(GsimError):
         self.method = method
         self.path = path
         if headers:
-            self.headers = headers
-            self.request_id = headers.get("X-Request-Id")
+            self.headers = Headers(headers)
+            self.request_id = self.headers.get("X-Request-Id")
         super().__init__(str(self))
 
     def __str__(self) -> str:

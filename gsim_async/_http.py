@@ -12,7 +12,7 @@ import asyncio
 import ipaddress
 import ssl
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
@@ -216,8 +216,3 @@ async def read_body(resp: aiohttp.ClientResponse, limit: int) -> bytes:
             raise TooLarge(size, limit)
         chunks.append(chunk)
     return b"".join(chunks)
-
-
-def header_items(headers: Mapping[str, str]) -> dict[str, str]:
-    """A plain copy of response headers (picklable, for errors)."""
-    return dict(headers.items())

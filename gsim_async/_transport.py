@@ -36,7 +36,7 @@ from ._exceptions import (
     OutcomeUnknownError,
     RateLimitedError,
 )
-from ._http import Answer, NoAnswer, Session, classify, header_items, read_body
+from ._http import Answer, NoAnswer, Session, classify, read_body
 from ._pacing import Pacing, Priority
 from ._retry import Action, Operation, RetryEvent, RetryHook, backoff, decide, parse_retry_after
 from ._version import __version__
@@ -307,7 +307,7 @@ class Transport:
             status=answer.status,
             method=method,
             path=C.API_PREFIX + path,
-            headers=header_items(answer.headers),
+            headers=answer.headers,
         ) from None
 
     @staticmethod
@@ -396,7 +396,7 @@ def _api_error(answer: Answer, method: str, path: str) -> APIError:
         message = f"non-JSON error response: {text}" if text else "empty error response"
     if 300 <= status < 400:
         message = f"unexpected redirect to {answer.headers.get('Location', '?')!r} (not followed)"
-    headers = header_items(answer.headers)
+    headers = answer.headers
     if status == 429:
         # A 429 is a rejection whoever sent it (a proxy's page has no code of ours).
         return RateLimitedError(

@@ -91,15 +91,63 @@ async def test_repeated_unknown_names_do_not_reread_a_fresh_catalogue(
 async def test_an_unknown_id_is_refused_by_the_server_and_nothing_is_bought(
     client: gsim_async.Client, sandbox: Sandbox
 ) -> None:
-    # An id-shaped value goes as it is while the catalogue was never needed.
+    # An id-shaped value goes as it is, the catalogue read or not: the server judges it.
     with pytest.raises(gsim_async.ValidationError, match="atlantis"):
         await client.orders.create("telegram", "atlantis")
-    assert sandbox.ledger().charged == 0
-    # Once the catalogue is known, it is checked here, with suggestions.
     await client.countries()
-    with pytest.raises(InvalidArgumentError, match="atlantis"):
+    with pytest.raises(gsim_async.ValidationError, match="atlantis"):
         await client.orders.create("telegram", "atlantis")
-    assert sandbox.stats.count(PURCHASES) == 1
+    assert sandbox.stats.count(PURCHASES) == 2
+    assert sandbox.ledger().charged == 0
+
+
+async def get_code(loop: gsim_async.Activations, sandbox: Sandbox) -> str:
+    """The code of the loop's first try (the sandbox delivers it at once)."""
+    async for act in loop:
+        async with act:
+            sandbox.deliver_code(act.order.id, "654321")
+            return await act.wait_for_code(timeout=5)
+    raise AssertionError("the loop ended without a try")
+
+
+async def test_an_id_the_catalogue_leaves_out_is_still_bought_wherever_a_country_is_taken(
+    client: gsim_async.Client, sandbox: Sandbox
+) -> None:
+    # Seen against a mock server: once the client had read a catalogue that did not list
+    # "russia" (as a real one may, for a country out of stock for a moment), every call
+    # naming it raised InvalidArgumentError "not a known country id".
+    sandbox.set_faults(countries_hidden=["russia"])
+    assert "russia" not in [c.id for c in await client.countries()]
+    order = await client.orders.create("telegram", "russia")
+    assert sandbox.order(order.id).country == "russia"
+    assert await client.operators("telegram", "russia")
+    async with client.orders.activation("telegram", "russia") as act:
+        sandbox.deliver_code(act.order.id, "123456")
+        assert await act.wait_for_code(timeout=5) == "123456"
+    loop = client.orders.activations("telegram", ["russia", "KZ"])
+    assert await get_code(loop, sandbox) == "654321"
+    assert loop.orders[0].country == "russia"
+    assert [s.country for s in await client.orders.stats(country="russia")] == ["russia"]
+
+
+async def test_a_country_the_catalogue_leaves_out_is_unknown_by_code_or_name(
+    client: gsim_async.Client, sandbox: Sandbox
+) -> None:
+    # Only the catalogue knows codes and names: those it does not list fail here.
+    sandbox.set_faults(countries_hidden=["russia"])
+    for country in ("RU", "Russia"):
+        with pytest.raises(InvalidArgumentError, match="not a known country"):
+            await client.orders.create("telegram", country)
+    assert sandbox.stats.count(PURCHASES) == 0
+
+
+async def test_activations_ask_the_server_about_an_unlisted_id_before_buying(
+    client: gsim_async.Client, sandbox: Sandbox
+) -> None:
+    loop = client.orders.activations("telegram", ["russia", "atlantis"])
+    with pytest.raises(gsim_async.ValidationError, match="atlantis"):
+        await get_code(loop, sandbox)
+    assert sandbox.stats.count(PURCHASES) == 0
 
 
 async def test_operators_take_a_country_name(client: gsim_async.Client) -> None:

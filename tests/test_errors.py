@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 
 import pytest
 from helpers import StubServer
@@ -39,6 +40,34 @@ async def test_every_documented_code_maps_to_its_class(
     assert isinstance(err, gsim_async.APIError)
     assert (err.status, err.code, err.message) == (status, code, f"said {code}")
     assert (err.method, err.path) == ("GET", "/api/v1/balance")
+
+
+@pytest.mark.parametrize("name", ["X-Request-ID", "x-request-id", "X-Request-Id"])
+async def test_the_request_id_is_read_whatever_the_header_casing(
+    stub: StubServer, stub_client: gsim_async.Client, name: str
+) -> None:
+    # Seen: request_id was None when the server sent X-Request-ID (aiohttp's own casing).
+    body = json.dumps({"error": "no such order", "code": "NOT_FOUND"})
+    stub.answer("GET", "/orders/o1", 404, body, {name: "req-42", "Set-Cookie": "a=1"})
+    with pytest.raises(gsim_async.NotFoundError) as info:
+        await stub_client.orders.get("o1")
+    err = info.value
+    assert err.request_id == "req-42"
+    assert err.headers["x-request-id"] == err.headers["X-REQUEST-ID"] == "req-42"
+    assert "[request req-42]" in str(err)
+    copy = pickle.loads(pickle.dumps(err))  # noqa: S301  # our own bytes
+    assert (copy.request_id, copy.headers["X-Request-Id"], str(copy)) == (
+        "req-42",
+        "req-42",
+        str(err),
+    )
+
+
+def test_errors_made_by_hand_read_the_request_id_from_any_casing() -> None:
+    err = gsim_async.APIError("boom", status=500, headers={"x-request-id": "r1"})
+    assert err.request_id == "r1"
+    assert err.headers == {"x-request-id": "r1"}  # still a mapping of what was sent
+    assert dict(pickle.loads(pickle.dumps(err)).headers) == {"x-request-id": "r1"}  # noqa: S301
 
 
 async def test_unknown_code_is_a_plain_api_error(

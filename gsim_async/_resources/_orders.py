@@ -455,12 +455,13 @@ class Orders:
         (``GET /operators`` is read first). ``budget`` caps the total price of the
         numbers the loop buys, refunds aside: a purchase that would pass it is not made.
 
-        Raises ``InvalidArgumentError`` for a bad argument (before any request) or an
-        unknown country (before anything is bought), ``AttemptsExhaustedError`` (a
-        ``NoCodeError``; ``.orders``) after ``attempts`` tries without a code,
-        ``NoNumberAvailableError`` when no candidate is left to buy from and
-        ``BudgetExceededError`` when the next number would pass ``budget`` (both with
-        ``.orders`` and ``.skipped``).
+        Raises ``InvalidArgumentError`` for a bad argument (before any request) or a
+        country code or name the catalogue does not know, and the server's
+        ``ValidationError`` for an id it refuses (both before anything is bought),
+        ``AttemptsExhaustedError`` (a ``NoCodeError``; ``.orders``) after ``attempts``
+        tries without a code, ``NoNumberAvailableError`` when no candidate is left to
+        buy from and ``BudgetExceededError`` when the next number would pass ``budget``
+        (both with ``.orders`` and ``.skipped``).
         """
         service = v.text("service", service)
         names = _texts("countries", countries)
@@ -492,7 +493,7 @@ class Orders:
             attempts=tries,
             max_price=price,
             budget=cap,
-            resolve=lambda name: self._countries.resolve(name, strict=True),
+            resolve=lambda name: self._countries.lookup(name, read=True),
             quote=lambda service, country: self._book.quotes.get(service, country, self._operators),
             buy=self._buy_for_activation,
             refund=self._give_back,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .._ownership import Ownership
 from .._pacing import Pacing
@@ -11,10 +11,9 @@ from .._reconcile import Reconciler
 from .._watcher import OrderHook, OrderSource
 from ._book import FleetBook
 from ._gate import FleetGate
+from ._member import Member
+from ._settings import Settings
 from ._watch import FleetWatcher
-
-if TYPE_CHECKING:
-    from ._fleet import RedisFleet
 
 
 class Binding:
@@ -22,8 +21,7 @@ class Binding:
 
     def __init__(
         self,
-        fleet: RedisFleet,
-        api_key: str,
+        settings: Settings,
         *,
         pacing: Pacing,
         ownership: Ownership,
@@ -34,7 +32,7 @@ class Binding:
         told: float | None,
         slow_start: bool,
     ) -> None:
-        self.member = fleet.member(api_key)
+        self.member = Member(settings)
         self.gate = FleetGate(self.member, pacing, told, slow_start)
         pacing.attach(self.gate)
         self.book = FleetBook(self.member, ownership)

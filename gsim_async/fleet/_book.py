@@ -110,7 +110,7 @@ class FleetBook:
         """Purchases of ``key`` on the wire and lost, over the live members."""
         # Read fresh, never from a cache: a member that joined a moment ago counts too,
         # or its purchase's order would look free to a listing.
-        live = await self._member.members_within(5 * self._member.fleet.heartbeat)
+        live = await self._member.members_within(5 * self._member.settings.heartbeat)
         name = _name(key)
         wire, lost = self._member.key("wire", name), self._member.key("lost", name)
 

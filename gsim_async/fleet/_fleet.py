@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hashlib
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from .._exceptions import InvalidArgumentError
+from ._settings import Settings
 
 if TYPE_CHECKING:
     from ._binding import Binding
-    from ._member import Member
 
 #: Seconds between a member's heartbeats; a member silent for three is taken as gone.
 HEARTBEAT = 1.0
@@ -22,8 +23,9 @@ class RedisFleet:
 
     ``url`` is a redis-py URL (``redis://host:6379/0``, ``rediss://...`` for TLS,
     ``unix:///path``). Everything the fleet keeps in Redis lives under a prefix made
-    from a hash of the API key (never the key itself) and ``namespace``, so several
-    accounts, or several fleets of one account, can share a Redis. ``heartbeat`` and
+    from a hash of the API key (never the key itself) and the server's base URL, and
+    ``namespace``, so several accounts, servers, or fleets of one account can share a
+    Redis. ``heartbeat`` and
     ``lease`` (seconds) tune how fast a dead member or watcher leader is replaced.
     """
 
@@ -52,22 +54,26 @@ class RedisFleet:
         self.heartbeat = heartbeat
         self.lease = lease
 
-    def prefix(self, api_key: str) -> str:
-        """The Redis key prefix for ``api_key`` (a hash of it, never the key)."""
-        digest = hashlib.sha256(f"gsim-async:{api_key}".encode()).hexdigest()[:20]
+    def prefix(self, api_key: str, base_url: str) -> str:
+        """The Redis key prefix for ``api_key`` on the server at ``base_url``.
+
+        A hash of both, never the key: two servers never share what is kept (a test
+        server may hand out the ids a real one, or its own last run, did).
+        """
+        parts = urlsplit(base_url)
+        server = f"{parts.scheme.lower()}://{parts.netloc.lower()}{parts.path.rstrip('/')}"
+        digest = hashlib.sha256(f"gsim-async:{api_key}\n{server}".encode()).hexdigest()[:20]
         return f"gsim:{digest}" + (f":{self.namespace}" if self.namespace else "")
 
-    def member(self, api_key: str) -> Member:
-        """A new member of this fleet for one client."""
-        from ._member import Member
-
-        return Member(self, self.prefix(api_key))
-
-    def bind(self, api_key: str, **parts: Any) -> Binding:
-        """Join a client's parts to this fleet (see :class:`Binding`)."""
+    def bind(self, api_key: str, base_url: str, **parts: Any) -> Binding:
+        """Join a client of the server at ``base_url`` to this fleet (see :class:`Binding`)."""
+        # Here, not at the top: the members need redis-py, and this module must import
+        # without it (the check above says what to install).
         from ._binding import Binding
 
-        return Binding(self, api_key, **parts)
+        prefix = self.prefix(api_key, base_url)
+        settings = Settings(self.url, prefix, self.heartbeat, self.lease)
+        return Binding(settings, **parts)
 
     def __repr__(self) -> str:
         # The URL may carry a password: show only where it points.

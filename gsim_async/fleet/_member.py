@@ -13,13 +13,12 @@ import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-if TYPE_CHECKING:
-    from ._fleet import RedisFleet
+from ._settings import Settings
 
 T = TypeVar("T")
 
@@ -52,9 +51,9 @@ Listener = Callable[[dict[str, Any]], None]
 class Member:
     """One client in a fleet."""
 
-    def __init__(self, fleet: RedisFleet, prefix: str) -> None:
-        self.fleet = fleet
-        self.prefix = prefix
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.prefix = settings.prefix
         self.id = uuid.uuid4().hex[:16]
         self.active = False
         self._redis: aioredis.Redis | None = None
@@ -94,7 +93,7 @@ class Member:
         # A blocking pool: a burst of purchases waits for a connection instead of
         # failing with "too many connections" (which would take the fleet as down).
         pool = aioredis.BlockingConnectionPool.from_url(
-            self.fleet.url,
+            self.settings.url,
             max_connections=_CONNECTIONS,
             timeout=_CALL_TIMEOUT,
             socket_timeout=_CALL_TIMEOUT,
@@ -184,9 +183,9 @@ class Member:
         """The members whose heartbeat is recent (cached for a heartbeat)."""
         loop = asyncio.get_running_loop()
         at, members = self._live
-        if loop.time() - at < self.fleet.heartbeat:
+        if loop.time() - at < self.settings.heartbeat:
             return members
-        members = await self.members_within(self.fleet.heartbeat * 3, members)
+        members = await self.members_within(self.settings.heartbeat * 3, members)
         self._live = (loop.time(), members)
         return members
 
@@ -215,11 +214,12 @@ class Member:
     # -- background -----------------------------------------------------------------------
 
     async def _beat(self, redis: aioredis.Redis) -> None:
-        await redis.eval(_HEARTBEAT, 1, self.key("members"), self.id, self.fleet.heartbeat * 1000)
+        beat = self.settings.heartbeat * 1000
+        await redis.eval(_HEARTBEAT, 1, self.key("members"), self.id, beat)
 
     async def _heartbeats(self) -> None:
         while not self._closed:
-            await asyncio.sleep(self.fleet.heartbeat if self.active else _RECONNECT)
+            await asyncio.sleep(self.settings.heartbeat if self.active else _RECONNECT)
             if self.active:
                 await self.call(self._beat, None)
             else:
@@ -250,4 +250,5 @@ class Member:
                 self._down(exc)
             finally:
                 with contextlib.suppress(Exception):
+                    # Older redis-py releases leave aclose() untyped; newer ones type it.
                     await pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]

@@ -1,12 +1,14 @@
 """One watcher per account: a leader polls for every order any member waits on.
 
 Members register what they wait on in Redis (``watch``: ``<order id>|<member>`` →
-the order's stamps and the poll interval). One member holds the ``leader`` lease and
-runs an ordinary watcher over every registered order; each result is stored
+the order's number and stamps, and the poll interval). One member holds the ``leader``
+lease and runs an ordinary watcher over every registered order; each result is stored
 (``result:<id>``, for ten minutes) and published, and the member waiting on it takes
-it, whichever process it is in. A leader that dies stops renewing its lease and
-another member takes over within a lease; results are stored, so none is lost in the
-hand-over. While Redis is unreachable, each member watches its own orders.
+it, whichever process it is in, once it is sure the result is of its own order: an id
+is not enough (a test server restarted with its seed hands out the same ids again), so
+the number and the server's stamps must agree too. A leader that dies stops renewing
+its lease and another member takes over within a lease; results are stored, so none is
+lost in the hand-over. While Redis is unreachable, each member watches its own orders.
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import time
 from collections import OrderedDict
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -36,6 +39,10 @@ _ORDER: Decoder[Order] = decoder(Order)
 _RESULT_TTL = 600
 #: Results a leader remembers publishing, at most (the oldest are forgotten first).
 _PUBLISHED_MAX = 50_000
+#: One stamp of one order, written twice, differs by less than this (a server may show
+#: it truncated to the second); stamps further apart belong to two orders.
+_SAME_STAMP = timedelta(seconds=1)
+_NOT_DIGITS = re.compile(r"\D")
 
 _RESIGN = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -76,6 +83,25 @@ def _order_from(data: Any) -> Order:
     if isinstance(data, dict) and isinstance(data.get("price"), str):
         data = {**data, "price": Decimal(data["price"])}
     return _ORDER(data)
+
+
+def _same_order(mine: Order, seen: Order) -> bool:
+    """Whether ``seen`` (a result read by id) can be the order ``mine`` is.
+
+    What either side does not know (an empty number, a missing stamp) is no evidence;
+    anything known that differs is: the number, the service, a stamp by a second or more.
+    """
+    if seen.id != mine.id:
+        return False
+    if mine.service and seen.service and mine.service != seen.service:
+        return False
+    number, other = (_NOT_DIGITS.sub("", o.phone_number) for o in (mine, seen))
+    if number and other and number != other:
+        return False
+    for a, b in ((mine.created_at, seen.created_at), (mine.expires_at, seen.expires_at)):
+        if a is not None and b is not None and abs(a - b) >= _SAME_STAMP:
+            return False
+    return True
 
 
 class FleetWatcher:
@@ -206,6 +232,8 @@ class FleetWatcher:
         order = watch.order
         entry = json.dumps(
             {
+                "service": order.service,
+                "phone": order.phone_number,
                 "created": order.created_at and format_datetime(order.created_at),
                 "floor": _finite(self._source.created_floor(order)),
                 "sent": self._source.sent_at(order),
@@ -249,6 +277,10 @@ class FleetWatcher:
         watch = self._watches.get(order.id)
         if watch is None or watch.done.is_set():
             return
+        if not _same_order(watch.order, order):
+            # Another order under the same id (one from before a test server's restart):
+            # not this wait's answer, which the leader's own poll will give.
+            return
         merged = watch.order.merged(order)
         if self._on_update is not None and merged != watch.order:
             with contextlib.suppress(Exception):
@@ -278,8 +310,8 @@ class FleetWatcher:
     # -- leading ----------------------------------------------------------------------------
 
     async def _lead(self) -> None:
-        fleet = self._member.fleet
-        lease = int(fleet.lease * 1000)
+        settings = self._member.settings
+        lease = int(settings.lease * 1000)
         self._elect = asyncio.Event()
         while not self._closed:
             if not self._member.active:
@@ -288,7 +320,7 @@ class FleetWatcher:
                     if not watch.done.is_set():
                         self._hand_to_alone(watch)
                 self._watches.clear()
-                await asyncio.sleep(fleet.heartbeat)
+                await asyncio.sleep(settings.heartbeat)
                 continue
 
             async def claim(r: aioredis.Redis) -> Any:
@@ -305,7 +337,7 @@ class FleetWatcher:
                 await self._sync_polls()
             self._elect.clear()
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._elect.wait(), min(fleet.lease / 3, self._interval))
+                await asyncio.wait_for(self._elect.wait(), min(settings.lease / 3, self._interval))
 
     async def _stop_leading(self) -> None:
         self._leading = False
@@ -341,8 +373,8 @@ class FleetWatcher:
         entries = self._entries
         # A member whose process is merely busy may beat late: only one silent for long
         # is taken as dead, and its waits dropped (its waiter died with it).
-        fleet = self._member.fleet
-        alive = await self._member.members_within(max(10 * fleet.heartbeat, 10.0))
+        settings = self._member.settings
+        alive = await self._member.members_within(max(10 * settings.heartbeat, 10.0))
         wanted: dict[str, dict[str, Any]] = {}
         gone: list[str] = []
         for field, raw in entries.items():
@@ -374,18 +406,20 @@ class FleetWatcher:
             if order_id in wanted and now - at > 2 * self._interval
         ]
         if stale:
-            await self._publish_again(stale)
+            await self._publish_again({order_id: wanted[order_id] for order_id in stale})
         for order_id, info in wanted.items():
             if order_id not in self._polled and order_id not in self._published:
                 self._poll(order_id, info)
 
-    async def _publish_again(self, order_ids: list[str]) -> None:
+    async def _publish_again(self, registered: dict[str, dict[str, Any]]) -> None:
         """Results published a while ago whose waiters are still registered.
 
         A waiter may have missed the event (it was resubscribing) or registered after
         it: publish the stored result again, with no API request. Where the stored
-        result is gone (evicted, Redis restarted), the order is polled again.
+        result is gone (evicted, Redis restarted) or is of another order than the one
+        registered under its id, the order is polled again.
         """
+        order_ids = list(registered)
         keys = [self._member.key("result", order_id) for order_id in order_ids]
 
         async def read(r: aioredis.Redis) -> list[Any]:
@@ -396,11 +430,12 @@ class FleetWatcher:
             return
         now = time.monotonic()
         for order_id, text in zip(order_ids, stored, strict=False):
-            if text is None:
+            data = json.loads(text) if text is not None else None
+            if data is None or not _is_result_of(data, order_id, registered[order_id]):
                 self._published.pop(order_id, None)
                 continue
             self._published[order_id] = now
-            event = {"t": "result", "order": json.loads(text)}
+            event = {"t": "result", "order": data}
             await self._member.publish(event)
 
     def _has_poller(self) -> bool:
@@ -453,6 +488,24 @@ class FleetWatcher:
 
         task = asyncio.get_running_loop().create_task(publish())
         self._polled[order_id] = (watch, task)
+
+
+def _is_result_of(data: Any, order_id: str, info: dict[str, Any]) -> bool:
+    """Whether a stored result can answer the registration ``info`` of ``order_id``."""
+    try:
+        stored = _order_from(data)
+    except Exception:
+        return False
+    registered = Order(
+        id=order_id,
+        service=str(info.get("service") or ""),
+        phone_number=str(info.get("phone") or ""),
+        status=OrderStatus.PENDING,
+        price=Decimal(0),
+        created_at=_stamp(info.get("created")),
+        expires_at=_stamp(info.get("expires")),
+    )
+    return _same_order(registered, stored)
 
 
 def _finite(value: float) -> float | None:

@@ -150,7 +150,12 @@ class Api:
         service = request.query.get("service") or None
         if service is not None:
             catalogue.check_service(service)
-        return self._cached(f"countries:{service}", lambda: catalogue.countries_payload(service))
+        hidden = self.injector.faults.countries_hidden
+
+        def listed() -> list[dict[str, object]]:
+            return [c for c in catalogue.countries_payload(service) if c["id"] not in hidden]
+
+        return self._cached(f"countries:{service}:{','.join(hidden)}", listed)
 
     async def operators(self, request: web.Request) -> web.Response:
         """GET /operators?service=&country= (both required)."""

@@ -78,6 +78,17 @@ def _seconds_range(value: _Seconds, name: str) -> tuple[float, float]:
     return (low, high)
 
 
+def _to_ids(value: object) -> object:
+    # A list from the control API's JSON; a lone string is left to the validator (it
+    # would otherwise become a tuple of letters).
+    return tuple(value) if isinstance(value, (list, tuple)) else value
+
+
+def _ids_valid(_: object, attribute: attrs.Attribute[tuple[str, ...]], value: object) -> None:
+    if not isinstance(value, tuple) or not all(isinstance(v, str) and v for v in value):
+        raise ValueError(f"{attribute.name} must be a list of ids, got {value!r}")
+
+
 def _to_latency(value: _Seconds) -> tuple[float, float]:
     return _seconds_range(value, "latency")
 
@@ -177,6 +188,11 @@ class Faults:
     )
     # POST /orders/{id}/cancel and /ban answer 503 PROVIDER_ERROR: nothing is refunded.
     refund_error_rate: float = attrs.field(default=0.0, converter=float, validator=_probability)
+    # GET /countries leaves these country ids out, as a real catalogue may omit a country
+    # out of stock for a moment; they are still sold (and quoted by GET /operators).
+    countries_hidden: tuple[str, ...] = attrs.field(
+        default=(), converter=_to_ids, validator=_ids_valid
+    )
 
     def to_dict(self) -> dict[str, object]:
         """The settings with snake_case keys (ranges as two-item lists)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -134,7 +135,7 @@ async def test_codes_reach_the_process_that_waits(
 async def test_a_killed_leader_is_replaced_and_no_code_is_lost(
     sandbox: Sandbox, redis_server: RedisServer, namespace: str
 ) -> None:
-    prefix = fleet_of(redis_server, namespace).prefix(sandbox.api_key)
+    prefix = fleet_of(redis_server, namespace).prefix(sandbox.api_key, sandbox.base_url)
     first = await start(sandbox, redis_server, namespace, "wait", count=1, timeout=60)
     await first.next("bought")
     with anyio.fail_after(10):
@@ -222,7 +223,7 @@ async def test_a_settled_wait_leaves_the_fleet_and_is_not_polled_again(
     # Seen: a member kept its registration after its code came, so the leader polled
     # the order again every round and published its result again and again (7 times
     # per order in a 1,000-order run: a quarter more requests, and CPU).
-    prefix = fleet_of(redis_server, namespace).prefix(sandbox.api_key)
+    prefix = fleet_of(redis_server, namespace).prefix(sandbox.api_key, sandbox.base_url)
     async with (
         fast_client(sandbox, fleet=fleet_of(redis_server, namespace)) as first,
         fast_client(sandbox, fleet=fleet_of(redis_server, namespace)) as second,
@@ -242,3 +243,84 @@ async def test_a_settled_wait_leaves_the_fleet_and_is_not_polled_again(
         finally:
             await client.aclose()
         assert first.orders.waiting == second.orders.waiting == 0
+
+
+async def test_a_stored_result_answers_only_the_order_it_was_read_for(
+    redis_server: RedisServer, namespace: str
+) -> None:
+    # Seen: a sandbox with a fixed seed hands out the same order ids (and numbers) after
+    # a restart; a second run's waits on the same Redis were answered at once with the
+    # first run's codes, stored under those ids (10 of 10 wrong). Here a leader outlives
+    # the restart too, so it has published results under those ids already.
+    fleet = fleet_of(redis_server, namespace)
+    async with contextlib.AsyncExitStack() as stack:
+        first = await stack.enter_async_context(Sandbox(seed=23, auto_deliver=False))
+        polling = await stack.enter_async_context(fast_client(first, fleet=fleet))
+        await polling.balance()  # joins the fleet, and leads it: it is alone
+        with anyio.fail_after(10):
+            prefix = fleet.prefix(first.api_key, first.base_url)
+            while await leader(redis_server, prefix) is None:  # noqa: ASYNC110 - in Redis
+                await anyio.sleep(0.05)
+        async with fast_client(first, fleet=fleet) as gsim:
+            before = [await gsim.orders.create("telegram", "russia") for _ in range(3)]
+            for order in before:
+                first.deliver_code(order.id, "111111")
+            await asyncio.gather(*(gsim.orders.wait_for_code(o, timeout=30) for o in before))
+        await first.close()
+        # The same server restarted a minute later: same address, same seed, same ids.
+        async with (
+            Sandbox(seed=23, auto_deliver=False, port=first.port) as second,
+            fast_client(second, fleet=fleet) as gsim,
+        ):
+            second.advance(60)
+            after = [await gsim.orders.create("telegram", "russia") for _ in range(3)]
+            assert [o.id for o in after] == [o.id for o in before]
+            assert [o.phone_number for o in after] == [o.phone_number for o in before]
+            delivered = [second.deliver_code(o.id, f"22222{i}") for i, o in enumerate(after)]
+            codes = await asyncio.gather(
+                *(gsim.orders.wait_for_code(o, timeout=10, on_timeout="keep") for o in after)
+            )
+    assert codes == delivered
+
+
+async def test_two_servers_on_one_key_and_redis_never_share_results(
+    redis_server: RedisServer, namespace: str
+) -> None:
+    # Two seeded sandboxes side by side: the same key, the same ids, the same numbers
+    # and stamps to the millisecond. Only the server tells their orders apart.
+    fleet = fleet_of(redis_server, namespace)
+    async with (
+        Sandbox(seed=29, auto_deliver=False) as one,
+        Sandbox(seed=29, auto_deliver=False) as other,
+        fast_client(one, fleet=fleet) as first,
+        fast_client(other, fleet=fleet) as second,
+    ):
+        assert one.api_key == other.api_key
+        mine = [await first.orders.create("telegram", "russia") for _ in range(3)]
+        theirs = [await second.orders.create("telegram", "russia") for _ in range(3)]
+        assert [o.id for o in mine] == [o.id for o in theirs]
+        sent_one = [one.deliver_code(o.id, f"11111{i}") for i, o in enumerate(mine)]
+        sent_other = [other.deliver_code(o.id, f"22222{i}") for i, o in enumerate(theirs)]
+        got_one, got_other = await asyncio.gather(
+            asyncio.gather(*(first.orders.wait_for_code(o, timeout=30) for o in mine)),
+            asyncio.gather(*(second.orders.wait_for_code(o, timeout=30) for o in theirs)),
+        )
+    assert got_one == sent_one
+    assert got_other == sent_other
+
+
+async def test_results_reach_their_waiters_whatever_form_the_stamps_take(
+    redis_server: RedisServer, namespace: str
+) -> None:
+    # A result is matched to its wait by stamps too: the same moment written with fewer
+    # digits (or another offset) in the detail than in the purchase answer still matches.
+    async with (
+        Sandbox(seed=31, auto_deliver=False, timestamp_style="varied") as sandbox,
+        fast_client(sandbox, fleet=fleet_of(redis_server, namespace)) as gsim,
+    ):
+        orders = [await gsim.orders.create("telegram", "russia") for _ in range(6)]
+        delivered = [sandbox.deliver_code(o.id) for o in orders]
+        codes = await asyncio.gather(
+            *(gsim.orders.wait_for_code(o, timeout=10, on_timeout="keep") for o in orders)
+        )
+    assert codes == delivered

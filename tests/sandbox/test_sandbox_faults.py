@@ -90,6 +90,19 @@ async def test_list_pages_can_leave_the_code_out(api: Caller, sb: Sandbox) -> No
     assert (await api.get("orders")).body["orders"][0]["smsCode"] == "4321"
 
 
+async def test_the_catalogue_can_leave_a_country_out_that_is_still_sold(
+    api: Caller, sb: Sandbox
+) -> None:
+    sb.set_faults(countries_hidden=["russia"])
+    for params in (None, {"service": "telegram"}):
+        listed = (await api.get("countries", params=params)).body
+        assert "russia" not in [c["id"] for c in listed] and len(listed) > 1
+    assert (await api.post("orders", ORDER)).status == 200  # still sold
+    assert (await api.get("operators", params=ORDER)).status == 200
+    sb.set_faults(countries_hidden=[])
+    assert "russia" in [c["id"] for c in (await api.get("countries")).body]
+
+
 async def test_drop_before_closes_without_an_answer(sb: Sandbox) -> None:
     sb.set_faults(drop_before_rate=1.0)
     connector = aiohttp.TCPConnector(force_close=True)
@@ -171,6 +184,9 @@ def test_faults_validate_values() -> None:
     with pytest.raises(ValueError, match="rate_limit"):
         Faults(rate_limit=0)
     assert Faults(latency=0.2).latency == (0.2, 0.2)
+    with pytest.raises(ValueError, match="countries_hidden"):
+        Faults(countries_hidden="russia")  # type: ignore[arg-type]
+    assert Faults(countries_hidden=["russia"]).countries_hidden == ("russia",)
 
 
 async def test_set_faults_rejects_unknown_names_and_changes_nothing(sb: Sandbox) -> None:
