@@ -19,6 +19,8 @@ from ._ids import Ids
 from ._records import Ledger, LedgerEntry, OrderRecord
 
 ZERO = Decimal(0)
+#: An amount as the Python and control APIs take it (floats via their shortest repr).
+Money = Decimal | str | int | float
 
 
 @attrs.define(slots=True, eq=False)

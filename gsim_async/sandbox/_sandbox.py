@@ -10,7 +10,7 @@ from typing import Any
 import attrs
 from aiohttp import web
 
-from ._accounts import Account
+from ._accounts import Account, Money
 from ._app import build_app
 from ._catalogue import E164, Catalogue
 from ._clock import Clock, Scheduler
@@ -21,8 +21,6 @@ from ._state import State
 from ._stats import Counters
 from ._tasks import Background
 from ._timestamps import Timestamps
-
-Money = Decimal | str | int | float
 
 
 def to_money(value: Money, name: str = "amount") -> Decimal:
@@ -122,7 +120,9 @@ class Sandbox:
         self._default = self._state.accounts.add(api_key, to_money(balance, "balance"))
         self._runner: web.AppRunner | None = None
         self._base_url: str | None = None
-        self.app: web.Application = build_app(self)
+        self.app: web.Application = build_app(
+            self._state, self._injector, self._counters, self._background, self._timestamps, self
+        )
         """The aiohttp application, to mount in another server if you prefer."""
 
     # -- lifecycle --
