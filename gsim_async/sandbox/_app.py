@@ -29,7 +29,11 @@ def build_app(
     api = Api(state, injector, background, timestamps)
     app = web.Application(middlewares=[pipeline.middleware])
     for method, path, handler in api.routes():
-        route = app.router.add_route(method, API + path, handler)
-        pipeline.route_names[route] = f"{method} {API}{path}"
+        # RFC 9110: a resource that answers GET answers HEAD (aiohttp leaves out the body).
+        resource = app.router.add_resource(API + path)  # one per path, as add_route does
+        for verb in ("GET", "HEAD") if method == "GET" else (method,):
+            route = resource.add_route(verb, handler)
+            # The documented path, without the pattern an {id} may carry.
+            pipeline.route_names[route] = f"{verb} {resource.canonical}"
     _control.add_routes(app, control)
     return app

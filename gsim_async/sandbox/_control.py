@@ -104,8 +104,9 @@ async def call(request: web.Request, handler: Handler) -> web.StreamResponse:
     exc = request.match_info.http_exception
     if exc is not None:
         code = "METHOD_NOT_ALLOWED" if exc.status == 405 else "NOT_FOUND"
+        allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
         return error_response(
-            exc.status, code, f"no control endpoint {request.method} {request.path}"
+            exc.status, code, f"no control endpoint {request.method} {request.path}", allow
         )
     try:
         return await handler(request)
@@ -386,4 +387,7 @@ async def _answer(control: Control, sb: Controlled, request: web.Request) -> web
 def add_routes(app: web.Application, sb: Controlled) -> None:
     """Register ``ROUTES`` on ``app`` for ``sb``."""
     for method, path, control in ROUTES:
-        app.router.add_route(method, PREFIX + path, functools.partial(_answer, control, sb))
+        handler = functools.partial(_answer, control, sb)
+        # As on the API: a resource that answers GET answers HEAD.
+        for verb in ("GET", "HEAD") if method == "GET" else (method,):
+            app.router.add_route(verb, PREFIX + path, handler)
