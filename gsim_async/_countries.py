@@ -6,7 +6,7 @@ ISO code, then a name. A lowercase id-shaped value (``"russia"``) is sent as it 
 the catalogue was never needed: the server checks ids itself and buys nothing for an
 unknown one, so the common case costs no request. Anything else is looked up, the
 catalogue being read (once) or re-read (when a value is unknown and the copy is not
-fresh); an unknown value raises :class:`InvalidArgumentError` naming close matches,
+fresh); an unknown value raises ``InvalidArgumentError`` naming close matches,
 before anything is bought.
 """
 

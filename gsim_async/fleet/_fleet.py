@@ -64,7 +64,7 @@ class RedisFleet:
         return Member(self, self.prefix(api_key))
 
     def bind(self, api_key: str, **parts: Any) -> Binding:
-        """Join a client's parts to this fleet (see :class:`Binding`)."""
+        """Join a client's parts to this fleet (see ``Binding``)."""
         from ._binding import Binding
 
         return Binding(self, api_key, **parts)

@@ -1,7 +1,7 @@
 """Accounts: API keys, their balances and the ledger of every movement of money.
 
-Money moves only through :class:`Accounts`, which books each movement as a
-:class:`LedgerEntry`, so ``initial - charged + refunded == balance`` holds at
+Money moves only through ``Accounts``, which books each movement as a
+``LedgerEntry``, so ``initial - charged + refunded == balance`` holds at
 all times.
 """
 

@@ -1,7 +1,7 @@
 """The ``/api/v1`` handlers (docs/architecture.md, "The sandbox"): parse the wire, call the books.
 
 Both purchases (``POST /orders``, ``POST /rentals``) go through one path,
-:meth:`Api.purchase`, which is where the faults a purchase can meet apply.
+``Api.purchase``, which is where the faults a purchase can meet apply.
 """
 
 from __future__ import annotations

@@ -50,10 +50,12 @@ class Sandbox:
         code_delay: codes arrive automatically after a uniform delay in this range (s).
         no_code_ratio: the fraction of orders whose code never arrives by itself.
         order_ttl: seconds from purchase to EXPIRED (with an automatic refund).
-        auto_deliver: False: codes only arrive through :meth:`deliver_code`.
-        faults: the faults injected from the start (see :class:`Faults`).
+        auto_deliver: False: codes only arrive through
+            [`deliver_code`][gsim_async.sandbox.Sandbox.deliver_code].
+        faults: the faults injected from the start (see [`Faults`][gsim_async.sandbox.Faults]).
         stock: numbers in stock per operator, per service and country.
-        shutdown_timeout: seconds :meth:`close` waits for requests still in progress.
+        shutdown_timeout: seconds [`close`][gsim_async.sandbox.Sandbox.close] waits for
+            requests still in progress.
         clock_skew: seconds the server's clock is ahead of (or, negative, behind) this
             machine's: timestamps and the ``Date`` header follow it.
         date_offset: seconds the ``Date`` header is off from the sandbox clock (the
@@ -189,7 +191,10 @@ class Sandbox:
 
     @property
     def clock(self) -> Clock:
-        """The sandbox clock: ``clock.now()`` is ``time.time()`` plus what :meth:`advance` added."""
+        """The sandbox clock: ``clock.now()`` is ``time.time()`` plus what ``advance()`` added.
+
+        See [`advance`][gsim_async.sandbox.Sandbox.advance].
+        """
         return self._clock
 
     def advance(self, seconds: float) -> None:
