@@ -18,9 +18,21 @@ nox.options.reuse_existing_virtualenvs = True
 ROOT = Path(__file__).resolve().parent
 PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
 DIST = ROOT / "dist"
-#: What the test suite needs beside itself: the examples and benchmarks it runs, and the
-#: pytest configuration. The package itself is left out, so only the wheel can be imported.
-TEST_TREE = ["tests", "examples", "benchmarks", "pyproject.toml"]
+#: What the test suite needs beside itself: the examples and benchmarks it runs, the
+#: pytest configuration, and the documentation's sources (tests/test_docs_site.py builds
+#: the site, its reference read from the wheel). The package itself is left out, so only
+#: the wheel can be imported.
+TEST_TREE = [
+    "tests",
+    "examples",
+    "benchmarks",
+    "pyproject.toml",
+    "docs",
+    "mkdocs.yml",
+    "scripts",
+    "README.md",
+    "CHANGELOG.md",
+]
 #: Run where the tests run: the import must come from the installed wheel.
 WHERE_FROM = """
 import sys, gsim_async

@@ -1,8 +1,10 @@
 """gsim-async: an asyncio-first SDK for the gsim API.
 
->>> async with gsim_async.Client() as gsim:
-...     order = await gsim.orders.create("telegram", "russia")
-...     code = await gsim_async.wait_for_code(order)
+```python
+async with gsim_async.Client() as gsim:
+    order = await gsim.orders.create("telegram", "russia")
+    code = await gsim_async.wait_for_code(order)
+```
 """
 
 from __future__ import annotations

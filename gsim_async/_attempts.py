@@ -7,7 +7,7 @@
             await sign_up(act.phone_number)
             code = await act.wait_for_code(timeout=120)
 
-The shape is stamina's ``retry_context``: the loop yields one :class:`Activation` per
+The shape is stamina's ``retry_context``: the loop yields one ``Activation`` per
 try and looks at how the previous one ended before yielding the next.
 
 * A try whose wait ended without a code (``NoCodeError``, ``CodeTimeoutError``) is
@@ -170,7 +170,7 @@ class BudgetExceededError(NoNumberAvailableError):
 
     Nothing more was bought. ``spent`` is the price of every number the loop bought
     (refunds aside), ``budget`` the cap; ``orders`` and ``skipped`` as for
-    :class:`NoNumberAvailableError`.
+    [`NoNumberAvailableError`][gsim_async.NoNumberAvailableError].
     """
 
     budget: Decimal
@@ -199,11 +199,12 @@ class _Candidate:
 
 
 class Activations:
-    """``async for act in client.orders.activations(...)``: one :class:`Activation` per try.
+    """``async for act in client.orders.activations(...)``: one ``Activation`` per try.
 
-    Besides iterating, it tells how the loop went: ``orders`` (every order bought, in
-    the order bought, latest known state), ``tries``, ``spent`` (the price of every
-    number bought, refunds aside) and ``skipped``.
+    Each try is an [`Activation`][gsim_async.Activation]. Besides iterating, it tells how
+    the loop went: ``orders`` (every order bought, in the order bought, latest known
+    state), ``tries``, ``spent`` (the price of every number bought, refunds aside) and
+    ``skipped``.
     """
 
     def __init__(

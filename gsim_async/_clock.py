@@ -3,7 +3,7 @@
 Two sources, trusted differently (docs/architecture.md, "Clocks"):
 
 * the ``Date`` header of every response: always there, but a proxy may rewrite it,
-  so it is only a first guess, good to within :data:`CLOCK_TOLERANCE`;
+  so it is only a first guess, good to within ``CLOCK_TOLERANCE``;
 * the timestamps of the client's *own* purchases: an order bought by a request sent at
   ``s`` and answered at ``r`` (our clock) was stamped between the two, so its
   ``createdAt`` bounds the offset between the server's timestamps and our clock to

@@ -1,6 +1,6 @@
 """Every number the SDK tunes, in one place.
 
-The first group are the defaults of :class:`gsim_async.Client`'s arguments; the rest
+The first group are the defaults of ``gsim_async.Client``'s arguments; the rest
 are internal tunings that used to hide in the modules that use them. Each says why
 it has its value (docs/architecture.md explains the rules behind them).
 """

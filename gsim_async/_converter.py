@@ -1,7 +1,7 @@
 """The one cattrs converter: wire JSON (camelCase, numbers, RFC 3339 strings) → models.
 
 Used at the transport's edge only: the rest of the SDK sees models, never dicts.
-Requests are small dicts the namespaces build; :func:`dumps` writes them with money
+Requests are small dicts the namespaces build; ``dumps`` writes them with money
 exact.
 """
 

@@ -10,7 +10,7 @@ The server is the judge of ids (design.md, money rule 8): a lowercase id-shaped 
 of stock for a moment, and the server buys nothing for an unknown id: its answer is
 what the caller sees. Only ISO codes and names need the catalogue: they are looked up,
 the catalogue being read (once) or re-read (when a value is unknown and the copy is not
-fresh), and an unknown one raises :class:`InvalidArgumentError` naming close matches,
+fresh), and an unknown one raises ``InvalidArgumentError`` naming close matches,
 before anything is bought.
 """
 
@@ -77,7 +77,7 @@ class CountryCatalogue:
     async def lookup(
         self, value: object, *, read: bool = False, name: str = "country"
     ) -> tuple[str, bool]:
-        """Like :meth:`resolve`, and whether the catalogue lists the country.
+        """Like ``resolve()``, and whether the catalogue lists the country.
 
         ``read``: read the catalogue even for an id-shaped value while it is cold (one
         request), so that ``False`` says the catalogue does not list it.

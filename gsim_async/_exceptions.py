@@ -1,31 +1,34 @@
 """Every error the SDK raises.
 
-::
-
-    GsimError
-    ├── InvalidArgumentError (also ValueError)     bad input, raised before any request
-    ├── ClientClosedError (also RuntimeError)      the client was closed, or is used from
-    │                                              another event loop than its own
-    ├── APIError                                   the server answered with an error
-    │   ├── UnauthorizedError          401 UNAUTHORIZED
-    │   ├── ForbiddenError             403 FORBIDDEN
-    │   ├── NotFoundError              404 NOT_FOUND
-    │   ├── InsufficientBalanceError   402 INSUFFICIENT_BALANCE
-    │   ├── RateLimitedError           429 RATE_LIMITED (.retry_after)
-    │   ├── ValidationError            400 VALIDATION_ERROR
-    │   ├── ProviderError              503 PROVIDER_ERROR
-    │   ├── ConflictError              409 CONFLICT (.order: the order re-read, when known)
-    │   └── APIResponseValidationError a 2xx whose body is not what the API documents
-    ├── APIConnectionError                         no usable answer (refused, reset, cut)
-    │   ├── APITimeoutError            the request's deadline passed
-    │   └── OutcomeUnknownError        a charging request may have gone through
-    │                                  (.candidates: what it may have bought)
-    ├── PriceTooHighError                          activation(max_price=...) refused a price
-    ├── JournalError                               the journal cannot be opened or written
-    │   └── JournalInUseError          another live client has the journal open
-    ├── MessageTimeoutError (also TimeoutError)    rentals.wait_for_sms timed out
-    └── NoCodeError                                a wait ended without a code (.order)
-        └── CodeTimeoutError           ... because its timeout passed (also TimeoutError)
+```text
+GsimError
+├── InvalidArgumentError (ValueError)   bad input, refused before any request
+├── ClientClosedError (RuntimeError)    the client is closed, or used from
+│                                       another event loop than its own
+├── APIError                            the server answered with an error
+│   ├── UnauthorizedError               401 UNAUTHORIZED
+│   ├── ForbiddenError                  403 FORBIDDEN
+│   ├── NotFoundError                   404 NOT_FOUND
+│   ├── InsufficientBalanceError        402 INSUFFICIENT_BALANCE
+│   ├── RateLimitedError                429 RATE_LIMITED (.retry_after)
+│   ├── ValidationError                 400 VALIDATION_ERROR
+│   ├── ProviderError                   503 PROVIDER_ERROR
+│   ├── ConflictError                   409 CONFLICT (.order: re-read, if known)
+│   └── APIResponseValidationError      a 2xx body unlike the documented one
+├── APIConnectionError                  no usable answer (refused, reset, cut)
+│   ├── APITimeoutError                 the request's deadline passed
+│   └── OutcomeUnknownError             a charging request may have gone
+│                                       through (.candidates: what it bought)
+├── PriceTooHighError                   activation(max_price=...) refused it
+├── JournalError                        the journal cannot be opened or written
+│   └── JournalInUseError               another live client has it open
+├── MessageTimeoutError (TimeoutError)  rentals.wait_for_sms timed out
+├── NoNumberAvailableError              activations() has nothing left to buy
+│   └── BudgetExceededError             ... within its budget
+└── NoCodeError                         a wait ended without a code (.order)
+    ├── CodeTimeoutError (TimeoutError) ... because its timeout passed
+    └── AttemptsExhaustedError          every try of activations() ended so
+```
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """The HTTP layer under the transport: one aiohttp session, one send, one error table.
 
-``send`` either returns the server's :class:`Answer` or raises :class:`NoAnswer`,
+``send`` either returns the server's ``Answer`` or raises ``NoAnswer``,
 which says whether the request provably never left (``unsent``: the connection could
 not be opened, nothing can have happened) or may have been carried out. Every aiohttp
-failure is classified by one table, :data:`_FAILURES` (httpx's ``map_exceptions``).
+failure is classified by one table, ``_FAILURES`` (httpx's ``map_exceptions``).
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ _FAILURES: tuple[tuple[tuple[type[BaseException], ...], bool, bool, bool, _Say],
 
 
 def classify(exc: Exception, timeout: float) -> NoAnswer | None:
-    """The :class:`NoAnswer` an aiohttp failure means (by :data:`_FAILURES`), or None."""
+    """The ``NoAnswer`` an aiohttp failure means (by ``_FAILURES``), or None."""
     if isinstance(exc, NoAnswer):
         return exc
     for types, unsent, timed_out, transient, say in _FAILURES:

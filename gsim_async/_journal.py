@@ -443,7 +443,7 @@ class FileJournal:
         _unlock(self._lock)
 
     def close(self) -> None:
-        """Like :meth:`aclose`, blocking (for a client closed without a running loop)."""
+        """Like ``aclose()``, blocking (for a client closed without a running loop)."""
         if self._closed:
             return
         self._closed = True

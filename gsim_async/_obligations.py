@@ -1,7 +1,7 @@
 """What a client owes for the orders it holds, written through to its journals.
 
 Every order a client buys is owed something until it ends: its code, or its refund by
-a deadline (design.md, money rule 7). :class:`Obligations` keeps that account for one
+a deadline (design.md, money rule 7). ``Obligations`` keeps that account for one
 client (all its views) and writes each change through to its *sinks*: the file
 journal (``Client(journal=...)``) and a fleet's Redis. Without a sink it records
 nothing and costs nothing.

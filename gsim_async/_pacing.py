@@ -4,14 +4,14 @@ The money rule behind it (docs/guides/rate-limits.md): every 429 costs a pause o
 for the whole client, so the client learns the limit once.
 
 * **Slow start.** A client that has never met a limit starts at
-  :data:`INITIAL_RATE` requests/s and raises its rate with every accepted answer
+  ``INITIAL_RATE`` requests/s and raises its rate with every accepted answer
   while the rate is what holds requests back: it never fires a burst it has not
   tried before.
 * **Learn once.** At the first 429 the client pauses (Retry-After) and estimates the
   limit from what the server *accepted* before it: a token bucket that refuses at
   ``t`` accepted at most ``burst + rate * W`` in any window ``W`` before it, so the
   rate is at least ``accepted(W) / (W + burst/rate)`` for the largest such ratio,
-  with a burst of :data:`ASSUMED_BURST` seconds. It resumes just under that, with no
+  with a burst of ``ASSUMED_BURST`` seconds. It resumes just under that, with no
   burst, the refunds first.
 * **Probe rarely.** A learnt rate that has been the bottleneck for a long while
   (many times the last pause) is raised by 5 %; a 429 brings a fresh estimate.
@@ -45,7 +45,7 @@ class Priority(enum.IntEnum):
     """Which waiting request goes first when the client is paced.
 
     Refunds go before anything else; the caller's calls and the watcher's polls share
-    what is left, polls getting every :data:`_POLL_SHARE`-th turn while both wait, so
+    what is left, polls getting every ``_POLL_SHARE``-th turn while both wait, so
     a backlog of purchases never stops codes from being read.
     """
 
@@ -69,7 +69,7 @@ class Phase(enum.Enum):
 
 
 class _Bins:
-    """Accepted answers per tenth of a second, over the last :data:`RATE_HISTORY` s."""
+    """Accepted answers per tenth of a second, over the last ``RATE_HISTORY`` s."""
 
     __slots__ = ("_bins",)
 

@@ -12,7 +12,7 @@ lost", rule 2). For each purchase key (service and country, or a rental's number
   server's own clock, so no clock of ours is trusted) and, once our own purchases
   have pinned the server's clock, no earlier than the lost request was sent;
 * candidates are adopted only while no other buyer was seen on the key and there are
-  no more of them than lost purchases; otherwise :class:`OutcomeUnknownError` names
+  no more of them than lost purchases; otherwise ``OutcomeUnknownError`` names
   them and nothing is bought again;
 * with no candidate, the account is listed again until the server can no longer be
   working on the request (the reconcile window), and once more after it: only then is
@@ -182,7 +182,7 @@ class Reconciler(Generic[T]):
     async def begin(self, key: Key) -> float:
         """Register a purchase about to be sent (waits while a listing is due).
 
-        Returns its start time, to pass to :meth:`bought` or :meth:`abandon`. The
+        Returns its start time, to pass to ``bought`` or ``abandon``. The
         client's first purchase of this kind first records the account's baseline.
         """
         if self._baseline is None:
@@ -252,8 +252,8 @@ class Reconciler(Generic[T]):
     ) -> T | None:
         """What the lost purchase bought, or ``None`` when it provably bought nothing.
 
-        Call instead of :meth:`bought`/:meth:`abandon` for a purchase begun at
-        ``started``. Raises :class:`OutcomeUnknownError` when it cannot tell.
+        Call instead of ``bought``/``abandon`` for a purchase begun at
+        ``started``. Raises ``OutcomeUnknownError`` when it cannot tell.
         """
         state = self._keys[key]
         fleet = self._fleet()
@@ -278,7 +278,7 @@ class Reconciler(Generic[T]):
         The same path as a lost answer (the purchase was sent at ``lost.sent``): it is
         listed only once no purchase of the key is on the wire here, and an item is
         adopted only when it can be proved to be that purchase's. Raises
-        :class:`OutcomeUnknownError` when it cannot tell.
+        ``OutcomeUnknownError`` when it cannot tell.
         """
         if self._baseline is None:
             await self._take_baseline(key[0])

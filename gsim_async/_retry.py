@@ -1,6 +1,6 @@
 """What may be retried, and how long to wait: the money rules, in code.
 
-:func:`decide` is the whole retry policy as one pure function of the operation and
+``decide`` is the whole retry policy as one pure function of the operation and
 what one attempt got (docs/architecture.md, "Money and codes are never lost", rule 1):
 only a request that cannot charge twice is retried blindly.
 """

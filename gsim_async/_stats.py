@@ -7,7 +7,7 @@ hint: an order listed twice, as new ones push the rest down, counts once).
 Money follows the API's rules: every order's price was charged when it was bought,
 and an order that ended without a code (cancelled, banned, expired, refunded) was
 refunded in full. The API has no "code received at" field, so the time to a code is
-only known for the codes this client saw arrive (:class:`CodeSightings`).
+only known for the codes this client saw arrive (``CodeSightings``).
 """
 
 from __future__ import annotations
@@ -125,7 +125,7 @@ async def order_stats(
     country: str | None,
     on_progress: ProgressHook | None,
 ) -> list[OrderStats]:
-    """One :class:`OrderStats` per (service, country, operator), from the pages ``fetch`` reads."""
+    """One ``OrderStats`` per (service, country, operator), from the pages ``fetch`` reads."""
     tallies: dict[tuple[str, str | None, str | None], _Tally] = {}
     seen: set[str] = set()
     number = read = 0

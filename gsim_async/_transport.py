@@ -1,9 +1,9 @@
 """The one path every request takes: pacing, sending, retrying, decoding, errors.
 
-:meth:`Transport.request` is the loop; what to do after each attempt is decided by
-:func:`gsim_async._retry.decide` (a pure function), aiohttp's failures are classified
-by one table in :mod:`gsim_async._http`, and the rate gate and the send rate live in
-:mod:`gsim_async._pacing`.
+``Transport.request`` is the loop; what to do after each attempt is decided by
+``gsim_async._retry.decide`` (a pure function), aiohttp's failures are classified
+by one table in ``gsim_async._http``, and the rate gate and the send rate live in
+``gsim_async._pacing``.
 """
 
 from __future__ import annotations
@@ -180,7 +180,7 @@ class Transport:
         clock), for a purchase's bookkeeping. Raises an ``APIError`` subclass for an error answer,
         ``APIConnectionError`` / ``APITimeoutError`` when no answer came,
         ``OutcomeUnknownError`` when a ``ONCE`` request may have gone through, and
-        :class:`LostAnswerError` when a ``PURCHASE`` may have (the caller reconciles it).
+        ``LostAnswerError`` when a ``PURCHASE`` may have (the caller reconciles it).
         """
         shared = self.shared
         session = shared.session.get()  # a closed client, or another loop: fail at once

@@ -19,3 +19,4 @@ class NotGiven(enum.Enum):
 
 
 NOT_GIVEN: Final = NotGiven.NOT_GIVEN
+"""The value of an argument left out (``rentals.update(forwarding_number=None)`` differs)."""

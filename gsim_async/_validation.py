@@ -46,7 +46,7 @@ def identifier(name: str, value: object, reserved: Iterable[str] = ()) -> str:
 
 
 def path_id(name: str, value: str) -> str:
-    """An id already checked by :func:`identifier` (a cheap re-check for internal calls)."""
+    """An id already checked by ``identifier`` (a cheap re-check for internal calls)."""
     if ID_PATTERN.fullmatch(value) is None:
         raise InvalidArgumentError(f"{name} id {value!r:.60} is not an id")
     return value

@@ -1,6 +1,6 @@
 """Waiting for codes: wait, the cleanup after a timeout, as_completed, and activation().
 
-Everything here works through :class:`OrderOps`, a small protocol the orders namespace
+Everything here works through ``OrderOps``, a small protocol the orders namespace
 implements (fetch, ban/cancel, the watcher, the clock, the background tasks), so the
 waiting helpers never reach into the namespace.
 """
@@ -485,7 +485,7 @@ class Activation:
         on_timeout: OnTimeout = "ban",
         poll_interval: float | None = None,
     ) -> str:
-        """Wait for the code (see :func:`gsim_async.wait_for_code`) and return it."""
+        """Wait for the code and return it, as [`wait_for_code`][gsim_async.wait_for_code] does."""
         check_wait_args(timeout, on_timeout, poll_interval)
         if self._cleanup is not None:
             raise ClientClosedError(

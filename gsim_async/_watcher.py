@@ -179,7 +179,7 @@ class Watcher:
             del self._watches[watch.order.id]
 
     async def aclose(self) -> None:
-        """Stop polling; waiters still registered fail with :class:`ClientClosedError`."""
+        """Stop polling; waiters still registered fail with ``ClientClosedError``."""
         self._closed = True
         tasks = [t for t in (self._task, *self._fetches) if t is not None and not t.done()]
         self._task = None

@@ -1,17 +1,20 @@
 """pytest plugin: the ``gsim_sandbox`` fixture, a running sandbox and a client bound to it.
 
 Installed with gsim-async (entry point ``pytest11``): nothing to configure. Test your
-own code against a real HTTP server that behaves like the gsim API, without money::
+own code against a real HTTP server that behaves like the gsim API, without money:
 
-    @pytest.mark.anyio
-    async def test_sign_up(gsim_sandbox):
-        assert await my_bot.sign_up(gsim_sandbox.client) == "welcome"
+```python
+@pytest.mark.anyio
+async def test_sign_up(gsim_sandbox):
+    assert await my_bot.sign_up(gsim_sandbox.client) == "welcome"
+```
 
-The fixture gives a :class:`GsimSandbox`: ``.client`` (a :class:`gsim_async.Client`
-bound to the sandbox, polling fast), ``.sandbox`` (the :class:`Sandbox`, to deliver
-codes, set faults, read the ledger), ``.base_url`` and ``.api_key``. For the test's
-duration ``GSIM_API_KEY`` and ``GSIM_BASE_URL`` point at the sandbox, so code that
-makes its own ``gsim_async.Client()`` reaches it too.
+The fixture gives a [`GsimSandbox`][gsim_async.pytest_plugin.GsimSandbox]: ``.client``
+(a [`gsim_async.Client`][gsim_async.Client] bound to the sandbox, polling fast),
+``.sandbox`` (the [`Sandbox`][gsim_async.sandbox.Sandbox], to deliver codes, set faults,
+read the ledger), ``.base_url`` and ``.api_key``. For the test's duration
+``GSIM_API_KEY`` and ``GSIM_BASE_URL`` point at the sandbox, so code that makes its own
+``gsim_async.Client()`` reaches it too.
 
 It is an async fixture, run by whichever plugin runs the test:
 
@@ -21,11 +24,11 @@ It is an async fixture, run by whichever plugin runs the test:
   ``asyncio_default_fixture_loop_scope`` must equal the test's loop scope; a test run
   in another loop than the fixture's fails at once, saying what to set.
 
-``@pytest.mark.gsim_sandbox(...)`` passes options to the :class:`Sandbox`
-(``balance``, ``code_delay``, ``auto_deliver``, ``no_code_ratio``, ``order_ttl``,
-``faults``, ``seed``, ...) and ``poll_interval`` to the client.
-:func:`open_sandbox` is the same thing as an ``async with`` block, for other test
-runners or a longer-lived sandbox.
+``@pytest.mark.gsim_sandbox(...)`` passes options to the
+[`Sandbox`][gsim_async.sandbox.Sandbox] (``balance``, ``code_delay``, ``auto_deliver``,
+``no_code_ratio``, ``order_ttl``, ``faults``, ``seed``, ...) and ``poll_interval`` to the
+client. [`open_sandbox`][gsim_async.pytest_plugin.open_sandbox] is the same thing as an
+``async with`` block, for other test runners or a longer-lived sandbox.
 """
 
 from __future__ import annotations
@@ -98,7 +101,8 @@ class GsimSandbox:
 async def open_sandbox(**options: Any) -> AsyncIterator[GsimSandbox]:
     """A sandbox and a client of it, for the length of an ``async with`` block.
 
-    ``options`` go to :class:`Sandbox`, except ``poll_interval`` (the client's).
+    ``options`` go to [`Sandbox`][gsim_async.sandbox.Sandbox], except ``poll_interval``
+    (the client's).
     """
     poll_interval = options.pop("poll_interval", DEFAULT_POLL_INTERVAL)
     options.setdefault("code_delay", DEFAULT_CODE_DELAY)
@@ -207,9 +211,10 @@ def _loop_mismatch(item: pytest.Item) -> str:
 
 @pytest.fixture
 def gsim_sandbox(request: pytest.FixtureRequest) -> GsimSandbox:
-    """A running gsim sandbox and a client bound to it; see :class:`GsimSandbox`.
+    """A running gsim sandbox and a client bound to it.
 
-    For async tests run by anyio (``@pytest.mark.anyio``) or pytest-asyncio.
+    A [`GsimSandbox`][gsim_async.pytest_plugin.GsimSandbox], for async tests run by anyio
+    (``@pytest.mark.anyio``) or pytest-asyncio.
     """
     # One name, two async runners: hand the work to the fixture the test's runner runs,
     # so the sandbox and the client live in the test's own event loop.

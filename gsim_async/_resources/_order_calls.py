@@ -1,8 +1,8 @@
 """The order endpoints, as the waiting helpers and the watcher use them.
 
-:class:`OrderCalls` implements the two small protocols the lower layers ask for —
-:class:`~gsim_async._watcher.OrderSource` (fetch one, list a page, sightings) and
-:class:`~gsim_async._waiting.OrderOps` (fetch, ban/cancel, clocks, background) — over
+``OrderCalls`` implements the two small protocols the lower layers ask for —
+``gsim_async._watcher.OrderSource`` (fetch one, list a page, sightings) and
+``gsim_async._waiting.OrderOps`` (fetch, ban/cancel, clocks, background) — over
 one transport, and keeps the client's bookkeeping on every order that passes through.
 """
 

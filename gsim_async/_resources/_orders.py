@@ -273,7 +273,7 @@ class Orders:
     async def ban(self, order: OrderRef) -> Refund:
         """Report a PENDING order's number as not receiving; its price is refunded.
 
-        Raises ``ConflictError`` like :meth:`cancel`.
+        Raises ``ConflictError`` like [`cancel`][gsim_async._resources._orders.Orders.cancel].
         """
         return await self._end(order, "ban")
 
@@ -407,7 +407,7 @@ class Orders:
         With ``max_price`` the price is checked before buying (``PriceTooHighError``,
         nothing bought) and an order that came back dearer is cancelled at once (if its
         code won that race, the error carries the code). ``country`` may be an id, an
-        ISO code or a name, as for :meth:`create`.
+        ISO code or a name, as for [`create`][gsim_async._resources._orders.Orders.create].
         """
         service = v.text("service", service)
         country = v.text("country", country)
@@ -445,15 +445,16 @@ class Orders:
     ) -> Activations:
         """Fresh numbers until one gets its code: ``async for act in ...: async with act:``.
 
-        Each try is an :class:`Activation` (entering the block buys its number). A try
-        whose wait ends without a code (``CodeTimeoutError``, ``NoCodeError``) is banned
-        or cancelled for its refund and the loop yields a new number; a try that leaves
-        its block with a code ends the loop; any other exception is refunded and leaves
-        the loop. ``countries`` (ids, ISO codes or names) and ``operators`` (``None``:
-        any) are tried in the order given, each try moving on to the next; one that is
-        sold out, not sold, or dearer than ``max_price`` is skipped without buying
-        (``GET /operators`` is read first). ``budget`` caps the total price of the
-        numbers the loop buys, refunds aside: a purchase that would pass it is not made.
+        Each try is an [`Activation`][gsim_async.Activation] (entering the block buys
+        its number). A try whose wait ends without a code (``CodeTimeoutError``,
+        ``NoCodeError``) is banned or cancelled for its refund and the loop yields a new
+        number; a try that leaves its block with a code ends the loop; any other
+        exception is refunded and leaves the loop. ``countries`` (ids, ISO codes or
+        names) and ``operators`` (``None``: any) are tried in the order given, each try
+        moving on to the next; one that is sold out, not sold, or dearer than
+        ``max_price`` is skipped without buying (``GET /operators`` is read first).
+        ``budget`` caps the total price of the numbers the loop buys, refunds aside: a
+        purchase that would pass it is not made.
 
         Raises ``InvalidArgumentError`` for a bad argument (before any request) or a
         country code or name the catalogue does not know, and the server's
@@ -584,7 +585,7 @@ async def wait_for_code(
     on_timeout: OnTimeout = "ban",
     poll_interval: float | None = None,
 ) -> str:
-    """Wait for the SMS code of an order bought through a :class:`Client`; return it.
+    """Wait for the SMS code of an order bought through a [`Client`][gsim_async.Client]; return it.
 
     ``timeout`` (seconds) defaults to the order's ``expires_at``. When it passes,
     the order is banned (``on_timeout="ban"``), cancelled (``"cancel"``) or left as it

@@ -6,7 +6,7 @@ or closed with refunds still under way), in the background:
 * a purchase that was on the wire is reconciled from its journaled send time, on the
   same path as a lost answer (``Reconciler.recover``), never bought again;
 * every order still held without a code is refunded once its refund falls due (see
-  ``_obligations``): an activation's after :data:`RECOVERY_GRACE`, a wait's at the end
+  ``_obligations``): an activation's after ``RECOVERY_GRACE``, a wait's at the end
   of its timeout, a bare ``create()``'s shortly before it expires;
 * unless the program takes it back first: ``orders.recovered()`` hands those orders
   back (with their code, if one came meanwhile), ``rentals.recovered()`` the rentals

@@ -66,7 +66,7 @@ class RedisFleet:
         return f"gsim:{digest}" + (f":{self.namespace}" if self.namespace else "")
 
     def bind(self, api_key: str, base_url: str, **parts: Any) -> Binding:
-        """Join a client of the server at ``base_url`` to this fleet (see :class:`Binding`)."""
+        """Join a client of the server at ``base_url`` to this fleet (see ``Binding``)."""
         # Here, not at the top: the members need redis-py, and this module must import
         # without it (the check above says what to install).
         from ._binding import Binding

@@ -1,6 +1,6 @@
 """One client's membership of a fleet: the Redis connection, heartbeats, events, health.
 
-Every Redis call goes through :meth:`Member.call`: a failure marks the fleet down
+Every Redis call goes through ``Member.call``: a failure marks the fleet down
 (logged once, at WARNING), and every component falls back to what the client does
 alone until a reconnect succeeds (logged at INFO), when the member rejoins.
 """

@@ -1,7 +1,9 @@
 """An embedded gsim API server for tests, demos and benchmarks.
 
->>> async with Sandbox(seed=1, code_delay=(0.1, 0.5)) as sb:  # doctest: +SKIP
-...     client = Client(sb.api_key, base_url=sb.base_url)
+```python
+async with Sandbox(seed=1, code_delay=(0.1, 0.5)) as sb:
+    client = gsim_async.Client(sb.api_key, base_url=sb.base_url)
+```
 
 It implements every endpoint of the gsim REST API with real state (balances
 in Decimal, stock, the order lifecycle with expiry and refunds, rentals with

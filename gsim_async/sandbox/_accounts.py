@@ -1,7 +1,7 @@
 """Accounts: API keys, their balances and the ledger of every movement of money.
 
-Money moves only through :class:`Accounts`, which books each movement as a
-:class:`LedgerEntry`, so ``initial - charged + refunded == balance`` holds at
+Money moves only through ``Accounts``, which books each movement as a
+``LedgerEntry``, so ``initial - charged + refunded == balance`` holds at
 all times.
 """
 
@@ -19,6 +19,8 @@ from ._ids import Ids
 from ._records import Ledger, LedgerEntry, OrderRecord
 
 ZERO = Decimal(0)
+#: An amount as the Python and control APIs take it (floats via their shortest repr).
+Money = Decimal | str | int | float
 
 
 @attrs.define(slots=True, eq=False)

@@ -1,7 +1,7 @@
 """The ``/api/v1`` handlers (docs/architecture.md, "The sandbox"): parse the wire, call the books.
 
 Both purchases (``POST /orders``, ``POST /rentals``) go through one path,
-:meth:`Api.purchase`, which is where the faults a purchase can meet apply.
+``Api.purchase``, which is where the faults a purchase can meet apply.
 """
 
 from __future__ import annotations
@@ -16,16 +16,17 @@ from . import _catalogue, _errors
 from ._accounts import Account
 from ._faults import FaultInjector, drop
 from ._http import (
-    ISO2,
     bool_field,
     bool_param,
     choice_param,
     digits_param,
     int_param,
     iso_field,
+    iso_param,
     json_object,
     json_response,
     money_field,
+    one_param,
     phone_field,
     reply,
     required_str,
@@ -38,6 +39,8 @@ from ._tasks import Background
 from ._timestamps import Timestamps
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+#: ``/rentals/{id}``, whose id is never ``search`` (that path is the search resource).
+RENTAL = "/rentals/{id:(?!search$)[^/]+}"
 Q = TypeVar("Q")
 P = TypeVar("P")
 
@@ -55,7 +58,12 @@ class Api:
         self._cache: dict[str, tuple[int, str]] = {}
 
     def routes(self) -> list[tuple[str, str, Handler]]:
-        """Every documented route under ``/api/v1`` (search before ``{id}``, so it wins)."""
+        """Every documented route under ``/api/v1``.
+
+        ``/rentals/search`` is a resource of its own: ``{id}`` never matches
+        ``search``, so ``PATCH /rentals/search`` is a 405 like ``POST``, and their
+        ``Allow`` names only its own methods.
+        """
         return [
             ("GET", "/balance", self.balance),
             ("GET", "/services", self.services),
@@ -69,9 +77,9 @@ class Api:
             ("GET", "/rentals/search", self.search_rentals),
             ("GET", "/rentals", self.list_rentals),
             ("POST", "/rentals", self.create_rental),
-            ("GET", "/rentals/{id}", self.get_rental),
-            ("PATCH", "/rentals/{id}", self.update_rental),
-            ("DELETE", "/rentals/{id}", self.delete_rental),
+            ("GET", RENTAL, self.get_rental),
+            ("PATCH", RENTAL, self.update_rental),
+            ("DELETE", RENTAL, self.delete_rental),
             ("GET", "/rentals/{id}/sms", self.list_sms),
             ("POST", "/rentals/{id}/sms", self.send_sms),
             ("GET", "/rentals/{id}/calls", self.list_calls),
@@ -147,9 +155,9 @@ class Api:
         """GET /countries?service=."""
         self._account(request)
         catalogue = self.state.catalogue
-        service = request.query.get("service") or None
+        service = one_param(request.query, "service")
         if service is not None:
-            catalogue.check_service(service)
+            catalogue.check_service(service)  # an empty one is no service id either
         hidden = self.injector.faults.countries_hidden
 
         def listed() -> list[dict[str, object]]:
@@ -161,8 +169,8 @@ class Api:
         """GET /operators?service=&country= (both required)."""
         self._account(request)
         catalogue = self.state.catalogue
-        service = request.query.get("service")
-        country = request.query.get("country")
+        service = one_param(request.query, "service")
+        country = one_param(request.query, "country")
         if not service:
             raise _errors.validation("service is required")
         if not country:
@@ -206,7 +214,8 @@ class Api:
         service = required_str(body, "service")
         country = required_str(body, "country")
         operator = body.get("operator")
-        if operator is not None and (not isinstance(operator, str) or not operator):
+        # Documented: omit it for any; null is not one of its values.
+        if "operator" in body and (not isinstance(operator, str) or not operator):
             raise _errors.validation("operator must be a non-empty string (omit it for any)")
         orders = self.state.orders
         return await self.purchase(
@@ -245,24 +254,17 @@ class Api:
         """GET /rentals/search?country=&type=&smsEnabled=&voiceEnabled=&areaCode=&contains=."""
         self._account(request)
         query = request.query
-        country = query.get("country")
-        if not country:
-            raise _errors.validation("country is required (2-letter ISO code, e.g. US)")
-        if not ISO2.fullmatch(country):
-            raise _errors.validation("country must be a 2-letter ISO code, e.g. US")
-        raw_type = query.get("type") or "Local"
-        number_type = _catalogue.SEARCH_TYPES.get(raw_type)
-        if number_type is None and raw_type in _catalogue.NUMBER_TYPES:
-            number_type = raw_type
-        if number_type is None:
-            raise _errors.validation("type must be one of Local, Mobile, TollFree")
+        country = iso_param(query, "country")
+        # The search spells types Local, Mobile, TollFree; LOCAL... is the purchase's spelling.
+        search_type = choice_param(query, "type", _catalogue.SEARCH_TYPES) or "Local"
+        number_type = _catalogue.SEARCH_TYPES[search_type]
         sms = bool_param(query, "smsEnabled")
         voice = bool_param(query, "voiceEnabled")
         area_code = digits_param(query, "areaCode", "digits, e.g. 510")
         contains = digits_param(query, "contains", "a pattern of digits, e.g. 555")
         page_size = int_param(query, "pageSize", 20, 50)
         numbers = self.state.rentals.search(
-            country.upper(),
+            country,
             number_type,
             page_size=page_size,
             area_code=area_code,
@@ -321,7 +323,8 @@ class Api:
         if body.get("forwardingNumber") is not None:
             forwarding = phone_field(body, "forwardingNumber")
         name = body.get("friendlyName")
-        if name is not None and (not isinstance(name, str) or len(name) > 64):
+        # Only forwardingNumber documents null (to turn forwarding off).
+        if "friendlyName" in body and (not isinstance(name, str) or len(name) > 64):
             raise _errors.validation("friendlyName must be a string of at most 64 characters")
         fields: dict[str, Any] = {}
         if auto_renew is not None:

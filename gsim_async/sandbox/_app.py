@@ -2,28 +2,38 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from aiohttp import web
 
 from . import _control
 from ._api import Api
+from ._faults import FaultInjector
 from ._pipeline import Pipeline
-
-if TYPE_CHECKING:
-    from ._sandbox import Sandbox
+from ._state import State
+from ._stats import Counters
+from ._tasks import Background
+from ._timestamps import Timestamps
 
 API = "/api/v1"
 
 
-def build_app(sandbox: Sandbox) -> web.Application:
-    """The whole server for ``sandbox``."""
-    state = sandbox._state
-    pipeline = Pipeline(sandbox._injector, sandbox._counters, state.clock, sandbox._background)
-    api = Api(state, sandbox._injector, sandbox._background, sandbox._timestamps)
+def build_app(
+    state: State,
+    injector: FaultInjector,
+    counters: Counters,
+    background: Background,
+    timestamps: Timestamps,
+    control: _control.Controlled,
+) -> web.Application:
+    """The whole server of one sandbox: its API on ``state``, its control API on ``control``."""
+    pipeline = Pipeline(injector, counters, state.clock, background)
+    api = Api(state, injector, background, timestamps)
     app = web.Application(middlewares=[pipeline.middleware])
     for method, path, handler in api.routes():
-        route = app.router.add_route(method, API + path, handler)
-        pipeline.route_names[route] = f"{method} {API}{path}"
-    _control.add_routes(app, sandbox)
+        # RFC 9110: a resource that answers GET answers HEAD (aiohttp leaves out the body).
+        resource = app.router.add_resource(API + path)  # one per path, as add_route does
+        for verb in ("GET", "HEAD") if method == "GET" else (method,):
+            route = resource.add_route(verb, handler)
+            # The documented path, without the pattern an {id} may carry.
+            pipeline.route_names[route] = f"{verb} {resource.canonical}"
+    _control.add_routes(app, control)
     return app

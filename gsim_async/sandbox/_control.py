@@ -7,7 +7,9 @@ names may also be camelCase. Errors are ``{"error", "code"}`` like the API:
 a bad body.
 
 Each route is a small function ``(sandbox, request) -> data`` calling the
-Python API of :class:`Sandbox`; :data:`ROUTES` lists them.
+Python API of ``Sandbox``; ``ROUTES`` lists them. They see the sandbox through
+``Controlled``, the part of that API they call, so this module does not import the
+one that builds the sandbox (imports point one way).
 """
 
 from __future__ import annotations
@@ -15,21 +17,86 @@ from __future__ import annotations
 import functools
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
+from ._accounts import Money
+from ._clock import Clock
 from ._errors import ApiError, StateError
+from ._faults import Faults
 from ._http import error_response, reply
 from ._json import loads
-
-if TYPE_CHECKING:
-    from ._sandbox import Sandbox
+from ._records import Ledger, OrderRecord, RentalRecord, Stats
 
 PREFIX = "/_sandbox"
 
+
+class Controlled(Protocol):
+    """What the control API calls on a sandbox: ``Sandbox``'s Python API, documented there."""
+
+    @property
+    def base_url(self) -> str: ...
+    @property
+    def api_url(self) -> str: ...
+    @property
+    def api_key(self) -> str: ...
+    @property
+    def seed(self) -> int: ...
+    @property
+    def clock(self) -> Clock: ...
+    @property
+    def faults(self) -> Faults: ...
+    @property
+    def stats(self) -> Stats: ...
+    def keys(self) -> list[str]: ...
+    def advance(self, seconds: float) -> None: ...
+    def set_stock(
+        self, service: str, country: str, count: int, operator: str | None = None
+    ) -> None: ...
+    def set_delivery_rate(
+        self,
+        rate: float | None,
+        service: str | None = None,
+        country: str | None = None,
+        operator: str | None = None,
+    ) -> None: ...
+    def balance(self, key: str | None = None) -> Decimal: ...
+    def set_balance(self, amount: Money, key: str | None = None) -> None: ...
+    def add_key(self, key: str | None = None, balance: Money = ...) -> str: ...
+    def revoke_key(self, key: str) -> None: ...
+    def ledger(self, key: str | None = None) -> Ledger: ...
+    def orders(self, key: str | None = None) -> list[OrderRecord]: ...
+    def place_order(
+        self, service: str, country: str, operator: str | None = None, *, key: str | None = None
+    ) -> OrderRecord: ...
+    def order(self, order_id: str) -> OrderRecord: ...
+    def deliver_code(self, order_id: str, code: str | None = None) -> str: ...
+    def set_order_status(
+        self, order_id: str, status: str, *, refund: bool = False
+    ) -> OrderRecord: ...
+    def set_order_latency(self, order_id: str, seconds: float) -> None: ...
+    def rentals(self, key: str | None = None) -> list[RentalRecord]: ...
+    def place_rental(
+        self,
+        phone_number: str,
+        *,
+        key: str | None = None,
+        number_type: str | None = None,
+        country: str | None = None,
+    ) -> RentalRecord: ...
+    def add_inbound_sms(self, rental_id: str, sender: str, body: str) -> dict[str, object]: ...
+    def add_inbound_call(
+        self, rental_id: str, sender: str, *, status: str = ..., duration: int = ...
+    ) -> dict[str, object]: ...
+    def set_rental_status(self, rental_id: str, status: str) -> RentalRecord: ...
+    def set_faults(self, **changes: Any) -> Faults: ...
+    def clear_faults(self) -> Faults: ...
+    def reset_stats(self) -> None: ...
+
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-Control = Callable[["Sandbox", web.Request], Awaitable[object]]
+Control = Callable[[Controlled, web.Request], Awaitable[object]]
 
 
 async def call(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -37,8 +104,9 @@ async def call(request: web.Request, handler: Handler) -> web.StreamResponse:
     exc = request.match_info.http_exception
     if exc is not None:
         code = "METHOD_NOT_ALLOWED" if exc.status == 405 else "NOT_FOUND"
+        allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
         return error_response(
-            exc.status, code, f"no control endpoint {request.method} {request.path}"
+            exc.status, code, f"no control endpoint {request.method} {request.path}", allow
         )
     try:
         return await handler(request)
@@ -102,7 +170,7 @@ def _plain(value: object) -> object:
 # -- the sandbox --
 
 
-async def info(sb: Sandbox, request: web.Request) -> object:
+async def info(sb: Controlled, request: web.Request) -> object:
     return {
         "base_url": sb.base_url,
         "api_url": sb.api_url,
@@ -114,12 +182,12 @@ async def info(sb: Sandbox, request: web.Request) -> object:
     }
 
 
-async def advance(sb: Sandbox, request: web.Request) -> object:
+async def advance(sb: Controlled, request: web.Request) -> object:
     sb.advance(_seconds(await _body(request)))
     return {"now": sb.clock.now(), "offset": sb.clock.offset}
 
 
-async def stock(sb: Sandbox, request: web.Request) -> object:
+async def stock(sb: Controlled, request: web.Request) -> object:
     body = await _body(request)
     service, country = _required_text(body, "service"), _required_text(body, "country")
     count = body.get("count")
@@ -129,7 +197,7 @@ async def stock(sb: Sandbox, request: web.Request) -> object:
     return {"service": service, "country": country, "count": count}
 
 
-async def delivery(sb: Sandbox, request: web.Request) -> object:
+async def delivery(sb: Controlled, request: web.Request) -> object:
     body = await _body(request)
     if "rate" not in body:
         raise ValueError("rate is required (a number from 0 to 1, or null to remove)")
@@ -144,12 +212,12 @@ async def delivery(sb: Sandbox, request: web.Request) -> object:
 # -- accounts --
 
 
-async def get_balance(sb: Sandbox, request: web.Request) -> object:
+async def get_balance(sb: Controlled, request: web.Request) -> object:
     key = _key(request) or sb.api_key
     return {"key": key, "balance": sb.balance(key)}
 
 
-async def set_balance(sb: Sandbox, request: web.Request) -> object:
+async def set_balance(sb: Controlled, request: web.Request) -> object:
     body = await _body(request)
     if "balance" not in body:
         raise ValueError("balance is required")
@@ -158,48 +226,48 @@ async def set_balance(sb: Sandbox, request: web.Request) -> object:
     return {"key": key, "balance": sb.balance(key)}
 
 
-async def add_key(sb: Sandbox, request: web.Request) -> object:
+async def add_key(sb: Controlled, request: web.Request) -> object:
     body = await _body(request)
     key = sb.add_key(body.get("key"), body.get("balance", Decimal("100")))
     return {"key": key, "balance": sb.balance(key)}
 
 
-async def revoke_key(sb: Sandbox, request: web.Request) -> object:
+async def revoke_key(sb: Controlled, request: web.Request) -> object:
     key = request.match_info["key"]
     sb.revoke_key(key)
     return {"key": key, "revoked": True}
 
 
-async def ledger(sb: Sandbox, request: web.Request) -> object:
+async def ledger(sb: Controlled, request: web.Request) -> object:
     return sb.ledger(_key(request)).to_dict()
 
 
 # -- orders --
 
 
-async def orders(sb: Sandbox, request: web.Request) -> object:
+async def orders(sb: Controlled, request: web.Request) -> object:
     return {"orders": [o.to_dict() for o in sb.orders(_key(request))]}
 
 
-async def place_order(sb: Sandbox, request: web.Request) -> object:
+async def place_order(sb: Controlled, request: web.Request) -> object:
     body = await _body(request)
     service, country = _required_text(body, "service"), _required_text(body, "country")
     operator, key = _text(body, "operator"), _text(body, "key")
     return sb.place_order(service, country, operator, key=key).to_dict()
 
 
-async def order(sb: Sandbox, request: web.Request) -> object:
+async def order(sb: Controlled, request: web.Request) -> object:
     return sb.order(request.match_info["id"]).to_dict()
 
 
-async def deliver(sb: Sandbox, request: web.Request) -> object:
+async def deliver(sb: Controlled, request: web.Request) -> object:
     code = _text(await _body(request), "code")
     order_id = request.match_info["id"]
     sb.deliver_code(order_id, code)
     return sb.order(order_id).to_dict()
 
 
-async def order_status(sb: Sandbox, request: web.Request) -> object:
+async def order_status(sb: Controlled, request: web.Request) -> object:
     body = await _body(request)
     status = _required_text(body, "status")
     refund = body.get("refund", False)
@@ -208,7 +276,7 @@ async def order_status(sb: Sandbox, request: web.Request) -> object:
     return sb.set_order_status(request.match_info["id"], status, refund=refund).to_dict()
 
 
-async def order_latency(sb: Sandbox, request: web.Request) -> object:
+async def order_latency(sb: Controlled, request: web.Request) -> object:
     seconds = _seconds(await _body(request))
     order_id = request.match_info["id"]
     sb.set_order_latency(order_id, seconds)
@@ -218,11 +286,11 @@ async def order_latency(sb: Sandbox, request: web.Request) -> object:
 # -- rentals --
 
 
-async def rentals(sb: Sandbox, request: web.Request) -> object:
+async def rentals(sb: Controlled, request: web.Request) -> object:
     return {"rentals": [r.to_dict() for r in sb.rentals(_key(request))]}
 
 
-async def place_rental(sb: Sandbox, request: web.Request) -> object:
+async def place_rental(sb: Controlled, request: web.Request) -> object:
     body = await _body(request)
     rental = sb.place_rental(
         _required_text(body, "phone_number"),
@@ -233,7 +301,7 @@ async def place_rental(sb: Sandbox, request: web.Request) -> object:
     return rental.to_dict()
 
 
-async def inbound_sms(sb: Sandbox, request: web.Request) -> object:
+async def inbound_sms(sb: Controlled, request: web.Request) -> object:
     body = await _body(request)
     sender, text = body.get("from"), body.get("body")
     if not isinstance(sender, str) or not isinstance(text, str):
@@ -241,7 +309,7 @@ async def inbound_sms(sb: Sandbox, request: web.Request) -> object:
     return sb.add_inbound_sms(request.match_info["id"], sender, text)
 
 
-async def inbound_call(sb: Sandbox, request: web.Request) -> object:
+async def inbound_call(sb: Controlled, request: web.Request) -> object:
     body = await _body(request)
     sender = body.get("from")
     status = body.get("status", "COMPLETED")
@@ -253,7 +321,7 @@ async def inbound_call(sb: Sandbox, request: web.Request) -> object:
     return sb.add_inbound_call(request.match_info["id"], sender, status=status, duration=duration)
 
 
-async def rental_status(sb: Sandbox, request: web.Request) -> object:
+async def rental_status(sb: Controlled, request: web.Request) -> object:
     status = _required_text(await _body(request), "status")
     return sb.set_rental_status(request.match_info["id"], status).to_dict()
 
@@ -261,24 +329,24 @@ async def rental_status(sb: Sandbox, request: web.Request) -> object:
 # -- faults and counters --
 
 
-async def get_faults(sb: Sandbox, request: web.Request) -> object:
+async def get_faults(sb: Controlled, request: web.Request) -> object:
     return sb.faults.to_dict()
 
 
-async def set_faults(sb: Sandbox, request: web.Request) -> object:
+async def set_faults(sb: Controlled, request: web.Request) -> object:
     body = await _body(request)
     return sb.set_faults(**{k: _plain(v) for k, v in body.items()}).to_dict()
 
 
-async def reset_faults(sb: Sandbox, request: web.Request) -> object:
+async def reset_faults(sb: Controlled, request: web.Request) -> object:
     return sb.clear_faults().to_dict()
 
 
-async def stats(sb: Sandbox, request: web.Request) -> object:
+async def stats(sb: Controlled, request: web.Request) -> object:
     return sb.stats.to_dict()
 
 
-async def reset_stats(sb: Sandbox, request: web.Request) -> object:
+async def reset_stats(sb: Controlled, request: web.Request) -> object:
     sb.reset_stats()
     return sb.stats.to_dict()
 
@@ -312,11 +380,14 @@ ROUTES: tuple[tuple[str, str, Control], ...] = (
 )
 
 
-async def _answer(control: Control, sb: Sandbox, request: web.Request) -> web.Response:
+async def _answer(control: Control, sb: Controlled, request: web.Request) -> web.Response:
     return reply(await control(sb, request))
 
 
-def add_routes(app: web.Application, sb: Sandbox) -> None:
-    """Register :data:`ROUTES` on ``app`` for ``sb``."""
+def add_routes(app: web.Application, sb: Controlled) -> None:
+    """Register ``ROUTES`` on ``app`` for ``sb``."""
     for method, path, control in ROUTES:
-        app.router.add_route(method, PREFIX + path, functools.partial(_answer, control, sb))
+        handler = functools.partial(_answer, control, sb)
+        # As on the API: a resource that answers GET answers HEAD.
+        for verb in ("GET", "HEAD") if method == "GET" else (method,):
+            app.router.add_route(verb, PREFIX + path, handler)

@@ -1,6 +1,6 @@
 """Fault injection: what can go wrong between a client and gsim, switchable at run time.
 
-:class:`Faults` is the mutable switchboard a test flips; :class:`FaultInjector`
+``Faults`` is the mutable switchboard a test flips; ``FaultInjector``
 makes the seeded random decisions and applies the rate limit's settings to
 its token buckets. The middleware (``_pipeline``) applies them to
 ``/api/v1`` requests: first the reverse proxy's (drop before, HTML 502,

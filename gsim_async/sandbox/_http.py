@@ -7,17 +7,19 @@ gsim does.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
 from aiohttp import web
+from multidict import MultiMapping
 
 from . import _errors
 from ._catalogue import E164
 from ._json import dumps, loads
 
-ISO2 = re.compile(r"[A-Za-z]{2}")
+#: ISO 3166 writes its codes in upper case; "us" is not one.
+ISO2 = re.compile(r"[A-Z]{2}")
 
 
 def json_response(text: str, status: int = 200) -> web.Response:
@@ -41,11 +43,24 @@ def error_response(
 
 
 # -- query parameters --
+#
+# As strict as the published API: a value outside its documented range or enum is
+# refused, an empty value included (it is none of the documented values), and so is a
+# parameter given twice (which of the two a server would take is not documented).
+# Unknown parameters are ignored: the published shapes are a floor, not a ceiling.
 
 
-def int_param(query: Mapping[str, str], name: str, default: int, high: int | None) -> int:
+def one_param(query: MultiMapping[str], name: str) -> str | None:
+    """The value of a single-valued query parameter, None when it is absent."""
+    values = query.getall(name, [])
+    if len(values) > 1:
+        raise _errors.validation(f"{name} must be given once, got {len(values)} values")
+    return values[0] if values else None
+
+
+def int_param(query: MultiMapping[str], name: str, default: int, high: int | None) -> int:
     """A positive integer query parameter, at most ``high``."""
-    raw = query.get(name)
+    raw = one_param(query, name)
     if raw is None:
         return default
     value = int(raw) if raw.isascii() and raw.isdigit() else 0
@@ -56,32 +71,36 @@ def int_param(query: Mapping[str, str], name: str, default: int, high: int | Non
     return value
 
 
-def choice_param(query: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> str | None:
-    """An optional query parameter restricted to ``allowed``."""
-    raw = query.get(name)
-    if raw is None or raw == "":
-        return None
-    if raw not in allowed:
-        raise _errors.validation(f"{name} must be one of {', '.join(allowed)}")
+def choice_param(query: MultiMapping[str], name: str, allowed: Iterable[str]) -> str | None:
+    """An optional query parameter restricted to ``allowed``, spelt exactly."""
+    raw = one_param(query, name)
+    options = tuple(allowed)
+    if raw is not None and raw not in options:
+        raise _errors.validation(f"{name} must be one of {', '.join(options)}")
     return raw
 
 
-def bool_param(query: Mapping[str, str], name: str) -> bool | None:
-    """An optional ``true``/``false`` query parameter."""
-    raw = query.get(name)
-    if raw is None or raw == "":
-        return None
-    lowered = raw.lower()
-    if lowered not in ("true", "false"):
-        raise _errors.validation(f"{name} must be true or false")
-    return lowered == "true"
+def bool_param(query: MultiMapping[str], name: str) -> bool | None:
+    """An optional ``true``/``false`` query parameter (lower case, as documented)."""
+    raw = choice_param(query, name, ("true", "false"))
+    return None if raw is None else raw == "true"
 
 
-def digits_param(query: Mapping[str, str], name: str, what: str) -> str | None:
-    """An optional query parameter of ASCII digits; ``what`` says what they are for."""
-    raw = query.get(name) or None
+def digits_param(query: MultiMapping[str], name: str, what: str) -> str | None:
+    """An optional query parameter of one or more ASCII digits; ``what`` names them."""
+    raw = one_param(query, name)
     if raw is not None and not (raw.isascii() and raw.isdigit()):
         raise _errors.validation(f"{name} must be {what}")
+    return raw
+
+
+def iso_param(query: MultiMapping[str], name: str) -> str:
+    """A required 2-letter ISO country code query parameter (upper case, as ISO writes it)."""
+    raw = one_param(query, name)
+    if not raw:
+        raise _errors.validation(f"{name} is required (2-letter ISO code, e.g. US)")
+    if not ISO2.fullmatch(raw):
+        raise _errors.validation(f"{name} must be a 2-letter ISO code in upper case, e.g. US")
     return raw
 
 
@@ -121,11 +140,11 @@ def phone_field(body: Mapping[str, Any], name: str) -> str:
 
 
 def iso_field(body: Mapping[str, Any], name: str) -> str:
-    """A required 2-letter ISO country code field, upper-cased."""
+    """A required 2-letter ISO country code field, in upper case."""
     value = required_str(body, name)
     if not ISO2.fullmatch(value):
-        raise _errors.validation(f"{name} must be a 2-letter ISO code, e.g. US")
-    return value.upper()
+        raise _errors.validation(f"{name} must be a 2-letter ISO code in upper case, e.g. US")
+    return value
 
 
 def bool_field(body: Mapping[str, Any], name: str) -> bool:

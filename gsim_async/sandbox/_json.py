@@ -18,7 +18,7 @@ _encode_str: Callable[[str], str] = json.encoder.encode_basestring_ascii
 
 
 class RawJSON:
-    """Already-encoded JSON text, written as is by :func:`dumps`."""
+    """Already-encoded JSON text, written as is by ``dumps``."""
 
     __slots__ = ("text",)
 

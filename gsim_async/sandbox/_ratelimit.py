@@ -43,7 +43,7 @@ class TokenBuckets:
 
 
 def advertised(style: str, rate: float, capacity: float, state: tuple[int, int]) -> dict[str, str]:
-    """A bucket's :meth:`~TokenBuckets.state` in headers of ``style``.
+    """A bucket's ``TokenBuckets.state`` in headers of ``style``.
 
     "x": ``X-RateLimit-Limit/-Remaining/-Reset``; "ietf": the
     ``RateLimit-Policy`` and ``RateLimit`` of draft-ietf-httpapi-ratelimit-headers-07.

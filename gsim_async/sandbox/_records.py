@@ -84,7 +84,7 @@ class Ledger:
 
     ``initial`` is the opening balance plus any ``set_balance`` adjustments, so
     ``initial - charged + refunded == balance`` holds at all times
-    (:attr:`balanced`).
+    ([`balanced`][gsim_async.sandbox.Ledger.balanced]).
     """
 
     api_key: str

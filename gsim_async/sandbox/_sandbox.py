@@ -10,7 +10,7 @@ from typing import Any
 import attrs
 from aiohttp import web
 
-from ._accounts import Account
+from ._accounts import Account, Money
 from ._app import build_app
 from ._catalogue import E164, Catalogue
 from ._clock import Clock, Scheduler
@@ -21,8 +21,6 @@ from ._state import State
 from ._stats import Counters
 from ._tasks import Background
 from ._timestamps import Timestamps
-
-Money = Decimal | str | int | float
 
 
 def to_money(value: Money, name: str = "amount") -> Decimal:
@@ -52,10 +50,12 @@ class Sandbox:
         code_delay: codes arrive automatically after a uniform delay in this range (s).
         no_code_ratio: the fraction of orders whose code never arrives by itself.
         order_ttl: seconds from purchase to EXPIRED (with an automatic refund).
-        auto_deliver: False: codes only arrive through :meth:`deliver_code`.
-        faults: the faults injected from the start (see :class:`Faults`).
+        auto_deliver: False: codes only arrive through
+            [`deliver_code`][gsim_async.sandbox.Sandbox.deliver_code].
+        faults: the faults injected from the start (see [`Faults`][gsim_async.sandbox.Faults]).
         stock: numbers in stock per operator, per service and country.
-        shutdown_timeout: seconds :meth:`close` waits for requests still in progress.
+        shutdown_timeout: seconds [`close`][gsim_async.sandbox.Sandbox.close] waits for
+            requests still in progress.
         clock_skew: seconds the server's clock is ahead of (or, negative, behind) this
             machine's: timestamps and the ``Date`` header follow it.
         date_offset: seconds the ``Date`` header is off from the sandbox clock (the
@@ -122,7 +122,9 @@ class Sandbox:
         self._default = self._state.accounts.add(api_key, to_money(balance, "balance"))
         self._runner: web.AppRunner | None = None
         self._base_url: str | None = None
-        self.app: web.Application = build_app(self)
+        self.app: web.Application = build_app(
+            self._state, self._injector, self._counters, self._background, self._timestamps, self
+        )
         """The aiohttp application, to mount in another server if you prefer."""
 
     # -- lifecycle --
@@ -189,7 +191,10 @@ class Sandbox:
 
     @property
     def clock(self) -> Clock:
-        """The sandbox clock: ``clock.now()`` is ``time.time()`` plus what :meth:`advance` added."""
+        """The sandbox clock: ``clock.now()`` is ``time.time()`` plus what ``advance()`` added.
+
+        See [`advance`][gsim_async.sandbox.Sandbox.advance].
+        """
         return self._clock
 
     def advance(self, seconds: float) -> None:

@@ -2,8 +2,8 @@
 
 Everything runs on the event loop thread without awaits, so each method of
 the books is atomic with respect to concurrent requests. Methods the HTTP API
-uses raise :class:`ApiError`; the control methods raise ``KeyError`` (unknown
-id) and :class:`StateError` (not allowed in the current state).
+uses raise ``ApiError``; the control methods raise ``KeyError`` (unknown
+id) and ``StateError`` (not allowed in the current state).
 """
 
 from __future__ import annotations

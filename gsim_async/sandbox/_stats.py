@@ -8,7 +8,7 @@ from ._records import Stats
 
 
 class Counters:
-    """Mutable request counters; :meth:`snapshot` gives a frozen :class:`Stats`."""
+    """Mutable request counters; ``snapshot`` gives a frozen ``Stats``."""
 
     __slots__ = ("by_route", "by_route_status", "by_status", "total")
 

@@ -28,7 +28,7 @@ async def test_search_returns_numbers_of_the_country(api: Caller) -> None:
 
 
 async def test_search_filters(api: Caller) -> None:
-    params = {"country": "us", "type": "TollFree", "contains": "777", "pageSize": "5"}
+    params = {"country": "US", "type": "TollFree", "contains": "777", "pageSize": "5"}
     numbers = (await api.get("rentals/search", params=params)).body["numbers"]
     assert len(numbers) == 5
     for number in numbers:
