@@ -8,6 +8,7 @@ import logging
 import os
 import ssl
 import time
+from collections.abc import Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -19,7 +20,7 @@ from ._converter import Decoder, decoder
 from ._countries import CountryCatalogue
 from ._exceptions import InvalidArgumentError
 from ._http import Session, check_base_url
-from ._journal import FileJournal, Journal
+from ._journal import Entry, FileJournal, Journal
 from ._models import Balance, Country, Operator, Service
 from ._pacing import Pacing
 from ._resources._orders import OrderBook, Orders
@@ -163,7 +164,9 @@ class Client:
                 on_update=self._orders_book.on_update,
                 told=max_requests_per_second,
                 slow_start=slow_start,
+                take_over=self._take_over,
             )
+            self._books.obligations.sinks.append(self._fleet.journal)
             self._orders_book.watcher = self._fleet.watcher
             self._orders_book.fleet_claims = self._fleet.claimed
             self._transport.shared.starter = self._fleet.start
@@ -197,6 +200,9 @@ class Client:
         # One copy per client (its views included): countries by ISO code or name.
         self._countries = CountryCatalogue(lambda: root.request("GET", "/countries", _COUNTRIES))
         self._bind(self._transport, self.poll_interval)
+
+    def _take_over(self, entries: Sequence[Entry]) -> None:
+        self._recovery.take_over(entries)
 
     def _bind(self, transport: Transport, poll_interval: float) -> None:
         self._transport = transport

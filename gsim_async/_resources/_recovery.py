@@ -253,9 +253,16 @@ class Recovery:
             country=found.country or str(request.get("country", "")) or None,
             operator=found.operator or (asked if isinstance(asked, str) else None),
         )
-        self._take(entry, order, at_once, sent=sent)
+        self._take(entry, order, at_once, sent=sent, unseen=True)
 
-    def _take(self, entry: Entry, order: Order, at_once: bool, sent: float | None = None) -> None:
+    def _take(
+        self,
+        entry: Entry,
+        order: Order,
+        at_once: bool,
+        sent: float | None = None,
+        unseen: bool = False,
+    ) -> None:
         """This run answers for ``order`` now: hand it back, or refund it when due."""
         obligations = self._shared.obligations
         if is_settled(order):
@@ -269,9 +276,14 @@ class Recovery:
         purpose: str = entry.purpose
         action: str = entry.action or "cancel"
         now = time.time()
-        if at_once or purpose in ("activation", "refund"):
-            due = now + (self.grace if purpose == "activation" and not at_once else 0.0)
-            action = "cancel" if purpose == "activation" else action
+        if purpose == "activation":
+            # The block died with its run; a fleet member's cannot be taken back at all.
+            due = now if at_once else now + self.grace
+            action = "cancel"
+        elif purpose == "refund" or (at_once and (purpose == "wait" or unseen)):
+            # Under way when it died; or its waiter died with the member, or the member
+            # died before it learnt what it bought: nobody else can use it.
+            due = now
         elif purpose == "wait":
             due = entry.deadline if entry.deadline is not None else now
         else:

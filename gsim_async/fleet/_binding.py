@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
+from .._journal import Entry
 from .._ownership import Ownership
 from .._pacing import Pacing
 from .._reconcile import Reconciler
 from .._watcher import OrderHook, OrderSource
 from ._book import FleetBook
 from ._gate import FleetGate
+from ._journal import FleetJournal
 from ._member import Member
 from ._settings import Settings
 from ._watch import FleetWatcher
@@ -31,6 +33,7 @@ class Binding:
         on_update: OrderHook | None,
         told: float | None,
         slow_start: bool,
+        take_over: Callable[[Sequence[Entry]], None],
     ) -> None:
         self.member = Member(settings)
         self.gate = FleetGate(self.member, pacing, told, slow_start)
@@ -40,6 +43,10 @@ class Binding:
         for reconciler in reconcilers:
             reconciler.attach(self.book)
         self.watcher = FleetWatcher(self.member, source, poll_interval, on_update)
+        #: The member's obligations in Redis, and the leader's custody of dead members'.
+        self.journal = FleetJournal(
+            self.member, leading=lambda: self.watcher.leading, take_over=take_over
+        )
 
     async def start(self) -> None:
         """Connect and join (alone, with a warning, if Redis cannot be reached)."""
@@ -47,6 +54,7 @@ class Binding:
         await self.gate.start()
         self.book.start()
         self.watcher.start()
+        self.journal.start()
 
     async def claimed(self, ids: Sequence[str]) -> set[str]:
         """Which of ``ids`` a live member holds or waits on."""
@@ -56,6 +64,7 @@ class Binding:
         return await self.book.claimed(ids, watched)
 
     async def aclose(self) -> None:
-        """Leave the fleet."""
+        """Leave the fleet (what this member still owes stays in Redis for the leader)."""
+        await self.journal.flush()
         await self.watcher.aclose()
         await self.member.aclose()

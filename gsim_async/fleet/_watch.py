@@ -26,7 +26,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from .._converter import Decoder, decoder, format_datetime
+from .._converter import Decoder, decoder, format_datetime, order_to_wire
 from .._enums import OrderStatus
 from .._models import Order
 from .._watcher import OrderHook, OrderSource, Watch, Watcher, is_settled
@@ -61,22 +61,6 @@ if holder == ARGV[1] then
 end
 return 0
 """
-
-
-def order_to_wire(order: Order) -> dict[str, Any]:
-    """An order as the API shows one (for results passed between members)."""
-    return {
-        "id": order.id,
-        "service": order.service,
-        "country": order.country,
-        "operator": order.operator,
-        "phoneNumber": order.phone_number,
-        "smsCode": order.sms_code,
-        "status": order.status.value,
-        "price": str(order.price),
-        "createdAt": order.created_at and format_datetime(order.created_at),
-        "expiresAt": order.expires_at and format_datetime(order.expires_at),
-    }
 
 
 def _order_from(data: Any) -> Order:
@@ -139,6 +123,11 @@ class FleetWatcher:
     def start(self) -> None:
         """Take part in the leader election."""
         self._member.spawn(self._lead(), "leader")
+
+    @property
+    def leading(self) -> bool:
+        """Whether this member is the fleet's leader now."""
+        return self._leading
 
     # -- what the waiting helpers use -------------------------------------------------------
 

@@ -63,6 +63,8 @@ async def main(config: dict[str, Any]) -> None:
             await buy(gsim, config)
         elif scenario == "hammer":
             await hammer(gsim, config)
+        elif scenario == "idle":
+            await asyncio.sleep(config.get("stay", 60))
         watcher = gsim._orders_book.watcher  # private: rounds are not public
         say(
             "done",
@@ -80,7 +82,9 @@ async def wait(gsim: gsim_async.Client, config: dict[str, Any]) -> None:
     async def one(order: gsim_async.Order) -> None:
         try:
             code = await gsim.orders.wait_for_code(
-                order, timeout=config.get("timeout", 20), on_timeout="keep"
+                order,
+                timeout=config.get("timeout", 20),
+                on_timeout=config.get("on_timeout", "keep"),
             )
         except gsim_async.GsimError as exc:
             say("error", id=order.id, error=repr(exc))

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
-import signal
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ import anyio
 import pytest
 import redis.asyncio as aioredis
 from helpers import fast_client
+from processes import Worker
 from redis_server import RedisServer
 
 from gsim_async.fleet import RedisFleet
@@ -25,47 +26,6 @@ from gsim_async.sandbox import Sandbox
 pytestmark = pytest.mark.anyio
 
 WORKER = Path(__file__).with_name("fleet_worker.py")
-
-
-class Worker:
-    """A fleet member in its own process; its JSON lines arrive on ``events``."""
-
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
-        self.process = process
-        self.events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        self.seen: list[dict[str, Any]] = []
-        self._reader = asyncio.ensure_future(self._read())
-
-    async def _read(self) -> None:
-        assert self.process.stdout is not None
-        async for line in self.process.stdout:
-            try:
-                event = json.loads(line)
-            except ValueError:
-                continue
-            self.seen.append(event)
-            self.events.put_nowait(event)
-
-    async def next(self, kind: str, timeout: float = 30) -> dict[str, Any]:
-        """The next event of ``kind`` (others are kept in ``seen``)."""
-        with anyio.fail_after(timeout):
-            while True:
-                event = await self.events.get()
-                if event["event"] == kind:
-                    return event
-
-    def all(self, kind: str) -> list[dict[str, Any]]:
-        return [e for e in self.seen if e["event"] == kind]
-
-    async def finish(self, timeout: float = 60) -> dict[str, Any]:
-        done = await self.next("done", timeout)
-        with anyio.fail_after(10):
-            await self.process.wait()
-        await self._reader
-        return done
-
-    def kill(self) -> None:
-        self.process.send_signal(signal.SIGKILL)
 
 
 @pytest.fixture
@@ -90,14 +50,7 @@ async def start(
         "scenario": scenario,
         **config,
     }
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(WORKER),
-        json.dumps(settings),
-        stdout=asyncio.subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
-    )
-    worker = Worker(process)
+    worker = await Worker.start(WORKER, settings, {"PYTHONPATH": os.pathsep.join(sys.path)})
     await worker.next("ready")
     return worker
 
@@ -324,3 +277,53 @@ async def test_results_reach_their_waiters_whatever_form_the_stamps_take(
             *(gsim.orders.wait_for_code(o, timeout=10, on_timeout="keep") for o in orders)
         )
     assert codes == delivered
+
+
+async def _until_refunded(sandbox: Sandbox, ids: list[str], within: float) -> float:
+    """Seconds until every order of ``ids`` was refunded; fails past ``within``."""
+    started = time.monotonic()
+    while True:
+        orders = [sandbox.order(i) for i in ids]
+        if all(o.refunded == o.price and o.status in ("CANCELLED", "BANNED") for o in orders):
+            return time.monotonic() - started
+        if time.monotonic() - started > within:
+            left = [o.id for o in orders if not o.refunded]
+            pytest.fail(f"{len(left)} of {len(ids)} still charged {within:.0f} s after: {left}")
+        await anyio.sleep(0.1)
+
+
+async def test_a_killed_members_waits_are_refunded_by_the_fleet(
+    sandbox: Sandbox, redis_server: RedisServer, namespace: str
+) -> None:
+    # The member that dies is the leader too: a new one is elected, then takes over.
+    victim = await start(
+        sandbox, redis_server, namespace, "wait", count=20, timeout=600, on_timeout="ban"
+    )
+    ids = (await victim.next("bought"))["ids"]
+    survivor = await start(sandbox, redis_server, namespace, "idle", stay=120)
+    await anyio.sleep(1)  # well into the waits
+    victim.kill()
+    await victim.process.wait()
+    assert {sandbox.order(i).status for i in ids} == {"PENDING"}
+    await _until_refunded(sandbox, ids, 30)
+    assert sandbox.balance() == Decimal("100")
+    survivor.kill()
+    await survivor.process.wait()
+
+
+async def test_a_killed_members_purchase_on_the_wire_is_found_and_refunded(
+    sandbox: Sandbox, redis_server: RedisServer, namespace: str
+) -> None:
+    survivor = await start(sandbox, redis_server, namespace, "idle", stay=120)
+    sandbox.set_faults(purchase_answer_delay=60)
+    victim = await start(sandbox, redis_server, namespace, "buy", count=3)
+    while len(sandbox.orders()) < 3:  # noqa: ASYNC110 - polls the sandbox's ledger
+        await anyio.sleep(0.05)
+    victim.kill()
+    await victim.process.wait()
+    sandbox.clear_faults()
+    await _until_refunded(sandbox, [o.id for o in sandbox.orders()], 30)
+    assert len(sandbox.orders()) == 3  # none bought again
+    assert sandbox.balance() == Decimal("100")
+    survivor.kill()
+    await survivor.process.wait()

@@ -1,0 +1,260 @@
+"""The fleet's journal: every member's obligations in Redis, taken over when it dies.
+
+Each member keeps its rows (the same rows as a file journal: purchases on the wire,
+orders owed) in one hash, ``owed:<member>``, and names itself in the ``journaled``
+set. A purchase's intent is written before the purchase leaves; the other changes are
+queued and written in pipelines by one task. When Redis comes back (restarted, maybe
+empty), the member writes every row it still has again.
+
+The watcher's leader looks after the dead: a member whose heartbeat has lapsed for
+:data:`FLEET_DEAD_AFTER` seconds (or ten heartbeats) has its hash moved into the
+leader's own, atomically (a Lua script, so two leaders in a hand-over never take the
+same rows), and the leader's recovery reconciles its purchases that were on the wire
+and refunds its orders: at once for a wait or an activation, whose waiter died with
+the member, before expiry for an order a program held.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from .. import _constants as C
+from .._converter import dumps
+from .._journal import Entry
+from ._member import Member
+
+log = logging.getLogger("gsim_async")
+
+#: Move a dead member's rows into the taker's hash; returns them (field, value, ...).
+_TAKE_OVER = """
+local rows = redis.call('HGETALL', KEYS[1])
+if #rows > 0 then
+  redis.call('HSET', KEYS[2], unpack(rows))
+  redis.call('SADD', KEYS[3], ARGV[2])
+end
+redis.call('DEL', KEYS[1])
+redis.call('SREM', KEYS[3], ARGV[1])
+return rows
+"""
+
+
+class FleetJournal:
+    """One member's rows in Redis (an ``_obligations.Sink``), and the leader's custody."""
+
+    def __init__(
+        self,
+        member: Member,
+        *,
+        leading: Callable[[], bool],
+        take_over: Callable[[Sequence[Entry]], None],
+    ) -> None:
+        self._member = member
+        self._leading = leading
+        self._take_over = take_over
+        self._index = member.key("journaled")
+        self._key = self._owed_key(member.id)
+        #: ref → its row as written (JSON): what a restarted Redis is given again.
+        self._rows: dict[str, str] = {}
+        self._dirty: dict[str, str | None] = {}
+        self._wake = asyncio.Event()
+        member.on_rejoin(self._rewrite)
+
+    def _owed_key(self, member_id: str) -> str:
+        return self._member.key("owed", member_id)
+
+    def start(self) -> None:
+        """Write queued rows, and look after dead members while this one leads."""
+        self._member.spawn(self._flush(), "journal")
+        self._member.spawn(self._custody(), "custody")
+
+    # -- the sink ---------------------------------------------------------------------------
+
+    async def intent(
+        self, ref: str, *, kind: str, purpose: str, request: dict[str, Any], sent: float
+    ) -> None:
+        """Write a purchase's intent before it leaves (skipped while Redis is away)."""
+        row = dumps(
+            {"kind": kind, "state": "wire", "purpose": purpose, "request": request, "sent": sent}
+        )
+        self._rows[ref] = row
+        self._dirty.pop(ref, None)
+
+        async def write(r: aioredis.Redis) -> Any:
+            pipe = r.pipeline(transaction=False)
+            pipe.hset(self._key, ref, row)
+            pipe.sadd(self._index, self._member.id)
+            return await pipe.execute()
+
+        await self._member.call(write, None)
+
+    def owe(
+        self,
+        ref: str,
+        *,
+        kind: str,
+        purpose: str,
+        item_id: str,
+        item: dict[str, Any],
+        deadline: float | None,
+        action: str | None,
+        sent: float | None = None,
+        received: float | None = None,
+    ) -> None:
+        """``item_id`` is held: owed by ``deadline``, refunded by ``action``."""
+        row = {
+            "kind": kind,
+            "state": "owed",
+            "purpose": purpose,
+            "item_id": item_id,
+            "item": item,
+            "deadline": deadline,
+            "action": action,
+            "sent": sent,
+        }
+        self._set(ref, dumps(row))
+
+    def due(self, ref: str, *, purpose: str, deadline: float | None, action: str | None) -> None:
+        """How an owed order's refund falls due changed."""
+        text = self._rows.get(ref)
+        if text is None:
+            return
+        row = json.loads(text)
+        row.update(purpose=purpose, deadline=deadline, action=action)
+        self._set(ref, dumps(row))
+
+    def done(self, ref: str, outcome: str) -> None:
+        """``ref`` ended: its row goes."""
+        if self._rows.pop(ref, None) is None and ref not in self._dirty:
+            return
+        self._dirty[ref] = None
+        self._wake.set()
+
+    def baseline(self, kind: str, ids: Iterable[str], newest: str | None) -> None:
+        """Not needed in a fleet: ownership across its members is exact."""
+
+    def _set(self, ref: str, row: str) -> None:
+        self._rows[ref] = row
+        self._dirty[ref] = row
+        self._wake.set()
+
+    # -- writing ----------------------------------------------------------------------------
+
+    async def _flush(self) -> None:
+        while not self._member.closed:
+            await self._wake.wait()
+            self._wake.clear()
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Write every queued change now (one pipeline)."""
+        batch, self._dirty = self._dirty, {}
+        if not batch or not self._member.active:
+            return  # while Redis is away, the rows wait for _rewrite
+        gone = [ref for ref, row in batch.items() if row is None]
+        rows = {ref: row for ref, row in batch.items() if row is not None}
+
+        async def write(r: aioredis.Redis) -> Any:
+            pipe = r.pipeline(transaction=False)
+            if rows:
+                pipe.hset(self._key, mapping=dict[Any, Any](rows))
+                pipe.sadd(self._index, self._member.id)
+            if gone:
+                pipe.hdel(self._key, *gone)
+            return await pipe.execute()
+
+        await self._member.call(write, None)
+
+    async def _rewrite(self) -> None:
+        """Redis is back (maybe empty): write every row this member still has."""
+        self._dirty.clear()
+        rows = dict(self._rows)
+
+        async def write(r: aioredis.Redis) -> Any:
+            pipe = r.pipeline(transaction=True)
+            pipe.delete(self._key)
+            if rows:
+                pipe.hset(self._key, mapping=dict[Any, Any](rows))
+                pipe.sadd(self._index, self._member.id)
+            return await pipe.execute()
+
+        await self._member.call(write, None)
+
+    # -- custody of the dead -----------------------------------------------------------------
+
+    async def _custody(self) -> None:
+        settings = self._member.settings
+        dead_after = max(C.FLEET_DEAD_AFTER, 10 * settings.heartbeat)
+        while not self._member.closed:
+            await asyncio.sleep(settings.heartbeat)
+            if self._member.active and self._leading():
+                try:
+                    await self.sweep(dead_after)
+                except Exception:  # a bug here must not stop the custody of the next dead
+                    log.exception("fleet: taking over a dead member's obligations failed")
+
+    async def sweep(self, dead_after: float) -> int:
+        """Take over the rows of every member silent for ``dead_after`` s; how many rows."""
+
+        async def read(r: aioredis.Redis) -> set[str]:
+            return {str(m) for m in await r.smembers(self._index)}
+
+        nobody: set[str] = set()
+        journaled = await self._member.call(read, nobody)
+        if not journaled:
+            return 0
+        alive = await self._member.members_within(dead_after)
+        if not self._member.active:
+            return 0  # "nobody is alive" would then only mean "no answer"
+        taken = 0
+        for dead in sorted(journaled - alive):
+            rows = await self._member.call(functools.partial(self._move, dead=dead), None)
+            if not rows:
+                continue
+            texts = {str(ref): str(text) for ref, text in zip(rows[0::2], rows[1::2], strict=True)}
+            # Now this member's rows: written again if Redis loses them.
+            self._rows.update(texts)
+            entries = [e for ref, text in texts.items() if (e := _entry(ref, text)) is not None]
+            log.warning(
+                "fleet: member %s is gone; taking over %d purchase(s) and order(s) it owed",
+                dead,
+                len(entries),
+            )
+            taken += len(entries)
+            self._take_over(entries)
+        return taken
+
+    async def _move(self, r: aioredis.Redis, dead: str) -> Any:
+        keys = (self._owed_key(dead), self._key, self._index)
+        return await r.eval(_TAKE_OVER, 3, *keys, dead, self._member.id)
+
+
+def _entry(ref: str, text: str) -> Entry | None:
+    try:
+        row = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(row, dict):
+        return None
+    return Entry(
+        ref=ref,
+        run=0,
+        kind=str(row.get("kind", "order")),
+        state=str(row.get("state", "owed")),
+        purpose=str(row.get("purpose", "order")),
+        request=row.get("request"),
+        sent=row.get("sent"),
+        item_id=row.get("item_id"),
+        item=row.get("item"),
+        deadline=row.get("deadline"),
+        action=row.get("action"),
+    )
+
+
+__all__ = ["FleetJournal"]
