@@ -285,10 +285,15 @@ class SyncActivation:
     ) -> bool | None:
         # bool | None, as the async one: only a try of activations() swallows.
         activation = self._activation
+        interrupted = isinstance(exc, KeyboardInterrupt)
+        if interrupted and self._runner.insisted:
+            # Ctrl-C twice already: the refund starts, nobody waits for it.
+            self._runner.soon(lambda: activation.__aexit__(exc_type, exc, tb))
+            return None
         # Already leaving on a Ctrl-C: another one stops waiting for the refund.
         return self._runner.call(
             lambda: activation.__aexit__(exc_type, exc, tb),
-            interrupt="abandon" if isinstance(exc, KeyboardInterrupt) else "finish",
+            interrupt="abandon" if interrupted else "finish",
         )
 
     def __repr__(self) -> str:

@@ -199,6 +199,11 @@ class Runner:
         with contextlib.suppress(RuntimeError):  # the loop is closed
             self._loop.call_soon_threadsafe(state.cancel)
 
+    @property
+    def insisted(self) -> bool:
+        """Whether Ctrl-C was pressed twice: leaving on it waits for nothing."""
+        return self._insisted
+
     def _insist(self) -> None:
         """A second Ctrl-C: from now on, leaving on it waits for nothing."""
         self._insisted = True
@@ -213,15 +218,15 @@ class Runner:
         """Close the client (refunds first, as ``aclose()``), then stop the loop.
 
         A Ctrl-C while refunds are awaited keeps waiting, a second one stops; with
-        ``interrupted`` (already leaving on a Ctrl-C) the first one stops, and after a
-        second Ctrl-C nothing is waited for.
+        ``interrupted`` (already leaving on a Ctrl-C) the first one stops. Once a
+        second Ctrl-C was pressed, nothing is waited for any more.
         """
         with self._lock:
             if self.closed:
                 return
             self.closed = True
             _open.discard(self)
-            if interrupted and self._insisted:
+            if self._insisted:
                 # The loop goes on (a daemon thread) while the program unwinds.
                 return
             try:

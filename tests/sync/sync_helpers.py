@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -15,6 +16,13 @@ from gsim_async.sandbox import Sandbox
 from gsim_async.sandbox._records import Ledger, OrderRecord
 
 T = TypeVar("T")
+
+#: The environment of a subprocess: the package imported from where it is here.
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(gsim_async.__file__)))
+ENV = {
+    **os.environ,
+    "PYTHONPATH": os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")])),
+}
 
 
 def until(condition: Callable[[], bool], what: str, deadline: float = 10.0) -> None:

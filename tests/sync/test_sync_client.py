@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import subprocess
+import sys
 from decimal import Decimal
 
 import pytest
-from sync_helpers import ThreadedSandbox, meanwhile, until, when_waiting
+from sync_helpers import ENV, ThreadedSandbox, meanwhile, until, when_waiting
 
 import gsim_async
 from gsim_async import (
@@ -293,3 +295,28 @@ def test_an_unclosed_client_warns_and_closes_itself(sandbox: ThreadedSandbox) ->
         del gsim  # nothing else holds it: collected at once
     thread.join(10)
     assert not thread.is_alive()
+
+
+LEFT_OPEN = """
+import sys, gsim_async
+gsim = gsim_async.SyncClient(sys.argv[2], base_url=sys.argv[1])
+act = gsim.orders.activation("telegram", "russia").__enter__()
+print(act.order.id)
+"""
+
+
+def test_a_client_left_open_refunds_at_exit_without_holding_it_up(
+    sandbox: ThreadedSandbox,
+) -> None:
+    result = subprocess.run(  # noqa: S603 (our own interpreter and code)
+        [sys.executable, "-c", LEFT_OPEN, sandbox.base_url, sandbox.api_key],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    order_id = result.stdout.strip()
+    assert sandbox.order(order_id).status == "CANCELLED"
+    assert sandbox.ledger().balance == Decimal("100")
