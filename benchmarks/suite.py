@@ -39,6 +39,7 @@ from .limits import (
 from .memory import MemoryResult, memory_table, run_memory
 from .overhead import OverheadResult, overhead_table, run_overhead
 from .slow_get import SlowGetCase, run_slow_get, slow_get_table
+from .sync_threads import MAX_REQUESTS_RATIO, SyncResult, cpu_table, run_sync_threads, waits_table
 from .verification import (
     SDK_ONLY_FROM,
     ContenderResult,
@@ -59,6 +60,7 @@ SCENARIOS = (
     "memory",
     "throughput",
     "chaos",
+    "sync",
 )
 
 #: design.md's targets.
@@ -89,6 +91,7 @@ class Results:
     limit_timing: LimitTiming | None = None
     activations: list[ActivationResult] = dataclasses.field(default_factory=list)
     steady: list[SteadyRun] = dataclasses.field(default_factory=list)
+    sync: SyncResult | None = None
     seconds: float = 0.0
     #: Scenarios that raised instead of finishing: name -> error.
     failed: dict[str, str] = dataclasses.field(default_factory=dict)
@@ -416,6 +419,8 @@ def targets(res: Results, small: int, big: int | None) -> list[Target]:
     else:
         rows.append(Target(what, zero, "-", "-", None))
 
+    rows += _sync_rows(res)
+
     overall = next((r for r in res.throughput if r.scenario == "**all**"), None)
     what = "sandbox throughput (issue 2; not a design.md row)"
     if overall is not None:
@@ -426,6 +431,50 @@ def targets(res: Results, small: int, big: int | None) -> list[Target]:
                 f"{overall.requests_per_s:,.0f} req/s",
                 f"server-bound {fmt(overall.server_bound_requests_per_s, 0)} req/s",
                 overall.requests_per_s >= MIN_SANDBOX_RPS,
+            )
+        )
+    return rows
+
+
+def _sync_rows(res: Results) -> list[Target]:
+    what = "`SyncClient` from 8 threads: requests per code vs `Client` from 8 tasks"
+    goal = f"within {MAX_REQUESTS_RATIO - 1:.0%} (≤ {MAX_REQUESTS_RATIO:.2f}x)"
+    cpu_what = "client CPU per call, `SyncClient` vs `Client` (`balance()`)"
+    sync = res.sync
+    if sync is None or sync.requests_ratio is None:
+        return [Target(what, goal, "-", "-", None), Target(cpu_what, "report", "-", "-", None)]
+    ours, base = sync.run("sync"), sync.run("async")
+    assert ours is not None
+    assert base is not None
+    what += f", {sync.m} codes each"
+    per_thread = sync.run("sync_per_thread")
+    baseline = f"`Client`: {fmt(base.requests_per_code, 3)} requests/code"
+    if per_thread is not None:
+        baseline += f"; a `SyncClient` per thread: {fmt(per_thread.requests_per_code, 3)}"
+    rows = [
+        Target(
+            what,
+            goal,
+            f"{fmt(ours.requests_per_code, 3)} requests/code = {sync.requests_ratio:.3f}x",
+            baseline,
+            sync.met,
+            f"by {sync.requests_ratio / MAX_REQUESTS_RATIO - 1:.0%}"
+            if sync.requests_ratio > MAX_REQUESTS_RATIO
+            else "(codes missing or wrong)",
+        )
+    ]
+    cpu = sync.cpu
+    if cpu is None or cpu.paired_ratio is None:
+        rows.append(Target(cpu_what, "report (no target)", "-", "-", None))
+    else:
+        rows.append(
+            Target(
+                cpu_what,
+                "report (no target)",
+                f"{fmt(cpu.median_cpu('sync'), 0)} µs/call ({cpu.paired_ratio:.2f}x paired median)",
+                f"`Client`: {fmt(cpu.median_cpu('async'), 0)} µs/call",
+                True,
+                reported=True,
             )
         )
     return rows
@@ -535,6 +584,10 @@ def report(res: Results, args: argparse.Namespace, rows: Sequence[Target]) -> st
         out += ["", "### Sandbox throughput", "", sandbox_throughput.markdown(res.throughput)]
     if res.chaos is not None:
         out += ["", "### Chaos", "", chaos_line(res.chaos)]
+    if res.sync is not None:
+        out += ["", "### SyncClient from 8 threads", "", waits_table(res.sync)]
+        if res.sync.cpu is not None:
+            out += ["", cpu_table(res.sync.cpu)]
     failures = [
         f"{r.label} N={r.n}: {r.errors} failed, e.g. {r.error_samples[:1]}"
         for r in res.scale + res.rate_limit
@@ -594,6 +647,7 @@ def to_json(res: Results, args: argparse.Namespace, rows: Sequence[Target]) -> J
         "memory": res.memory.to_dict() if res.memory else None,
         "throughput": [r.to_dict() for r in res.throughput],
         "chaos": res.chaos.to_dict() if res.chaos else None,
+        "sync": res.sync.to_dict() if res.sync else None,
         "failed": res.failed,
     }
 
@@ -671,6 +725,15 @@ async def run(args: argparse.Namespace) -> Results:
     async def chaos() -> None:
         res.chaos = await run_chaos(2024, args.chaos_n, speed=4.0 if args.smoke else 1.0)
 
+    async def sync() -> None:
+        res.sync = await run_sync_threads(
+            m=args.sync_m,
+            scale=args.time_scale,
+            seed=args.seed,
+            calls=args.sync_calls,
+            repeats=args.repeats,
+        )
+
     steps = {
         "scale": scale,
         "slow-get": slow_get,
@@ -681,6 +744,7 @@ async def run(args: argparse.Namespace) -> Results:
         "memory": memory,
         "throughput": throughput,
         "chaos": chaos,
+        "sync": sync,
     }
     for name, step in steps.items():
         if name not in args.only:
@@ -754,6 +818,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--memory-n", type=int, default=10_000, help="orders waiting at once")
     parser.add_argument("--chaos-n", type=int, default=1000, help="activations in the chaos run")
     parser.add_argument("--throughput-requests", type=int, default=10_000)
+    parser.add_argument("--sync-m", type=int, default=10, help="codes per thread (sync)")
+    parser.add_argument("--sync-calls", type=int, default=2000, help="calls per batch (sync)")
     parser.add_argument(
         "--only", type=_scenarios, default=list(SCENARIOS), help=f"subset of {','.join(SCENARIOS)}"
     )
@@ -772,6 +838,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args.memory_n, args.chaos_n, args.throughput_requests = 100, 20, 1000
         args.activations_n, args.steady_loops = 10, 8
         args.slow_get_clients, args.slow_get_repeats, args.slow_get_many = 2, 2, 10
+        args.sync_m, args.sync_calls = 2, 100
     if args.time_scale <= 0 or args.repeats < 1 or args.overhead_requests < 1:
         parser.error("--time-scale must be > 0; --repeats and --overhead-requests >= 1")
     for name in (
@@ -784,6 +851,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "slow_get_clients",
         "slow_get_repeats",
         "slow_get_many",
+        "sync_m",
+        "sync_calls",
     ):
         if not 1 <= getattr(args, name) <= 1_000_000:
             parser.error(f"--{name.replace('_', '-')} must be 1..1,000,000")

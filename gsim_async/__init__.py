@@ -67,6 +67,7 @@ from ._models import (
 )
 from ._resources._orders import wait_for_code
 from ._retry import RetryEvent
+from ._sync import SyncActivation, SyncActivations, SyncClient
 from ._types import NOT_GIVEN, NotGiven
 from ._version import __version__
 from ._waiting import Activation, WaitResult
@@ -125,6 +126,9 @@ __all__ = [
     "Service",
     "Skipped",
     "StatsProgress",
+    "SyncActivation",
+    "SyncActivations",
+    "SyncClient",
     "UnauthorizedError",
     "ValidationError",
     "WaitResult",

@@ -25,7 +25,7 @@ def test_benchmark_suite_runs_every_scenario_and_reports_every_target(tmp_path: 
     assert "| target (design.md) |" in result.stdout
     report = json.loads((tmp_path / "bench.json").read_text())
     # Every design.md target has a measured figure.
-    assert len(report["targets"]) == 18
+    assert len(report["targets"]) == 20
     assert all(row["verdict"] != "not measured" for row in report["targets"])
     # Every contender got every code, each its own.
     for row in report["scale"] + report["rate_limit"] + report["activations"]:
@@ -52,4 +52,9 @@ def test_benchmark_suite_runs_every_scenario_and_reports_every_target(tmp_path: 
     assert report["overhead"]["ratio"] is not None
     assert report["memory"]["per_wait"] is not None
     assert report["chaos"]["clean"]
+    sync = report["sync"]
+    assert [w["contender"] for w in sync["waits"]] == ["async", "sync", "sync_per_thread"]
+    for run in sync["waits"]:
+        assert run["codes"] == run["wanted"] and run["wrong_codes"] == 0 and run["errors"] == 0
+    assert sync["requests_ratio"] is not None and sync["cpu"]["paired_ratio"] is not None
     assert report["throughput"]
