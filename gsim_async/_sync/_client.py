@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 import ssl
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING
 from .. import _constants as C
 from .._client import Client
 from .._exceptions import InvalidArgumentError
+from .._journal import Journal
 from .._models import Balance, Country, Operator, Service
 from .._retry import RetryHook
 from .._types import NOT_GIVEN, NotGiven
@@ -68,6 +70,7 @@ class SyncClient:
         max_response_size: int = C.DEFAULT_MAX_RESPONSE_SIZE,
         reconcile_window: float | None = None,
         fleet: RedisFleet | None = None,
+        journal: str | os.PathLike[str] | Journal | None = None,
         on_retry: RetryHook | None = None,
         on_order_update: OrderHook | None = None,
     ) -> None:
@@ -97,6 +100,7 @@ class SyncClient:
                 max_response_size=max_response_size,
                 reconcile_window=reconcile_window,
                 fleet=fleet,
+                journal=journal,
                 on_retry=on_retry,
                 on_order_update=on_order_update,
             )
@@ -160,6 +164,11 @@ class SyncClient:
         """Whether the client was closed."""
         return self._runner.closed
 
+    @property
+    def journal(self) -> str | None:
+        """The journal file's path (``None``: no journal)."""
+        return self._client.journal
+
     def __repr__(self) -> str:
         return f"<gsim_async.SyncClient base_url={self.base_url!r}>"
 
@@ -174,13 +183,15 @@ class SyncClient:
     ) -> None:
         self._runner.close(interrupted=isinstance(exc, KeyboardInterrupt))
 
-    def close(self) -> None:
+    def close(self, *, timeout: float | None = None) -> None:
         """Refund open activations, stop polling, close the session and the thread.
 
-        Refunds under way are waited for first, as by ``Client.aclose()``; a Ctrl-C
-        meanwhile keeps waiting, a second one stops. Closing twice does nothing.
+        Refunds under way are waited for first, as by ``Client.aclose()`` (up to
+        ``timeout`` seconds, default 30, beyond any pause the server imposed; what has
+        not landed by then is left to the journal); a Ctrl-C meanwhile keeps waiting, a
+        second one stops. Closing twice does nothing.
         """
-        self._runner.close()
+        self._runner.close(timeout=timeout)
 
     # -- account and catalogue -------------------------------------------------------
 

@@ -44,6 +44,10 @@ class SyncOrders:
         """How many orders this client is waiting on for a code right now."""
         return self._orders.waiting
 
+    def recovered(self) -> builtins.list[Order]:
+        """An earlier run's orders still owed, handed back (see ``Client.orders.recovered``)."""
+        return self._runner.call(self._orders.recovered)
+
     # -- buying -------------------------------------------------------------------------
 
     def create(self, service: str, country: str, operator: str | None = None) -> Order:

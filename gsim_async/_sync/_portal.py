@@ -214,7 +214,7 @@ class Runner:
 
     # -- closing --------------------------------------------------------------------------
 
-    def close(self, *, interrupted: bool = False) -> None:
+    def close(self, *, interrupted: bool = False, timeout: float | None = None) -> None:
         """Close the client (refunds first, as ``aclose()``), then stop the loop.
 
         A Ctrl-C while refunds are awaited keeps waiting, a second one stops; with
@@ -230,7 +230,10 @@ class Runner:
                 # The loop goes on (a daemon thread) while the program unwinds.
                 return
             try:
-                self.call(self.client.aclose, interrupt="abandon" if interrupted else "finish")
+                self.call(
+                    lambda: self.client.aclose(timeout=timeout),
+                    interrupt="abandon" if interrupted else "finish",
+                )
             except KeyboardInterrupt:
                 if self.client.closed:
                     self._stop(wait=True)

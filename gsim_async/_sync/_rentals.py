@@ -43,6 +43,10 @@ class SyncRentals:
         self._runner = runner
         self._rentals = rentals
 
+    def recovered(self) -> builtins.list[Rental]:
+        """Rentals an earlier run bought with the purchase on the wire when it died."""
+        return self._runner.call(self._rentals.recovered)
+
     def search(
         self,
         country: str,
