@@ -10,7 +10,7 @@ import ssl
 import time
 from collections.abc import Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import aiohttp
 
@@ -70,7 +70,8 @@ class Client:
     every process on the same key cooperate through Redis: one rate gate, exact
     ownership of purchases, one watcher for all (``pip install 'gsim-async[redis]'``).
 
-    ``journal`` (a file path; default from ``$GSIM_JOURNAL``) keeps what the client owes
+    ``journal`` (a file path or a ``Journal``; default from ``$GSIM_JOURNAL``, ``False``
+    for none whatever it says) keeps what the client owes
     in SQLite, so that it outlives the process: a purchase's intent before it leaves,
     every order held until its code or its refund. Opened again after a crash, it
     reconciles what was on the wire and refunds what is due, unless the program takes
@@ -103,7 +104,7 @@ class Client:
         max_response_size: int = C.DEFAULT_MAX_RESPONSE_SIZE,
         reconcile_window: float | None = None,
         fleet: RedisFleet | None = None,
-        journal: str | os.PathLike[str] | Journal | None = None,
+        journal: str | os.PathLike[str] | Journal | Literal[False] | None = None,
         on_retry: RetryHook | None = None,
         on_order_update: OrderHook | None = None,
     ) -> None:
@@ -181,7 +182,7 @@ class Client:
         self._orders_book.recovery = self._rentals_book.recovery = self._recovery
         if journal is None and os.environ.get("GSIM_JOURNAL"):
             journal = os.environ["GSIM_JOURNAL"]
-        if journal is not None:
+        if journal is not None and journal is not False:
             config = journal if isinstance(journal, Journal) else Journal(journal)
             account = _account(settings.api_key, settings.base_url)
             self._journal = FileJournal(config.path, account)
@@ -311,7 +312,7 @@ class Client:
         pacing = shared.pacing
         end = time.monotonic() + limit + pacing.paused_for
         # What an earlier run left that is not due yet stays in the journal.
-        await self._recovery.aclose()
+        await self._recovery.aclose(max(end - time.monotonic(), 0.0))
         # Blocks still open lose their number: refund it now, not after the session died.
         await self._books.activations.close(end - time.monotonic())
         await self._orders_book.watcher.aclose()

@@ -124,8 +124,16 @@ class Recovery:
         found, self._found_rentals = self._found_rentals, []
         return found
 
-    async def aclose(self) -> None:
-        """Stop: what is not done yet stays in the journal for the next run."""
+    async def aclose(self, timeout: float) -> None:
+        """Stop: refunds already due are started; the rest stays in the journal.
+
+        A first look still under way gets up to ``timeout`` seconds to finish (a short
+        program run after a crash still refunds what is overdue).
+        """
+        if self._task is not None and not self._task.done():
+            await asyncio.wait([self._task], timeout=timeout)
+        for _ in range(3):  # timers due now start their refunds (background work)
+            await asyncio.sleep(0)
         tasks = [t for t in (self._task, *self._timers) if t is not None and not t.done()]
         for task in tasks:
             task.cancel()

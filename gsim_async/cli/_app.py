@@ -76,6 +76,12 @@ _POLL_INTERVAL: dict[str, Any] = {
     **POSITIVE_DURATION,
     "help": "How often waits look for codes (default 2 s; 0.5 s with --sandbox).",
 }
+_JOURNAL: dict[str, Any] = {
+    "metavar": "PATH",
+    "help": "Where to keep what is owed, so a killed run's orders are refunded by the next "
+    "(default: gsim-async/journal.db in your state directory).",
+}
+_NO_JOURNAL: dict[str, Any] = {"is_flag": True, "help": "Keep no journal."}
 _VERBOSE: dict[str, Any] = {
     "count": True,
     "help": "DEBUG logs on stderr (-vv adds aiohttp's).",
@@ -88,6 +94,8 @@ _VERBOSE: dict[str, Any] = {
 @click.option("--sandbox", envvar="GSIM_SANDBOX", show_envvar=True, **_SANDBOX)
 @click.option("--json", "as_json", **_JSON)
 @click.option("--poll-interval", **_POLL_INTERVAL)
+@click.option("--journal", envvar="GSIM_JOURNAL", show_envvar=True, **_JOURNAL)
+@click.option("--no-journal", **_NO_JOURNAL)
 @click.option("-v", "--verbose", **_VERBOSE)
 @click.version_option(__version__, "-V", "--version", prog_name="gsim")
 @click.pass_context
@@ -98,6 +106,8 @@ def cli(
     sandbox: bool,
     as_json: bool,
     poll_interval: float | None,
+    journal: str | None,
+    no_journal: bool,
     verbose: int,
 ) -> None:
     """gsim: SMS verification numbers and virtual number rentals.
@@ -115,6 +125,8 @@ def cli(
         as_json=as_json,
         verbose=verbose,
         poll_interval=poll_interval,
+        journal=journal,
+        no_journal=no_journal,
     )
 
 
@@ -165,6 +177,8 @@ def _late_options(*names: str) -> list[click.Option]:
         "base_url": (["--base-url"], _BASE_URL),
         "sandbox": (["--sandbox"], _SANDBOX),
         "poll_interval": (["--poll-interval"], _POLL_INTERVAL),
+        "journal": (["--journal"], _JOURNAL),
+        "no_journal": (["--no-journal"], _NO_JOURNAL),
         "json": (["--json"], _JSON),
         "verbose": (["-v", "--verbose"], _VERBOSE),
     }
@@ -186,6 +200,8 @@ def _leaves(group: click.Group) -> list[click.Command]:
 # `gsim orders --json` works as well as `gsim --json orders`: scripts put options anywhere.
 for _command in _leaves(cli):
     if _command is not _sandbox_cmd.sandbox:  # it serves an API: no key, no client
-        _command.params += _late_options("api_key", "base_url", "sandbox", "poll_interval")
+        _command.params += _late_options(
+            "api_key", "base_url", "sandbox", "poll_interval", "journal", "no_journal"
+        )
     _command.params += _late_options("json", "verbose")
 del _command

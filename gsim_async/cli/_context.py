@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import re
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any, NoReturn
 
 import click
@@ -18,11 +20,13 @@ from .._constants import DEFAULT_POLL_INTERVAL
 from .._exceptions import (
     GsimError,
     InvalidArgumentError,
+    JournalInUseError,
     MessageTimeoutError,
     NoCodeError,
     NotFoundError,
     ValidationError,
 )
+from .._journal import Journal
 from ._output import Output
 
 log = logging.getLogger("gsim_async")
@@ -33,6 +37,10 @@ API_ERROR = 1
 USAGE = 2
 NO_CODE = 3
 INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+
+#: Default journal files (``journal.db``, ``journal-2.db``, ...): commands running at
+#: once each take one.
+JOURNAL_FILES = 8
 
 #: The embedded sandbox of ``--sandbox``: codes arrive after a few seconds.
 SANDBOX_CODE_DELAY = (2.0, 5.0)
@@ -55,8 +63,12 @@ class App:
         as_json: bool,
         verbose: int,
         poll_interval: float | None = None,
+        journal: str | None = None,
+        no_journal: bool = False,
     ) -> None:
         self.api_key = api_key
+        self.journal = journal
+        self.no_journal = no_journal
         self.base_url = base_url
         self.poll_interval = poll_interval
         self.sandbox = sandbox
@@ -96,23 +108,49 @@ class App:
 
                 sb = await stack.enter_async_context(Sandbox(code_delay=SANDBOX_CODE_DELAY))
                 self.out.note(f"embedded sandbox at {sb.base_url}: no account, no money spent")
+                # The embedded sandbox dies with the command: a journal of it would only
+                # hold rows nobody can act on, unless one was asked for.
                 client = Client(
                     sb.api_key,
                     base_url=sb.base_url,
                     poll_interval=self.poll_interval or SANDBOX_POLL_INTERVAL,
+                    journal=False if self.no_journal or not self.journal else self.journal,
                 )
             else:
                 if not self.api_key:
                     raise click.UsageError(
                         "no API key: pass --api-key or set GSIM_API_KEY (or try --sandbox)"
                     )
-                client = Client(
+                client = self._client(
                     self.api_key,
                     base_url=self.base_url or None,
                     poll_interval=self.poll_interval or DEFAULT_POLL_INTERVAL,
                 )
             await stack.enter_async_context(client)
             return await command(client)
+
+    def _client(self, api_key: str, **options: Any) -> Client:
+        """The client, with its journal: the one asked for, or the first free default one.
+
+        Several ``gsim`` commands may run at once; each default journal file holds one
+        live client, so a command takes the first that is free (a killed command's file
+        is free again, and the next command to take it recovers what it left).
+        """
+        if self.no_journal:
+            return Client(api_key, journal=False, **options)
+        # No command takes orders back: an earlier run's are refunded when due, at once
+        # for a get-code whose run was killed.
+        if self.journal:
+            return Client(api_key, journal=Journal(self.journal, grace=0), **options)
+        folder = state_dir()
+        for number in range(1, JOURNAL_FILES + 1):
+            name = "journal.db" if number == 1 else f"journal-{number}.db"
+            try:
+                return Client(api_key, journal=Journal(folder / name, grace=0), **options)
+            except JournalInUseError:
+                continue
+        log.warning("every default journal is in use; this command keeps none")
+        return Client(api_key, journal=False, **options)
 
     async def _guarded(self, work: Callable[[], Awaitable[int | None]], hint: Hint | None) -> int:
         interrupts = _Interrupts(self)
@@ -141,6 +179,15 @@ class App:
             return API_ERROR
         finally:
             interrupts.remove()
+
+
+def state_dir() -> Path:
+    """Where the command line keeps its journals: the user's state directory (XDG)."""
+    if sys.platform == "win32":  # pragma: no cover - Windows
+        base = os.environ.get("LOCALAPPDATA") or str(Path.home() / "AppData" / "Local")
+    else:
+        base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "gsim-async"
 
 
 def exit_status(exc: GsimError) -> int:

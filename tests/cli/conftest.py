@@ -63,6 +63,13 @@ class Background:
             thread.join(10)
 
 
+@pytest.fixture(autouse=True)
+def state_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The command line's journals go to a fresh state directory, never the user's."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state")))
+    monkeypatch.delenv("GSIM_JOURNAL", raising=False)
+
+
 @pytest.fixture
 def background() -> Iterator[Background]:
     """Runs servers in threads; they stop after the test."""

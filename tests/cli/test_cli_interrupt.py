@@ -133,3 +133,35 @@ def test_ctrl_c_for_people_ends_with_the_summary_alone(server: dict[str, str]) -
     assert proc.returncode == 130
     assert out.splitlines()[-1] == "interrupted: 0 of 2 codes; 0.36 USD refunded"
     assert err == ""  # no "error: interrupted" after the summary
+
+
+def test_a_killed_get_code_is_refunded_by_the_next_command(
+    server: dict[str, str], tmp_path: Path
+) -> None:
+    # SIGKILL, not Ctrl-C: nothing of the killed command runs. Its journal (the default
+    # one, in the state directory) tells the next command what it left charged.
+    env = {
+        "GSIM_BASE_URL": server["base_url"],
+        "GSIM_API_KEY": server["api_key"],
+        "XDG_STATE_HOME": str(tmp_path),
+    }
+    proc = gsim(
+        "--json", "--poll-interval", "0.05", "get-code", "telegram", "russia", "-n", "2", env=env
+    )
+    try:
+        bought = [read_json_line(proc.stdout)["order"] for _ in range(2)]
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+    assert (tmp_path / "gsim-async" / "journal.db").exists()
+    assert get(f"{server['base_url']}/_sandbox/ledger")["orders_by_status"] == {"PENDING": 2}
+
+    after = gsim("--json", "balance", env=env)
+    _, err = after.communicate(timeout=60)
+    assert after.returncode == 0, err
+    ledger = get(f"{server['base_url']}/_sandbox/ledger")
+    assert ledger["orders_by_status"] == {"CANCELLED": 2}, [o["id"] for o in bought]
+    assert ledger["balanced"] is True
