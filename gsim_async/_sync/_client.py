@@ -173,6 +173,9 @@ class SyncClient:
         return f"<gsim_async.SyncClient base_url={self.base_url!r}>"
 
     def __enter__(self) -> SyncClient:
+        # As ``async with Client()``: an earlier run's journal is taken over now, not
+        # at the first call.
+        self._runner.call(self._client.__aenter__)
         return self
 
     def __exit__(
