@@ -442,15 +442,6 @@ class FileJournal:
         await asyncio.get_running_loop().run_in_executor(None, self._thread.join)
         _unlock(self._lock)
 
-    def close(self) -> None:
-        """Like ``aclose()``, blocking (for a client closed without a running loop)."""
-        if self._closed:
-            return
-        self._closed = True
-        self._queue.put(None)
-        self._thread.join()
-        _unlock(self._lock)
-
 
 def _resolve(future: asyncio.Future[None], error: BaseException | None, path: Path) -> None:
     def settle() -> None:

@@ -69,7 +69,6 @@ class _Owed:
     ref: str
     base: str  # the purpose while no wait overlays it: "order" or "activation"
     expires: float | None  # wall clock
-    item: dict[str, Any]
     waiting: bool = False
 
 
@@ -196,19 +195,17 @@ class Obligations:
         if not self.sinks:
             return
         base = "activation" if purpose == "activation" else "order"
-        self._owed[order.id] = _Owed(ref, base, expires, wire)
-        for sink in self.sinks:
-            sink.owe(
-                ref,
-                kind="order",
-                purpose=base,
-                item_id=order.id,
-                item=wire,
-                deadline=_wall_deadline(expires, base),
-                action="cancel",
-                sent=sent,
-                received=time.time(),
-            )
+        self.adopt(
+            ref,
+            order,
+            wire,
+            expires,
+            purpose=base,
+            deadline=_wall_deadline(expires, base),
+            action="cancel",
+            sent=sent,
+            received=time.time(),
+        )
 
     def adopt(
         self,
@@ -221,10 +218,11 @@ class Obligations:
         deadline: float | None,
         action: str,
         sent: float | None = None,
+        received: float | None = None,
     ) -> None:
-        """An earlier run's row, now this client's, its refund still due as it was."""
+        """``order`` is owed under row ``ref`` (an earlier run's row keeps its due date)."""
         base = "activation" if purpose == "activation" else "order"
-        self._owed[order.id] = _Owed(ref, base, expires, wire)
+        self._owed[order.id] = _Owed(ref, base, expires)
         for sink in self.sinks:
             sink.owe(
                 ref,
@@ -232,9 +230,10 @@ class Obligations:
                 purpose=purpose,
                 item_id=order.id,
                 item=wire,
-                deadline=deadline if purpose != "order" else expires,
+                deadline=expires if purpose == "order" else deadline,
                 action=action,
                 sent=sent,
+                received=received,
             )
 
     def rented(self, ref: str, rental_id: str, phone_number: str, sent: float | None) -> None:
@@ -257,10 +256,6 @@ class Obligations:
         """A row that needs nothing more (an earlier run's, resolved)."""
         for sink in self.sinks:
             sink.done(ref, outcome)
-
-    def owes(self, order_id: str) -> bool:
-        """Whether ``order_id`` is owed (and journaled)."""
-        return order_id in self._owed
 
     def waiting(
         self, order: Order, wire: dict[str, Any], seconds: float, action: str, expires: float
@@ -325,14 +320,6 @@ class Obligations:
         """What the account held before this client first bought a ``kind``."""
         for sink in self.sinks:
             sink.baseline(kind, ids, newest)
-
-    def owed_ids(self) -> list[str]:
-        """Every order still owed."""
-        return list(self._owed)
-
-    def entries(self) -> list[tuple[str, _Owed]]:
-        """Every owed order with its row (a fleet rewrites them after Redis restarts)."""
-        return list(self._owed.items())
 
 
 def expiry_wall(seconds_left: float) -> float:

@@ -272,30 +272,36 @@ class Reconciler(Generic[T]):
             raise lost.error
         return lost.result
 
-    async def recover(self, key: Key, lost: Lost[T]) -> T | None:
-        """What an earlier run's purchase, on the wire when it died, bought (or None).
+    async def recover(self, key: Key, losts: Sequence[Lost[T]]) -> None:
+        """Resolve an earlier run's purchases of ``key`` that were on the wire when it died.
 
-        The same path as a lost answer (the purchase was sent at ``lost.sent``): it is
+        The same path as a lost answer (each was sent at ``lost.sent``): the account is
         listed only once no purchase of the key is on the wire here, and an item is
-        adopted only when it can be proved to be that purchase's. Raises
-        ``OutcomeUnknownError`` when it cannot tell.
+        adopted only when it can be proved to be that purchase's. All of them are
+        queued at once, so that one listing sees every one of them (a batch seeing more
+        new items than lost purchases would take the others for another buyer's).
+        Each ``Lost`` ends with its ``result`` (None: nothing was bought) or ``error``
+        (``OutcomeUnknownError``).
         """
+        if not losts:
+            return
         if self._baseline is None:
             await self._take_baseline(key[0])
-        self._ownership.opened(key, lost.sent)
         fleet = self._fleet()
         if fleet is not None:
-            await fleet.lost(key, 1)
-        self._queue(key, self._keys.setdefault(key, _KeyState()), lost)
+            await fleet.lost(key, len(losts))
+        state = self._keys.setdefault(key, _KeyState())
+        for lost in losts:
+            self._ownership.opened(key, lost.sent)
+            self._queue(key, state, lost)
         try:
-            await lost.done.wait()
+            for lost in losts:
+                await lost.done.wait()
         finally:
-            self._ownership.closed(key, lost.sent)
+            for lost in losts:
+                self._ownership.closed(key, lost.sent)
             if fleet is not None:
-                await fleet.lost(key, -1)
-        if lost.error is not None:
-            raise lost.error
-        return lost.result
+                await fleet.lost(key, -len(losts))
 
     def _queue(self, key: Key, state: _KeyState[T], lost: Lost[T]) -> None:
         state.pending.append(lost)

@@ -142,7 +142,9 @@ class OrderCalls:
     def settled(self, order: Order) -> None:
         """``order`` will get no (other) code: the registry may forget it."""
         OWNERS.forget(order.id)
-        self._shared.obligations.ended(order.id, _outcome(order))
+        obligations = self._shared.obligations
+        if obligations.active:
+            obligations.ended(order.id, _outcome(order))
 
     def waiting(self, order: Order, seconds: float, action: str) -> None:
         """A wait began that refunds by ``action`` after ``seconds`` (for the journal)."""

@@ -31,7 +31,7 @@ import attrs
 
 from .. import _constants as C
 from .._converter import Decoder, decoder, order_to_wire, parse_datetime
-from .._exceptions import GsimError, NotFoundError, OutcomeUnknownError
+from .._exceptions import GsimError, NotFoundError
 from .._journal import Entry, Snapshot
 from .._models import Order, Rental
 from .._reconcile import Baseline, Lost, Reconciler
@@ -78,6 +78,8 @@ class Recovery:
         self._found_rentals: list[Rental] = []
         self._timers: set[asyncio.Task[None]] = set()
         self._batches: list[tuple[Sequence[Entry], Snapshot | None, bool]] = []
+        # Thousands of rows must not become thousands of requests at once.
+        self._limiter = asyncio.Semaphore(C.SWEEP_CONCURRENCY)
 
     # -- what the namespaces call -----------------------------------------------------------
 
@@ -140,11 +142,6 @@ class Recovery:
         if tasks:
             await asyncio.wait(tasks)
 
-    @property
-    def scheduled(self) -> list[str]:
-        """Orders of an earlier run whose refund is not due yet."""
-        return list(self._due)
-
     async def _wait_ready(self) -> None:
         self.start()
         if self._task is not None:
@@ -165,7 +162,7 @@ class Recovery:
                 len(owed),
                 len(wire),
             )
-            jobs = [self._reconcile(e, snapshot, at_once) for e in wire]
+            jobs = [self._reconcile(wire, snapshot, at_once)]
             jobs += [self._check(e, at_once) for e in owed]
             results = await asyncio.gather(*jobs, return_exceptions=True)
             for result in results:
@@ -187,7 +184,8 @@ class Recovery:
             self._shared.obligations.forget(entry.ref, "unreadable row")
             return
         try:
-            order = order.merged(await self._calls.fetch(order.id, cleanup=True))
+            async with self._limiter:
+                order = order.merged(await self._calls.fetch(order.id, cleanup=True))
         except NotFoundError:
             self._shared.obligations.forget(entry.ref, "not found on the account")
             return
@@ -197,7 +195,10 @@ class Recovery:
             )
         self._take(entry, order, at_once)
 
-    async def _reconcile(self, entry: Entry, snapshot: Snapshot | None, at_once: bool) -> None:
+    def _lost(
+        self, entry: Entry, snapshot: Snapshot | None
+    ) -> tuple[Reconciler[Any], tuple[str, ...], Lost[Any]]:
+        """The purchase a ``wire`` row stands for, as reconciliation sees a lost one."""
         request = entry.request or {}
         sent = entry.sent if entry.sent is not None else time.time()
         if entry.kind == "rental":
@@ -237,12 +238,35 @@ class Recovery:
             happened=False,
             baseline=_baseline(snapshot, entry),
         )
-        try:
-            found = await reconciler.recover(key, lost)
-        except OutcomeUnknownError as exc:
-            log.warning("journal: an earlier run's purchase cannot be told: %s", exc)
+        return reconciler, key, lost
+
+    async def _reconcile(
+        self, entries: Sequence[Entry], snapshot: Snapshot | None, at_once: bool
+    ) -> None:
+        """Every purchase on the wire, one reconciliation per key (all of a key at once)."""
+        groups: dict[tuple[int, tuple[str, ...]], list[tuple[Entry, Lost[Any]]]] = {}
+        reconcilers: dict[int, Reconciler[Any]] = {}
+        for entry in entries:
+            reconciler, key, lost = self._lost(entry, snapshot)
+            reconcilers[id(reconciler)] = reconciler
+            groups.setdefault((id(reconciler), key), []).append((entry, lost))
+
+        async def one_key(
+            which: int, key: tuple[str, ...], rows: list[tuple[Entry, Lost[Any]]]
+        ) -> None:
+            await reconcilers[which].recover(key, [lost for _, lost in rows])
+            for entry, lost in rows:
+                await self._resolved(entry, lost, at_once)
+
+        await asyncio.gather(*(one_key(which, key, rows) for (which, key), rows in groups.items()))
+
+    async def _resolved(self, entry: Entry, lost: Lost[Any], at_once: bool) -> None:
+        what, sent, request = lost.what, lost.sent, entry.request or {}
+        if lost.error is not None:
+            log.warning("journal: an earlier run's purchase cannot be told: %s", lost.error)
             self._shared.obligations.forget(entry.ref, "outcome unknown (logged)")
             return
+        found = lost.result
         if found is None:
             log.info("journal: an earlier run's purchase of %s bought nothing", what)
             self._shared.obligations.forget(entry.ref, "nothing bought")

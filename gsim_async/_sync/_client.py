@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 class SyncClient:
     """A blocking client for the gsim API, for scripts, web views, workers and notebooks.
 
-    The same arguments, names, models and errors as :class:`Client`; every call blocks
+    The same arguments, names, models and errors as `Client`; every call blocks
     until its answer. ``with SyncClient() as gsim:`` (or ``gsim.close()``) closes it;
     it works without ``with`` too, and one left open is closed at the interpreter's
     exit (refunds first), never holding the exit up.

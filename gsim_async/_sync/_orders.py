@@ -30,9 +30,9 @@ class SyncOrders:
     """One-time activation numbers: ``gsim.orders.create("telegram", "russia")``.
 
     Every method is that of ``Client.orders``, blocking. Ctrl-C during
-    :meth:`wait_for_code` or :meth:`as_completed` gives the orders up as their timeout
+    ``wait_for_code()`` or ``as_completed()`` gives the orders up as their timeout
     would (``on_timeout``) and waits for the refunds before ``KeyboardInterrupt``
-    leaves; during :meth:`create` it lets the purchase end and cancels what it bought.
+    leaves; during ``create()`` it lets the purchase end and cancels what it bought.
     """
 
     def __init__(self, runner: Runner, orders: Orders) -> None:
@@ -93,7 +93,7 @@ class SyncOrders:
     def ban(self, order: OrderRef) -> Refund:
         """Report a PENDING order's number as not receiving; its price is refunded.
 
-        Raises ``ConflictError`` like :meth:`cancel`.
+        Raises ``ConflictError`` like ``cancel()``.
         """
         return self._runner.call(lambda: self._orders.ban(order))
 
@@ -306,7 +306,7 @@ class SyncActivation:
 
 
 class SyncActivations:
-    """``for act in gsim.orders.activations(...)``: one :class:`SyncActivation` per try.
+    """``for act in gsim.orders.activations(...)``: one ``SyncActivation`` per try.
 
     Besides iterating, it tells how the loop went: ``orders``, ``tries``, ``spent`` and
     ``skipped``, as ``Activations`` does.

@@ -7,7 +7,7 @@ waits, so any number of threads share one ``Client`` (one session, one rate gate
 watcher), and a thread that runs an event loop of its own (a notebook) can call too.
 
 Ctrl-C (``KeyboardInterrupt``) only ever lands in the main thread, in the Python code
-waiting here. What happens then is the call's choice (:data:`Interrupt`); whatever it
+waiting here. What happens then is the call's choice (``Interrupt``); whatever it
 is, a *second* Ctrl-C stops waiting at once. Work left behind goes on in the loop, and
 ``close()`` (or the interpreter's exit) waits for it.
 """
@@ -300,7 +300,7 @@ async def _run(start: Callable[[], Awaitable[T]], state: _Call) -> T:
         state.ended.set()
 
 
-#: Tasks started by :meth:`Runner.soon`, kept until they end.
+#: Tasks started by ``Runner.soon()``, kept until they end.
 _soon: set[asyncio.Task[object]] = set()
 
 

@@ -35,8 +35,11 @@ log = logging.getLogger("gsim_async")
 #: Move a dead member's rows into the taker's hash; returns them (field, value, ...).
 _TAKE_OVER = """
 local rows = redis.call('HGETALL', KEYS[1])
+-- One field at a time: unpack() of thousands of rows would overflow Lua's stack.
+for i = 1, #rows, 2 do
+  redis.call('HSET', KEYS[2], rows[i], rows[i + 1])
+end
 if #rows > 0 then
-  redis.call('HSET', KEYS[2], unpack(rows))
   redis.call('SADD', KEYS[3], ARGV[2])
 end
 redis.call('DEL', KEYS[1])

@@ -34,6 +34,21 @@ async def sandbox() -> AsyncIterator[Sandbox]:
         yield sb
 
 
+_STARTED: list[Worker] = []
+
+
+@pytest.fixture(autouse=True)
+async def no_worker_left() -> AsyncIterator[None]:
+    """Whatever a test's outcome, none of its processes outlives it."""
+    yield
+    while _STARTED:
+        worker = _STARTED.pop()
+        if worker.process.returncode is None:
+            await worker.killed()
+        else:
+            await worker.exited()
+
+
 @pytest.fixture
 def journal(tmp_path: Path) -> str:
     return str(tmp_path / "gsim.db")
@@ -53,6 +68,7 @@ async def run(
     sandbox: Sandbox, journal: str, scenario: str, env: dict[str, str] | None = None, **more: Any
 ) -> Worker:
     worker = await Worker.start(WORKER, config(sandbox, journal, scenario, **more), env)
+    _STARTED.append(worker)
     if not env:
         await worker.next("ready")
     return worker
@@ -244,3 +260,24 @@ async def test_a_rental_on_the_wire_is_found_and_handed_back(
     assert recovered["rentals"] == [sandbox.rentals()[0].id]
     await second.finish()
     assert len(sandbox.rentals()) == 1
+
+
+async def test_several_purchases_on_the_wire_are_all_found(sandbox: Sandbox, journal: str) -> None:
+    # Three purchases of one service and country leave together; the process dies at
+    # the first answer, the other two still on the wire. One listing must see all
+    # three as this journal's, not two of them as another buyer's.
+    first = await run(
+        sandbox, journal, "activation", env={"_GSIM_CRASH_AT": "after-answer"}, count=3
+    )
+    assert await first.exited() == -9
+    await until(lambda: len(sandbox.orders()) == 3, 10, "the three purchases charged")
+
+    second = await run(sandbox, journal, "recover", stay=30, grace=1)
+    await until(
+        lambda: set(statuses(sandbox).values()) == {"CANCELLED"},
+        1 + 1 + SLACK,
+        "the three purchases found and refunded",
+    )
+    assert len(sandbox.orders()) == 3
+    assert_refunded_once(sandbox, "CANCELLED")
+    await second.killed()

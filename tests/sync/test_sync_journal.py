@@ -28,10 +28,8 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def test_a_killed_scripts_order_is_taken_back_and_gets_its_code(
-    sandbox: ThreadedSandbox, tmp_path: Path
-) -> None:
-    journal = tmp_path / "gsim.db"
+def killed_inside_activation(sandbox: ThreadedSandbox, journal: Path) -> str:
+    """Run SCRIPT, SIGKILL it inside its activation() block; the order's id."""
     proc = subprocess.Popen(  # noqa: S603 (our own interpreter and script)
         [sys.executable, "-c", SCRIPT, sandbox.base_url, sandbox.api_key, str(journal)],
         stdout=subprocess.PIPE,
@@ -48,6 +46,14 @@ def test_a_killed_scripts_order_is_taken_back_and_gets_its_code(
         if proc.poll() is None:
             proc.kill()
         proc.communicate()
+    return order_id
+
+
+def test_a_killed_scripts_order_is_taken_back_and_gets_its_code(
+    sandbox: ThreadedSandbox, tmp_path: Path
+) -> None:
+    journal = tmp_path / "gsim.db"
+    order_id = killed_inside_activation(sandbox, journal)
 
     with sandbox.client(journal=journal) as gsim:
         [order] = gsim.orders.recovered()
@@ -64,22 +70,7 @@ def test_a_killed_scripts_activation_is_refunded_after_the_grace(
     import gsim_async
 
     journal = tmp_path / "gsim.db"
-    proc = subprocess.Popen(  # noqa: S603 (our own interpreter and script)
-        [sys.executable, "-c", SCRIPT, sandbox.base_url, sandbox.api_key, str(journal)],
-        stdout=subprocess.PIPE,
-        text=True,
-        env=ENV,
-    )
-    try:
-        assert proc.stdout is not None
-        order_id = proc.stdout.readline().split()[1]
-        assert proc.stdout.readline().strip() == "waiting"
-        proc.kill()
-        proc.wait(10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate()
+    order_id = killed_inside_activation(sandbox, journal)
 
     with sandbox.client(journal=gsim_async.Journal(journal, grace=0.5)):
         until(lambda: sandbox.order(order_id).status == "CANCELLED", "the refund", 10)
