@@ -67,9 +67,9 @@ CLEANUP_RETRIES = 1000
 RECOVERY_GRACE = 10.0
 #: An earlier run's order bought by create() is refunded this long before it expires.
 RECOVERY_EXPIRY_MARGIN = 60.0
-#: A fleet member silent this long (seconds, or 10 heartbeats if longer) is dead: the
-#: leader takes over what it owed.
-FLEET_DEAD_AFTER = 10.0
+#: A fleet member silent for this many heartbeats (10 s by default) is dead: the
+#: leader takes over what it owed. Redis forgets its heartbeat at the same age.
+FLEET_DEAD_AFTER_BEATS = 10
 
 # -- Waiting --------------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ queued and written in pipelines by one task. When Redis comes back (restarted, m
 empty), the member writes every row it still has again.
 
 The watcher's leader looks after the dead: a member whose heartbeat has lapsed for
-:data:`FLEET_DEAD_AFTER` seconds (or ten heartbeats) has its hash moved into the
+ten heartbeats (10 s by default) has its hash moved into the
 leader's own, atomically (a Lua script, so two leaders in a hand-over never take the
 same rows), and the leader's recovery reconciles its purchases that were on the wire
 and refunds its orders: at once for a wait or an activation, whose waiter died with
@@ -193,7 +193,7 @@ class FleetJournal:
 
     async def _custody(self) -> None:
         settings = self._member.settings
-        dead_after = max(C.FLEET_DEAD_AFTER, 10 * settings.heartbeat)
+        dead_after = C.FLEET_DEAD_AFTER_BEATS * settings.heartbeat
         while not self._member.closed:
             await asyncio.sleep(settings.heartbeat)
             if self._member.active and self._leading():
