@@ -50,6 +50,8 @@ log = logging.getLogger("gsim_async")
 #: Ended rows are kept this long (seconds): later runs still know those orders as
 #: this journal's own, and a lost purchase is never matched to one of them.
 KEEP_DONE = 24 * 3600.0
+#: The file's format (``PRAGMA user_version``); a newer one is refused, not misread.
+SCHEMA_VERSION = 1
 #: Rows a transaction takes at most (the rest wait for the next one).
 _BATCH = 2048
 
@@ -60,7 +62,8 @@ CREATE TABLE IF NOT EXISTS runs (
     account TEXT NOT NULL,
     started REAL NOT NULL,
     closed REAL,
-    baseline TEXT NOT NULL DEFAULT '{}'
+    baseline TEXT NOT NULL DEFAULT '{}',
+    foreign_seen REAL
 );
 CREATE TABLE IF NOT EXISTS entries (
     ref TEXT PRIMARY KEY,
@@ -71,6 +74,7 @@ CREATE TABLE IF NOT EXISTS entries (
     purpose TEXT NOT NULL,
     request TEXT,
     sent REAL,
+    clock TEXT,
     received REAL,
     item_id TEXT,
     item TEXT,
@@ -126,6 +130,8 @@ class Entry:
     item: dict[str, Any] | None
     deadline: float | None
     action: str | None
+    #: The bounds that run had pinned on (server stamp - our clock), if it had.
+    clock: tuple[float, float] | None = None
 
 
 @attrs.frozen
@@ -139,11 +145,15 @@ class Snapshot:
     baselines: dict[int, dict[str, tuple[list[str], str | None]]] = attrs.Factory(dict)
     #: Open rows of other accounts or servers, left alone.
     foreign: int = 0
+    #: run → when it last saw another buyer on its key.
+    foreign_seen: dict[int, float] = attrs.Factory(dict)
 
 
 def _lock(path: Path) -> Any:
     """Hold ``<path>.lock`` exclusively for this client; JournalInUseError if taken."""
-    lock_path = path.with_name(path.name + ".lock")
+    # One lock per file, however it is named (a relative path, a symlink).
+    real = path.resolve()
+    lock_path = real.with_name(real.name + ".lock")
     handle = open(lock_path, "a+")  # noqa: SIM115 - held open for the journal's life
     try:
         if sys.platform == "win32":  # pragma: no cover - Windows
@@ -178,6 +188,18 @@ def _unlock(handle: Any) -> None:
         handle.close()
 
 
+def open_rows(path: Path) -> int:
+    """How many rows of ``path`` still need something (0 for no file); never locks it."""
+    if not path.exists():
+        return 0
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+            row = conn.execute("SELECT count(*) FROM entries WHERE state != 'done'").fetchone()
+    except sqlite3.Error:
+        return 0
+    return int(row[0])
+
+
 def _connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
@@ -204,7 +226,14 @@ class FileJournal:
         try:
             conn = _connect(self.path)
             try:
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
+                if version > SCHEMA_VERSION:
+                    raise JournalError(
+                        f"the journal {self.path} was written by a newer gsim-async "
+                        f"(format {version}); upgrade, or give this client another file"
+                    )
                 conn.executescript(_SCHEMA)
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
                 self.snapshot = self._read(conn)
                 cursor = conn.execute(
                     "INSERT INTO runs (pid, account, started) VALUES (?, ?, ?)",
@@ -213,8 +242,10 @@ class FileJournal:
                 self.run = int(cursor.lastrowid or 0)
             finally:
                 conn.close()
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, JournalError) as exc:
             _unlock(self._lock)
+            if isinstance(exc, JournalError):
+                raise
             raise JournalError(f"cannot open the journal {self.path}: {exc}") from exc
         self._queue: queue.SimpleQueue[_Write | None] = queue.SimpleQueue()
         self._baselines: dict[str, Any] = {}
@@ -237,11 +268,13 @@ class FileJournal:
         )
         rows = conn.execute(
             "SELECT ref, run, account, kind, state, purpose, request, sent, item_id, item, "
-            "deadline, action FROM entries WHERE state != 'done' ORDER BY sent, ref"
+            "deadline, action, clock FROM entries WHERE state != 'done' ORDER BY sent, ref"
         ).fetchall()
         entries: list[Entry] = []
         foreign = 0
-        for ref, run, account, kind, state, purpose, request, sent, item_id, item, dl, act in rows:
+        for row in rows:
+            ref, run, account, kind, state, purpose, request, sent, item_id, item = row[:10]
+            dl, act, clock = row[10:]
             if account != self.account:
                 foreign += 1
                 continue
@@ -258,19 +291,30 @@ class FileJournal:
                     item=_load(item),
                     deadline=dl,
                     action=act,
+                    clock=bounds_of(_load(clock)),
                 )
             )
-        held = tuple(
-            (row[0], row[1], row[2])
-            for row in conn.execute(
-                "SELECT item_id, sent, received FROM entries "
-                "WHERE item_id IS NOT NULL AND account = ?",
-                (self.account,),
+        # The ids a purchase on the wire must not be matched to: what this journal
+        # bought from an hour before the oldest such purchase (none without one).
+        wire = [e.sent for e in entries if e.state == "wire" and e.sent is not None]
+        held = (
+            tuple(
+                (row[0], row[1], row[2])
+                for row in conn.execute(
+                    "SELECT item_id, sent, received FROM entries "
+                    "WHERE item_id IS NOT NULL AND account = ? AND updated >= ?",
+                    (self.account, min(wire, default=time.time()) - C.FOREIGN_BUYER_MEMORY),
+                )
             )
+            if wire
+            else ()
         )
         baselines: dict[int, dict[str, tuple[list[str], str | None]]] = {}
+        foreign_seen: dict[int, float] = {}
         runs = {e.run for e in entries}
-        for run_id, text in conn.execute("SELECT id, baseline FROM runs"):
+        for run_id, text, seen in conn.execute("SELECT id, baseline, foreign_seen FROM runs"):
+            if run_id in runs and seen is not None:
+                foreign_seen[run_id] = seen
             if run_id in runs:
                 data = _load(text) or {}
                 baselines[run_id] = {
@@ -278,7 +322,7 @@ class FileJournal:
                     for kind, value in data.items()
                     if isinstance(value, dict)
                 }
-        return Snapshot(tuple(entries), held, baselines, foreign)
+        return Snapshot(tuple(entries), held, baselines, foreign, foreign_seen)
 
     # -- writing ------------------------------------------------------------------------
 
@@ -290,13 +334,24 @@ class FileJournal:
         purpose: str,
         request: dict[str, Any],
         sent: float,
+        clock: tuple[float, float] | None = None,
     ) -> None:
         """Record a purchase about to leave; returns once it is on disk."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._put(
             "INSERT OR REPLACE INTO entries (ref, run, account, kind, state, purpose, request, "
-            "sent, updated) VALUES (?, ?, ?, ?, 'wire', ?, ?, ?, ?)",
-            (ref, self.run, self.account, kind, purpose, dumps(request), sent, sent),
+            "sent, clock, updated) VALUES (?, ?, ?, ?, 'wire', ?, ?, ?, ?, ?)",
+            (
+                ref,
+                self.run,
+                self.account,
+                kind,
+                purpose,
+                dumps(request),
+                sent,
+                None if clock is None else dumps(list(clock)),
+                sent,
+            ),
             future,
         )
         await future
@@ -363,6 +418,16 @@ class FileJournal:
             "UPDATE runs SET baseline = ? WHERE id = ?", (json.dumps(self._baselines), self.run)
         )
 
+    async def flushed(self) -> None:
+        """Returns once every write queued before it is on disk."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._put("SELECT 1", (), future)
+        await future
+
+    def foreign(self) -> None:
+        """This run saw another buyer on its key: a later run will not guess either."""
+        self._put("UPDATE runs SET foreign_seen = ? WHERE id = ?", (time.time(), self.run))
+
     def _put(
         self, sql: str, params: Sequence[Any], future: asyncio.Future[None] | None = None
     ) -> None:
@@ -370,28 +435,25 @@ class FileJournal:
             if future is not None:
                 future.set_exception(JournalError("the journal was closed"))
             return
-        if self._failed is not None and future is not None:
-            future.set_exception(
-                JournalError(f"the journal {self.path} cannot be written: {self._failed}")
-            )
-            return
         self._queue.put((sql, params, future))
 
     def _writer(self) -> None:
         try:
-            conn = _connect(self.path)
+            conn: sqlite3.Connection | None = _connect(self.path)
         except sqlite3.Error as exc:  # pragma: no cover - opened a moment ago
             self._fail(exc)
             conn = None
+        pending: list[_Write] = []
         stop = False
-        while not stop:
-            first = self._queue.get()
-            batch: list[_Write] = []
-            if first is None:
-                stop = True
-            else:
-                batch.append(first)
-            while len(batch) < _BATCH:
+        failures = 0
+        while True:
+            if not stop and not pending:
+                item = self._queue.get()
+                if item is None:
+                    stop = True
+                else:
+                    pending.append(item)
+            while len(pending) < _BATCH:
                 try:
                     item = self._queue.get_nowait()
                 except queue.Empty:
@@ -399,30 +461,49 @@ class FileJournal:
                 if item is None:
                     stop = True
                     break
-                batch.append(item)
-            if not batch:
+                pending.append(item)
+            if not pending:
+                if stop:
+                    break
                 continue
-            error: BaseException | None = None
-            if conn is None:
-                error = self._failed
-            else:
-                try:
-                    conn.execute("BEGIN")
-                    for sql, params, _ in batch:
-                        conn.execute(sql, params)
-                    conn.execute("COMMIT")
-                except sqlite3.Error as exc:
-                    with contextlib.suppress(sqlite3.Error):
-                        conn.execute("ROLLBACK")
-                    error = exc
-                    self._fail(exc)
-            for _, _, future in batch:
+            error = self._commit(conn, pending)
+            for _, _, future in pending:
                 if future is not None:
                     _resolve(future, error, self.path)
+            if error is None:
+                pending, failures = [], 0
+                if self._failed is not None:
+                    log.warning("the journal %s can be written again", self.path)
+                    self._failed = None
+                continue
+            # An intent fails at once (its purchase is refused); the other writes are
+            # kept, in order, and tried again with what comes next.
+            pending = [w for w in pending if w[2] is None]
+            failures += 1
+            if stop and failures > 3:
+                log.error("the journal %s lost %d writes at close", self.path, len(pending))
+                break
+            time.sleep(min(0.1 * 2**failures, 2.0))
         if conn is not None:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("UPDATE runs SET closed = ? WHERE id = ?", (time.time(), self.run))
                 conn.close()
+
+    def _commit(self, conn: sqlite3.Connection | None, batch: list[_Write]) -> BaseException | None:
+        """Write ``batch`` in one transaction; the error, if it failed."""
+        if conn is None:
+            return self._failed or JournalError("no connection")
+        try:
+            conn.execute("BEGIN")
+            for sql, params, _ in batch:
+                conn.execute(sql, params)
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            self._fail(exc)
+            return exc
+        return None
 
     def _fail(self, exc: BaseException) -> None:
         if self._failed is None:
@@ -456,6 +537,17 @@ def _resolve(future: asyncio.Future[None], error: BaseException | None, path: Pa
         future.get_loop().call_soon_threadsafe(settle)
 
 
+def bounds_of(value: Any) -> tuple[float, float] | None:
+    """Clock bounds as a journal row keeps them (a JSON pair), or None."""
+    if (
+        isinstance(value, list)
+        and len(value) == 2
+        and all(isinstance(v, (int, float)) for v in value)
+    ):
+        return (float(value[0]), float(value[1]))
+    return None
+
+
 def _load(text: str | None) -> Any:
     if text is None:
         return None
@@ -465,4 +557,4 @@ def _load(text: str | None) -> Any:
         return None
 
 
-__all__ = ["Entry", "FileJournal", "Journal", "Snapshot"]
+__all__ = ["Entry", "FileJournal", "Journal", "Snapshot", "bounds_of", "open_rows"]

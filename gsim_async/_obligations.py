@@ -20,6 +20,7 @@ How a refund falls due, the ``purpose`` a row carries:
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections.abc import Iterable
@@ -28,16 +29,30 @@ from typing import Any, Protocol
 import attrs
 
 from . import _constants as C
+from ._clock import ServerClock
 from ._models import Order
+
+log = logging.getLogger("gsim_async")
 
 
 class Sink(Protocol):
     """Where obligations are written: a file journal, or a fleet's Redis."""
 
     async def intent(
-        self, ref: str, *, kind: str, purpose: str, request: dict[str, Any], sent: float
+        self,
+        ref: str,
+        *,
+        kind: str,
+        purpose: str,
+        request: dict[str, Any],
+        sent: float,
+        clock: tuple[float, float] | None = None,
     ) -> None:
-        """Record a purchase about to leave; returns once it is durable."""
+        """Record a purchase about to leave; returns once it is durable.
+
+        ``clock``: the bounds the client has pinned on (server stamp - our clock), so a
+        later run can tell which orders this purchase can have made.
+        """
 
     def owe(
         self,
@@ -62,6 +77,12 @@ class Sink(Protocol):
 
     def baseline(self, kind: str, ids: Iterable[str], newest: str | None) -> None:
         """What the account held before this client first bought a ``kind``."""
+
+    def foreign(self) -> None:
+        """Another buyer was seen on the key now (a later run will not guess either)."""
+
+    async def flushed(self) -> None:
+        """Returns once every write queued before it is durable."""
 
 
 @attrs.define(slots=True)
@@ -100,16 +121,8 @@ class Purchase:
             return
         self.ref = owner.new_ref()
         self.sent = time.time()
-        sinks = owner.sinks
-        if len(sinks) == 1:
-            await sinks[0].intent(
-                self.ref,
-                kind=self._kind,
-                purpose=self._purpose,
-                request=self._request,
-                sent=self.sent,
-            )
-            return
+        clock = owner.clock
+        bounds = clock.bounds() if clock is not None and clock.calibrated else None
         await asyncio.gather(
             *(
                 s.intent(
@@ -118,8 +131,9 @@ class Purchase:
                     purpose=self._purpose,
                     request=self._request,
                     sent=self.sent,
+                    clock=bounds,
                 )
-                for s in sinks
+                for s in owner.sinks
             )
         )
 
@@ -150,22 +164,39 @@ class Purchase:
         self.ref = None
 
     def nothing(self, outcome: str) -> None:
-        """The purchase bought nothing, or its outcome was reported to the caller."""
+        """The purchase provably bought nothing."""
         if self.ref is None:
             return
         for sink in self._owner.sinks:
             sink.done(self.ref, outcome)
         self.ref = None
 
+    async def refused(self, outcome: str) -> None:
+        """The server refused the purchase: recorded, and durable, before the caller hears.
+
+        A failure to write is logged, not raised: the caller must hear the refusal.
+        """
+        if self.ref is None:
+            return
+        self.nothing(outcome)
+        for sink in self._owner.sinks:
+            try:
+                await sink.flushed()
+            except Exception as exc:
+                log.warning("the journal could not record a refused purchase: %s", exc)
+
 
 class Obligations:
     """What one client owes for the orders it holds (see the module docstring)."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: ServerClock | None = None) -> None:
         self.sinks: list[Sink] = []
+        #: The client's view of the server's clock, kept with each intent.
+        self.clock = clock
         self._owed: dict[str, _Owed] = {}
         self._tag = uuid.uuid4().hex[:12]
         self._count = 0
+        self._foreign_noted = -1e18
 
     @property
     def active(self) -> bool:
@@ -320,6 +351,15 @@ class Obligations:
         """What the account held before this client first bought a ``kind``."""
         for sink in self.sinks:
             sink.baseline(kind, ids, newest)
+
+    def foreign(self, item_id: str) -> None:
+        """Another buyer bought ``item_id`` on this key (kept for a later run)."""
+        now = time.monotonic()
+        if now - self._foreign_noted < 60.0:
+            return  # once a minute is plenty: it is remembered for an hour
+        self._foreign_noted = now
+        for sink in self.sinks:
+            sink.foreign()
 
 
 def expiry_wall(seconds_left: float) -> float:

@@ -69,6 +69,8 @@ class Ownership:
         # client first bought one (None: it had none); anything newer came after us.
         self._marks: dict[str, datetime | None] = {}
         self._shared: SharedSightings | None = None
+        #: Told of every other buyer seen (the journal keeps it for a later run).
+        self.on_foreign: Callable[[str], None] | None = None
 
     def attach(self, shared: SharedSightings) -> None:
         """Judge other buyers with a fleet: its members' items are not foreign."""
@@ -197,6 +199,8 @@ class Ownership:
                 item_id,
             )
         self._foreign_at = self._monotonic()
+        if self.on_foreign is not None:
+            self.on_foreign(item_id)
         if item_id not in self._foreign:
             self._foreign = [*self._foreign[-9:], item_id]
         shared = self._shared

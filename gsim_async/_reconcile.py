@@ -25,12 +25,13 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Generic, Protocol, TypeVar
 
 import anyio
 import attrs
 
+from . import _constants as C
 from ._background import Background
 from ._clock import ServerClock
 from ._exceptions import GsimError, OutcomeUnknownError
@@ -107,8 +108,14 @@ class Lost(Generic[T]):
     deadline: float  # monotonic: the server cannot be working on it any more
     happened: bool  # the server answered 2xx: it was bought, whatever we find
     # An earlier run's purchase (recovered from a journal): what the account held before
-    # that run bought, instead of this client's own baseline.
+    # that run bought, instead of this client's own baseline; the latest its order can
+    # have been made (wall clock: sent + the reconcile window); and whether that run
+    # saw another buyer on the key (then nothing is matched by guessing).
     baseline: Baseline | None = None
+    until: float | None = None
+    doubtful: bool = False
+    # The bounds that run had pinned on (server stamp - our clock), when it had.
+    clock: tuple[float, float] | None = None
     done: anyio.Event = attrs.field(factory=anyio.Event)
     next_check: float = 0.0
     relist: float = _FIRST_RELIST
@@ -368,7 +375,8 @@ class Reconciler(Generic[T]):
         except GsimError as exc:
             log.info("could not list the account to reconcile %s: %s", key, exc)
             for lost in batch:
-                if started >= lost.deadline:
+                # An earlier run's purchase has nobody to tell: it is looked for until found.
+                if started >= lost.deadline and lost.until is None:
                     lost.finish(
                         error=self._unknown(lost, f"the account could not be checked ({exc})", ())
                     )
@@ -405,6 +413,7 @@ class Reconciler(Generic[T]):
                 if lost.matches(i)
                 and self._new(i, lost.baseline or self._baseline)
                 and self._after(i, lost)
+                and self._before(i, lost)
             ]
             for lost in batch
         }
@@ -413,6 +422,23 @@ class Reconciler(Generic[T]):
             # More new items of the key than we lost: someone else bought some.
             ownership.foreign(next(iter(everything)))
         guessing = ownership.foreign_buyer
+        # An earlier run's purchase: an item of the key bought by nobody here during that
+        # run's life, outside every span a purchase of ours could have made it in, shows
+        # the account was shared then; its purchases are not matched by guessing either.
+        doubtful = {
+            id(lost)
+            for lost in batch
+            if lost.until is not None
+            and (
+                lost.doubtful
+                or any(
+                    lost.matches(i)
+                    and self._new(i, lost.baseline or self._baseline)
+                    and i.id not in everything
+                    for i in unheld
+                )
+            )
+        }
         log.debug(
             "reconciling %d lost purchase(s) of %s: %d listed, %d free, %d candidates%s",
             len(batch),
@@ -425,7 +451,7 @@ class Reconciler(Generic[T]):
         taken: set[str] = set()
         for lost in sorted(batch, key=lambda p: p.sent):
             found = [i for i in wanted[id(lost)] if i.id not in taken]
-            if guessing:
+            if guessing or id(lost) in doubtful:
                 # Its own order may still be on its way: look until the server cannot be
                 # working on it any more, then name everything that could be it.
                 lost.seen.update((i.id, i) for i in found)
@@ -457,12 +483,30 @@ class Reconciler(Generic[T]):
                 return item
         return None
 
+    def _bounds(self, lost: Lost[T]) -> tuple[float, float]:
+        # An earlier run's own pinned bounds, when this client has none of its own yet:
+        # the offset of this machine's clock from the server's stamps does not change
+        # with a restart (a step of the clock would show as disjoint bounds).
+        if lost.clock is not None and not self._clock.calibrated:
+            return lost.clock
+        return self._clock.bounds()
+
     def _since(self, lost: Lost[T]) -> datetime:
-        since = self._clock.earliest(lost.sent)
+        since = datetime.fromtimestamp(lost.sent + self._bounds(lost)[0], timezone.utc)
+        if lost.until is not None:
+            # An earlier run's: its life (up to an hour) is read too, for other buyers.
+            since -= timedelta(seconds=C.FOREIGN_BUYER_MEMORY)
         baseline = lost.baseline or self._baseline
         if baseline is not None and baseline.newest is not None:
             since = max(since, baseline.newest)
         return since
+
+    def _before(self, item: T, lost: Lost[T]) -> bool:
+        # An earlier run's purchase made its item before the server stopped working on it.
+        created = item.created_at
+        if lost.until is None or created is None:
+            return True
+        return created.timestamp() <= lost.until + self._bounds(lost)[1]
 
     def _new(self, item: T, baseline: Baseline | None) -> bool:
         # Not on the account before the purchase's client first bought (server stamps).
@@ -475,9 +519,9 @@ class Reconciler(Generic[T]):
 
     def _after(self, item: T, lost: Lost[T]) -> bool:
         created = item.created_at
-        if created is None or not self._clock.calibrated:
+        if created is None or (not self._clock.calibrated and lost.clock is None):
             return True  # the baseline alone bounds it
-        return created >= self._clock.earliest(lost.sent)
+        return created.timestamp() >= lost.sent + self._bounds(lost)[0]
 
     def _later(self, lost: Lost[T], now: float) -> None:
         # Listed again soon, then less often; and once at least after the deadline.

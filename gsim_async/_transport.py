@@ -14,7 +14,7 @@ import platform
 import random
 import re
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any, TypeVar
 
 import aiohttp
@@ -173,12 +173,16 @@ class Transport:
         max_retries: int | None = None,
         priority: Priority = Priority.CALL,
         sent_log: list[float] | None = None,
+        before_send: Callable[[], Awaitable[None]] | None = None,
     ) -> T:
         """Send one API call (``path`` below ``/api/v1``) and return its decoded body.
 
         Retries what ``op`` allows; ``sent_log`` collects when each attempt left (wall
-        clock), for a purchase's bookkeeping. Raises an ``APIError`` subclass for an error answer,
-        ``APIConnectionError`` / ``APITimeoutError`` when no answer came,
+        clock), for a purchase's bookkeeping; ``before_send()`` is awaited once, when the
+        first attempt has its turn and is about to leave (a journal's intent: written
+        then, not while the request still waits for the rate gate). Raises an
+        ``APIError`` subclass for an error answer, ``APIConnectionError`` /
+        ``APITimeoutError`` when no answer came,
         ``OutcomeUnknownError`` when a ``ONCE`` request may have gone through, and
         ``LostAnswerError`` when a ``PURCHASE`` may have (the caller reconciles it).
         """
@@ -198,6 +202,13 @@ class Transport:
             sent_mono = ticket.sent_at
             if sent_log is not None:
                 sent_log.append(sent)
+            if before_send is not None:
+                try:
+                    await before_send()
+                except BaseException:
+                    pacing.done(ticket, accepted=False)
+                    raise
+                before_send = None
             try:
                 answer = await self._send(session, method, path, params, body)
             except NoAnswer as failure:

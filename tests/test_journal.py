@@ -161,3 +161,52 @@ async def test_without_a_journal_nothing_is_recovered(client: gsim_async.Client)
     assert client.journal is None
     assert await client.orders.recovered() == []
     assert await client.rentals.recovered() == []
+
+
+async def test_a_journal_locked_for_a_while_refuses_purchases_only_meanwhile(
+    sandbox: Sandbox, journal: Path
+) -> None:
+    async with fast_client(sandbox, journal=journal) as gsim:
+        await gsim.orders.create("telegram", "russia")
+        # Another program (a backup, the sqlite3 shell) holds the file longer than
+        # SQLite waits (5 s): a purchase meanwhile is refused, nothing is bought.
+        locker = sqlite3.connect(journal, isolation_level=None)
+        locker.execute("BEGIN EXCLUSIVE")
+        try:
+            with pytest.raises(gsim_async.JournalError, match="cannot be written"):
+                await gsim.orders.create("telegram", "russia")
+        finally:
+            locker.execute("ROLLBACK")
+            locker.close()
+        assert len(sandbox.orders()) == 1
+        # Free again: purchases go through, and are journaled.
+        order = await gsim.orders.create("telegram", "russia")
+    with sqlite3.connect(journal) as conn:
+        [(state,)] = conn.execute("SELECT state FROM entries WHERE item_id = ?", (order.id,))
+    assert state == "owed"
+
+
+async def test_closing_while_a_lost_purchase_is_reconciled_leaves_it_to_the_journal(
+    sandbox: Sandbox, journal: Path
+) -> None:
+    # The server takes 3 s to buy; the client gives up waiting at 1 s and is closed at
+    # 2 s, while it reconciles: the purchase it cannot tell stays in the journal.
+    sandbox.set_faults(purchase_delay=3)
+    gsim = fast_client(sandbox, journal=journal, timeout=1, reconcile_window=10)
+
+    async def block() -> None:
+        async with gsim.orders.activation("telegram", "russia"):
+            pass
+
+    task = asyncio.ensure_future(block())
+    await anyio.sleep(2)
+    await gsim.aclose(timeout=0.5)
+    with pytest.raises(gsim_async.GsimError):
+        await task
+    await until(lambda: len(sandbox.orders()) == 1, 5, "the slow purchase made")
+    sandbox.clear_faults()
+    async with fast_client(sandbox, journal=gsim_async.Journal(journal, grace=0.2)):
+        await until(
+            lambda: sandbox.orders()[0].status == "CANCELLED", 10, "refunded by the next run"
+        )
+    assert sandbox.balance() == Decimal("100")

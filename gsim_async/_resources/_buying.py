@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from .._crashpoints import reached
-from .._exceptions import APIConnectionError, GsimError, OutcomeUnknownError
+from .._exceptions import APIConnectionError, GsimError, JournalError
 from .._obligations import Purchase
 from .._ownership import Key
 from .._reconcile import Item, Lost, Reconciler
@@ -28,17 +28,18 @@ async def buy(
     key: Key,
     what: str,
     matches: Callable[[T], bool],
-    send: Callable[[list[float]], Awaitable[T]],
+    send: Callable[[list[float], Callable[[], Awaitable[None]]], Awaitable[T]],
     reread: Callable[[str], Awaitable[T]],
     retries: int,
     path: str,
     journal: Callable[[], Purchase],
     record: Callable[[Purchase, T], None],
 ) -> T:
-    """Buy once: ``send(sent_log)`` sends the purchase; a lost answer is reconciled.
+    """Buy once: ``send(sent_log, before)`` sends the purchase; a lost answer is reconciled.
 
-    ``journal()`` gives each attempt's journal rows: the intent is on disk before the
-    request leaves, and ``record(purchase, item)`` notes what it bought.
+    ``journal()`` gives each attempt's journal rows: ``before()`` (which ``send`` awaits
+    once the request has its turn to leave) puts the intent on disk, and
+    ``record(purchase, item)`` notes what it bought.
 
     Raises what the purchase raised, ``OutcomeUnknownError`` when the outcome cannot be
     told, or ``APIConnectionError`` when every attempt provably bought nothing.
@@ -47,17 +48,19 @@ async def buy(
         started = await reconciler.begin(key)
         purchase = journal()
         sent_log: list[float] = []
-        try:
+
+        async def before(purchase: Purchase = purchase) -> None:
             reached("before-intent")
             await purchase.start()
-            item = await send(sent_log)
+            reached("after-intent")
+
+        try:
+            item = await send(sent_log, before)
             reached("after-answer")
         except LostAnswerError as lost:
-            try:
-                found = await _resolve(reconciler, key, started, lost, what, matches, reread)
-            except OutcomeUnknownError:
-                purchase.nothing("outcome unknown (reported to the caller)")
-                raise
+            # Undecided (OutcomeUnknownError, or the client closing): the row stays on the
+            # journal's wire, for the next run to reconcile.
+            found = await _resolve(reconciler, key, started, lost, what, matches, reread)
             if found is not None:
                 record(purchase, found)
                 return found
@@ -65,10 +68,13 @@ async def buy(
             continue  # provably nothing was bought: buy again
         except BaseException as exc:
             await reconciler.abandon(key, started)
-            if not isinstance(exc, asyncio.CancelledError):
-                # A definite error: nothing was bought. (A cancelled purchase stays on
-                # the journal's wire: whether it bought is not known here.)
-                purchase.nothing(f"refused: {type(exc).__name__}")
+            if isinstance(exc, JournalError):
+                purchase.nothing("not sent: the journal could not record it")
+            elif not isinstance(exc, asyncio.CancelledError):
+                # A definite error: nothing was bought, and the journal says so before
+                # the caller hears of it. (A cancelled purchase stays on the journal's
+                # wire: whether it bought is not known here.)
+                await purchase.refused(f"refused: {type(exc).__name__}")
             raise
         await reconciler.bought(key, started, item.id, sent_log[-1] if sent_log else started)
         record(purchase, item)

@@ -173,9 +173,15 @@ class Orders:
                 and (wanted is None or order.operator in (None, wanted))
             )
 
-        async def send(sent_log: list[float]) -> Order:
+        async def send(sent_log: list[float], before: Callable[[], Awaitable[None]]) -> Order:
             return await self._transport.request(
-                "POST", "/orders", _ORDER, json=body, op=Operation.PURCHASE, sent_log=sent_log
+                "POST",
+                "/orders",
+                _ORDER,
+                json=body,
+                op=Operation.PURCHASE,
+                sent_log=sent_log,
+                before_send=before,
             )
 
         order = await buy(
@@ -210,13 +216,8 @@ class Orders:
         order = task.result()
         log.info("order %s was bought for a cancelled caller; cancelling it", order.id)
 
-        async def refund() -> None:
-            try:
-                await self._calls.finish(order, "cancel", cleanup=True)
-            except GsimError as exc:
-                log.warning("could not cancel orphaned order %s: %s", order.id, exc)
-
-        self._shared.background.spawn(refund())
+        # Like every refund: tried until it lands while the client is open.
+        self._shared.background.spawn(settle(self._calls, order, "cancel"))
 
     async def recovered(self) -> builtins.list[Order]:
         """An earlier run's orders still owed, handed back to this program (each once).

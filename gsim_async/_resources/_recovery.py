@@ -77,6 +77,8 @@ class Recovery:
         self._handed: list[Order] = []
         self._found_rentals: list[Rental] = []
         self._timers: set[asyncio.Task[None]] = set()
+        #: Set once the first look is over (what recovered() waits for).
+        self._looked = asyncio.Event()
         self._batches: list[tuple[Sequence[Entry], Snapshot | None, bool]] = []
         # Thousands of rows must not become thousands of requests at once.
         self._limiter = asyncio.Semaphore(C.SWEEP_CONCURRENCY)
@@ -168,6 +170,7 @@ class Recovery:
             for result in results:
                 if isinstance(result, Exception):
                     log.error("journal: recovering a row failed: %r", result)
+            self._looked.set()
 
     def _seed(self, snapshot: Snapshot) -> None:
         # Every order the journal knows as its own is held: a lost purchase is never
@@ -229,6 +232,7 @@ class Recovery:
             matches = matches_order
             reconciler = self._orders
         window_left = max(0.0, sent + reconciler.window - time.time())
+        seen = snapshot.foreign_seen.get(entry.run) if snapshot is not None else None
         lost: Lost[Any] = Lost(
             key=key,
             what=what,
@@ -237,6 +241,9 @@ class Recovery:
             deadline=time.monotonic() + window_left,
             happened=False,
             baseline=_baseline(snapshot, entry),
+            until=sent + reconciler.window,
+            clock=entry.clock,
+            doubtful=seen is not None and seen > sent - C.FOREIGN_BUYER_MEMORY,
         )
         return reconciler, key, lost
 
@@ -254,7 +261,15 @@ class Recovery:
         async def one_key(
             which: int, key: tuple[str, ...], rows: list[tuple[Entry, Lost[Any]]]
         ) -> None:
-            await reconcilers[which].recover(key, [lost for _, lost in rows])
+            failures = 0
+            while True:
+                try:
+                    await reconcilers[which].recover(key, [lost for _, lost in rows])
+                    break
+                except GsimError as exc:  # the baseline could not be listed: again, later
+                    failures += 1
+                    log.info("journal: could not reconcile yet (%s); trying again", exc)
+                    await anyio.sleep(min(2.0**failures, C.REFUND_BACKOFF_CAP))
             for entry, lost in rows:
                 await self._resolved(entry, lost, at_once)
 
@@ -308,9 +323,13 @@ class Recovery:
         purpose: str = entry.purpose
         action: str = entry.action or "cancel"
         now = time.time()
+        after_look = False
         if purpose == "activation":
             # The block died with its run; a fleet member's cannot be taken back at all.
+            # The grace counts from the end of the first look, for which recovered()
+            # waits: the program gets the whole grace to take its orders back.
             due = now if at_once else now + self.grace
+            after_look = not at_once
             action = "cancel"
         elif purpose == "refund" or (at_once and (purpose == "wait" or unseen)):
             # Under way when it died; or its waiter died with the member, or the member
@@ -342,12 +361,14 @@ class Recovery:
             "banned" if action == "ban" else "cancelled",
             wait,
         )
-        timer = asyncio.get_running_loop().create_task(self._refund_later(record, wait))
+        timer = asyncio.get_running_loop().create_task(self._refund_later(record, wait, after_look))
         record.timer = timer
         self._timers.add(timer)
         timer.add_done_callback(self._timers.discard)
 
-    async def _refund_later(self, record: _Due, wait: float) -> None:
+    async def _refund_later(self, record: _Due, wait: float, after_look: bool) -> None:
+        if after_look:
+            await self._looked.wait()
         await anyio.sleep(wait)
         self._due.pop(record.order.id, None)
         task = self._shared.background.spawn(settle(self._calls, record.order, record.action))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -190,9 +190,15 @@ class Rentals:
             "monthlyPrice": v.price("monthly_price", monthly_price),
         }
 
-        async def send(sent_log: list[float]) -> Rental:
+        async def send(sent_log: list[float], before: Callable[[], Awaitable[None]]) -> Rental:
             return await self._transport.request(
-                "POST", "/rentals", _RENTAL, json=body, op=Operation.PURCHASE, sent_log=sent_log
+                "POST",
+                "/rentals",
+                _RENTAL,
+                json=body,
+                op=Operation.PURCHASE,
+                sent_log=sent_log,
+                before_send=before,
             )
 
         rental = await buy(

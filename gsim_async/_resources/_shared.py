@@ -30,7 +30,8 @@ class Shared:
         self.background = Background()
         self.activations = OpenActivations()
         #: What this client owes for the orders it holds (written to its journals).
-        self.obligations = Obligations()
+        self.obligations = Obligations(transport.clock)
+        self.ownership.on_foreign = self.obligations.foreign
         #: Orders whose refund is under way right now.
         self.refunding: set[str] = set()
         #: Set by the orders namespace: the weak reference OWNERS keeps per order.

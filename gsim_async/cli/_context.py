@@ -26,7 +26,7 @@ from .._exceptions import (
     NotFoundError,
     ValidationError,
 )
-from .._journal import Journal
+from .._journal import Journal, open_rows
 from ._output import Output
 
 log = logging.getLogger("gsim_async")
@@ -143,8 +143,10 @@ class App:
         if self.journal:
             return Client(api_key, journal=Journal(self.journal, grace=0), **options)
         folder = state_dir()
-        for number in range(1, JOURNAL_FILES + 1):
-            name = "journal.db" if number == 1 else f"journal-{number}.db"
+        names = ["journal.db", *(f"journal-{n}.db" for n in range(2, JOURNAL_FILES + 1))]
+        # A file a killed command left rows in goes first: this command recovers them.
+        names.sort(key=lambda name: open_rows(folder / name) == 0)
+        for name in names:
             try:
                 return Client(api_key, journal=Journal(folder / name, grace=0), **options)
             except JournalInUseError:

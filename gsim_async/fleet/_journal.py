@@ -27,7 +27,7 @@ import redis.asyncio as aioredis
 
 from .. import _constants as C
 from .._converter import dumps
-from .._journal import Entry
+from .._journal import Entry, bounds_of
 from ._member import Member
 
 log = logging.getLogger("gsim_async")
@@ -80,11 +80,25 @@ class FleetJournal:
     # -- the sink ---------------------------------------------------------------------------
 
     async def intent(
-        self, ref: str, *, kind: str, purpose: str, request: dict[str, Any], sent: float
+        self,
+        ref: str,
+        *,
+        kind: str,
+        purpose: str,
+        request: dict[str, Any],
+        sent: float,
+        clock: tuple[float, float] | None = None,
     ) -> None:
         """Write a purchase's intent before it leaves (skipped while Redis is away)."""
         row = dumps(
-            {"kind": kind, "state": "wire", "purpose": purpose, "request": request, "sent": sent}
+            {
+                "kind": kind,
+                "state": "wire",
+                "purpose": purpose,
+                "request": request,
+                "sent": sent,
+                "clock": clock,
+            }
         )
         self._rows[ref] = row
         self._dirty.pop(ref, None)
@@ -142,6 +156,13 @@ class FleetJournal:
     def baseline(self, kind: str, ids: Iterable[str], newest: str | None) -> None:
         """Not needed in a fleet: ownership across its members is exact."""
 
+    def foreign(self) -> None:
+        """Kept by the fleet already (its ``foreign`` key), for every member."""
+
+    async def flushed(self) -> None:
+        """Returns once every queued change is written (while Redis is reachable)."""
+        await self.flush()
+
     def _set(self, ref: str, row: str) -> None:
         self._rows[ref] = row
         self._dirty[ref] = row
@@ -158,8 +179,13 @@ class FleetJournal:
     async def flush(self) -> None:
         """Write every queued change now (one pipeline)."""
         batch, self._dirty = self._dirty, {}
-        if not batch or not self._member.active:
-            return  # while Redis is away, the rows wait for _rewrite
+        if not batch:
+            return
+        if not self._member.active:
+            # While Redis is away the changes wait (its rejoin writes them, and knows
+            # which rows ended meanwhile).
+            self._dirty = {**batch, **self._dirty}
+            return
         gone = [ref for ref, row in batch.items() if row is None]
         rows = {ref: row for ref, row in batch.items() if row is not None}
 
@@ -172,22 +198,44 @@ class FleetJournal:
                 pipe.hdel(self._key, *gone)
             return await pipe.execute()
 
-        await self._member.call(write, None)
+        if await self._member.call(write, None) is None:
+            self._dirty = {**batch, **self._dirty}
 
     async def _rewrite(self) -> None:
-        """Redis is back (maybe empty): write every row this member still has."""
+        """Redis is back (maybe empty): write every row this member still has.
+
+        Rows in this member's hash that it does not know are taken over too: a dead
+        member's rows moved here by a takeover whose answer was lost on the way.
+        """
+        gone = {ref for ref, row in self._dirty.items() if row is None}
         self._dirty.clear()
+
+        async def read(r: aioredis.Redis) -> dict[str, str]:
+            return {str(k): str(v) for k, v in (await r.hgetall(self._key)).items()}
+
+        there = await self._member.call(read, None)
+        if there is None:
+            return  # down again: the next rejoin tries again
+        unknown = {ref: text for ref, text in there.items() if ref not in self._rows}
+        stale = [ref for ref in unknown if ref in gone]
+        adopted = {ref: text for ref, text in unknown.items() if ref not in gone}
+        self._rows.update(adopted)
         rows = dict(self._rows)
 
         async def write(r: aioredis.Redis) -> Any:
             pipe = r.pipeline(transaction=True)
-            pipe.delete(self._key)
+            if stale:
+                pipe.hdel(self._key, *stale)
             if rows:
                 pipe.hset(self._key, mapping=dict[Any, Any](rows))
                 pipe.sadd(self._index, self._member.id)
             return await pipe.execute()
 
         await self._member.call(write, None)
+        entries = [e for ref, text in adopted.items() if (e := _entry(ref, text)) is not None]
+        if entries:
+            log.warning("fleet: taking over %d row(s) found under this member", len(entries))
+            self._take_over(entries)
 
     # -- custody of the dead -----------------------------------------------------------------
 
@@ -257,6 +305,7 @@ def _entry(ref: str, text: str) -> Entry | None:
         item=row.get("item"),
         deadline=row.get("deadline"),
         action=row.get("action"),
+        clock=bounds_of(row.get("clock")),
     )
 
 

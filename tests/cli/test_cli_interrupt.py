@@ -25,19 +25,17 @@ pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="sends SIGINT")
 
 # Run the package from where it is imported, installed or not.
 ROOT = Path(gsim_async.__file__).resolve().parent.parent
-ENV = {
-    **os.environ,
-    "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-}
 
 
 def gsim(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    # The environment as it is now: the fixtures' state directory included.
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     return subprocess.Popen(  # noqa: S603 (our own interpreter and arguments)
         [sys.executable, "-m", "gsim_async", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**ENV, **(env or {})},
+        env={**os.environ, "PYTHONPATH": path, **(env or {})},
     )
 
 
@@ -164,4 +162,45 @@ def test_a_killed_get_code_is_refunded_by_the_next_command(
     assert after.returncode == 0, err
     ledger = get(f"{server['base_url']}/_sandbox/ledger")
     assert ledger["orders_by_status"] == {"CANCELLED": 2}, [o["id"] for o in bought]
+    assert ledger["balanced"] is True
+
+
+def test_the_next_command_takes_the_journal_a_killed_one_left_rows_in(
+    server: dict[str, str], tmp_path: Path
+) -> None:
+    # Two commands at once: the second takes journal-2.db. Killed, it leaves its orders
+    # there; the next command, alone, takes that file first and refunds them.
+    env = {
+        "GSIM_BASE_URL": server["base_url"],
+        "GSIM_API_KEY": server["api_key"],
+        "XDG_STATE_HOME": str(tmp_path),
+    }
+    args = ("--json", "--poll-interval", "0.05", "get-code", "telegram", "russia")
+    first = gsim(*args, env=env)
+    second = None
+    try:
+        kept = read_json_line(first.stdout)["order"]
+        second = gsim(*args, env=env)
+        lost = read_json_line(second.stdout)["order"]
+        second.send_signal(signal.SIGKILL)
+        second.wait(timeout=10)
+        first.send_signal(signal.SIGINT)  # refunds its own, then exits
+        first.wait(timeout=30)
+    finally:
+        for proc in (first, second):
+            if proc is not None:
+                if proc.poll() is None:
+                    proc.kill()
+                proc.communicate()
+    assert (tmp_path / "gsim-async" / "journal-2.db").exists()
+    assert get(f"{server['base_url']}/_sandbox/ledger")["orders_by_status"] == {
+        "CANCELLED": 1,
+        "PENDING": 1,
+    }, (kept["id"], lost["id"])
+
+    after = gsim("--json", "balance", env=env)
+    _, err = after.communicate(timeout=60)
+    assert after.returncode == 0, err
+    ledger = get(f"{server['base_url']}/_sandbox/ledger")
+    assert ledger["orders_by_status"] == {"CANCELLED": 2}
     assert ledger["balanced"] is True

@@ -9,6 +9,7 @@ point (``_GSIM_CRASH_AT``), then start it again on the same journal.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import sys
@@ -57,6 +58,17 @@ async def activation(gsim: gsim_async.Client, config: dict[str, Any]) -> None:
             say("code", id=act.order.id, code=await act.wait_for_code(timeout=600))
 
     await asyncio.gather(*(one() for _ in range(config.get("count", 1))))
+
+
+async def one_by_one(gsim: gsim_async.Client, config: dict[str, Any]) -> None:
+    """Activations entered one after the other (each bought before the next is)."""
+    async with contextlib.AsyncExitStack() as stack:
+        for _ in range(config.get("count", 2)):
+            act = await stack.enter_async_context(gsim.orders.activation("telegram", "russia"))
+            # Read back: its stamp pins the server's clock, as a wait's first poll would.
+            await gsim.orders.get(act.order)
+            say("bought", ids=[act.order.id])
+        await asyncio.sleep(600)
 
 
 async def wait(gsim: gsim_async.Client, config: dict[str, Any]) -> None:
@@ -108,6 +120,7 @@ async def recover(gsim: gsim_async.Client, config: dict[str, Any]) -> None:
 
 SCENARIOS = {
     "activation": activation,
+    "one_by_one": one_by_one,
     "wait": wait,
     "create": create,
     "rent": rent,

@@ -16,6 +16,7 @@ from typing import Any
 
 import anyio
 import pytest
+from helpers import fast_client
 from processes import Worker
 
 from gsim_async.sandbox import Sandbox
@@ -280,4 +281,68 @@ async def test_several_purchases_on_the_wire_are_all_found(sandbox: Sandbox, jou
     )
     assert len(sandbox.orders()) == 3
     assert_refunded_once(sandbox, "CANCELLED")
+    await second.killed()
+
+
+async def test_another_clients_order_after_the_window_is_not_adopted(
+    sandbox: Sandbox, journal: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The program dies with its second purchase's intent on disk but the purchase never
+    # sent. Another client on the key buys the same thing after the server could have
+    # answered it: that order is not the dead purchase's, and is left alone.
+    first = await run(
+        sandbox, journal, "one_by_one", env={"_GSIM_CRASH_AT": "after-intent#2"}, count=2
+    )
+    assert await first.exited() == -9
+    [held] = sandbox.orders()
+    await anyio.sleep(1.5)  # past the reconcile window (1 s)
+    async with fast_client(sandbox) as other:
+        theirs = await other.orders.create("telegram", "russia")
+        second = await run(sandbox, journal, "recover", stay=30, grace=0.5)
+        await until(lambda: sandbox.order(held.id).status == "CANCELLED", SLACK, "the refund")
+        await anyio.sleep(1)
+        assert sandbox.order(theirs.id).status == "PENDING"
+        await second.killed()
+
+
+async def test_recovered_waits_for_the_look_and_keeps_the_grace(
+    sandbox: Sandbox, journal: str
+) -> None:
+    # One activation bought and held, the next one's purchase on the wire (never sent)
+    # when the program dies: orders.recovered() waits for that purchase's
+    # reconciliation (3 s here); the held one's grace (1 s) counts from then, so the
+    # program still gets it back.
+    first = await run(
+        sandbox, journal, "one_by_one", env={"_GSIM_CRASH_AT": "after-intent#2"}, count=2
+    )
+    assert await first.exited() == -9
+    [held] = sandbox.orders()
+    second = await run(
+        sandbox, journal, "recover", take_back=True, grace=1, reconcile_window=3, timeout=5
+    )
+    recovered = await second.next("recovered", timeout=30)
+    assert recovered["ids"] == [held.id]
+    sandbox.deliver_code(held.id)
+    await second.next("codes")
+    assert sandbox.order(held.id).status == "RECEIVED"
+
+
+async def test_a_failing_listing_does_not_lose_a_purchase_on_the_wire(
+    sandbox: Sandbox, journal: str
+) -> None:
+    sandbox.set_faults(purchase_answer_delay=60)
+    first = await run(sandbox, journal, "activation")
+    await until(lambda: len(sandbox.orders()) == 1, 10, "the purchase charged")
+    await first.killed()
+    await anyio.sleep(1.2)  # restarted after the reconcile window: one listing decides
+    # The account cannot be listed for a while: every answer is a proxy's 502.
+    sandbox.set_faults(html_502_rate=1.0)
+    second = await run(sandbox, journal, "recover", stay=60, grace=0.5)
+    await anyio.sleep(3)
+    sandbox.clear_faults()
+    await until(
+        lambda: set(statuses(sandbox).values()) == {"CANCELLED"},
+        20,
+        "the purchase found and refunded once the account could be listed",
+    )
     await second.killed()

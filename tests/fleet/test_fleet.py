@@ -327,3 +327,31 @@ async def test_a_killed_members_purchase_on_the_wire_is_found_and_refunded(
     assert sandbox.balance() == Decimal("100")
     survivor.kill()
     await survivor.process.wait()
+
+
+async def test_a_dead_member_with_thousands_of_rows_is_taken_over(
+    sandbox: Sandbox, redis_server: RedisServer, namespace: str
+) -> None:
+    # A member that owed 4,100 rows and died: its hash moves to the leader in one go
+    # (a script that unpacked every row at once failed past ~4,000, and Redis' error
+    # took the whole fleet for down, every heartbeat).
+    fleet = fleet_of(redis_server, namespace)
+    prefix = fleet.prefix(sandbox.api_key, sandbox.base_url)
+    rows = {f"dead-{n}": '{"kind": "order", "state": "gone"}' for n in range(4100)}
+    seed = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
+    try:
+        await seed.hset(f"{prefix}:owed:deadbeef", mapping=rows)  # type: ignore[arg-type]
+        await seed.sadd(f"{prefix}:journaled", "deadbeef")
+        async with fast_client(sandbox, fleet=fleet) as gsim:
+            await gsim.balance()  # joins; becomes the leader, alone
+            for _ in range(100):
+                if not await seed.exists(f"{prefix}:owed:deadbeef"):
+                    break
+                await anyio.sleep(0.1)
+            assert not await seed.exists(f"{prefix}:owed:deadbeef")
+            owed = [k async for k in seed.scan_iter(f"{prefix}:owed:*")]
+            assert len(owed) == 1
+            assert await seed.hlen(owed[0]) == 4100
+            assert await seed.smembers(f"{prefix}:journaled") == {owed[0].rsplit(":", 1)[1]}
+    finally:
+        await seed.aclose()
