@@ -6,6 +6,7 @@ The kills live in tests/crash/; these check what a user meets without killing an
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 import time
@@ -46,7 +47,7 @@ async def test_a_second_live_client_on_one_journal_is_refused(
     # Closed: the file is free again, and nothing was corrupted.
     async with fast_client(sandbox, journal=journal) as second:
         await second.balance()
-    with sqlite3.connect(journal) as conn:
+    with contextlib.closing(sqlite3.connect(journal)) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
 
 
@@ -181,7 +182,7 @@ async def test_a_journal_locked_for_a_while_refuses_purchases_only_meanwhile(
         assert len(sandbox.orders()) == 1
         # Free again: purchases go through, and are journaled.
         order = await gsim.orders.create("telegram", "russia")
-    with sqlite3.connect(journal) as conn:
+    with contextlib.closing(sqlite3.connect(journal)) as conn:
         [(state,)] = conn.execute("SELECT state FROM entries WHERE item_id = ?", (order.id,))
     assert state == "owed"
 

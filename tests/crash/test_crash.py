@@ -267,11 +267,15 @@ async def test_several_purchases_on_the_wire_are_all_found(sandbox: Sandbox, jou
     # Three purchases of one service and country leave together; the process dies at
     # the first answer, the other two still on the wire. One listing must see all
     # three as this journal's, not two of them as another buyer's.
+    # Every purchase is charged at once and answered a second later: all three are
+    # charged before the first answer comes back.
+    sandbox.set_faults(purchase_answer_delay=1)
     first = await run(
         sandbox, journal, "activation", env={"_GSIM_CRASH_AT": "after-answer"}, count=3
     )
     assert await first.exited() == -9
-    await until(lambda: len(sandbox.orders()) == 3, 10, "the three purchases charged")
+    assert len(sandbox.orders()) == 3
+    sandbox.clear_faults()
 
     second = await run(sandbox, journal, "recover", stay=30, grace=1)
     await until(

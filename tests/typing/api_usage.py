@@ -115,3 +115,21 @@ async def setup() -> None:
         del after
     except gsim_async.APIError as exc:
         print(exc.status, exc.code, exc.message, exc.method, exc.path)
+
+
+async def crash_safety(path: str) -> list[str]:
+    journal = gsim_async.Journal(path, grace=5.0)
+    async with Client(journal=journal) as gsim:
+        where: str | None = gsim.journal
+        orders: list[Order] = await gsim.orders.recovered()
+        rentals: list[Rental] = await gsim.rentals.recovered()
+        codes = [o.sms_code for o in orders if o.sms_code is not None]
+        del where, rentals
+        await gsim.aclose(timeout=5)
+    try:
+        Client(journal=path)
+    except gsim_async.JournalInUseError as exc:
+        error: gsim_async.JournalError = exc
+        del error
+    Client(journal=False)
+    return codes
