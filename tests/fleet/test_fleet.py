@@ -352,3 +352,27 @@ async def test_a_killed_members_purchase_on_the_wire_is_found_and_refunded(
     assert sandbox.balance() == Decimal("100")
     survivor.kill()
     await survivor.process.wait()
+
+
+async def test_a_dead_members_refunds_do_not_wait_for_an_earlier_ones_reconciliation(
+    sandbox: Sandbox, redis_server: RedisServer, namespace: str
+) -> None:
+    # The first to die had a purchase on the wire that bought nothing: with a 60-s
+    # reconcile window, the survivor takes a minute to conclude so. The second's waits
+    # are refunded at once all the same.
+    survivor = await start(sandbox, redis_server, namespace, "idle", stay=120, reconcile_window=60)
+    sandbox.set_faults(drop_purchase_before_rate=1.0)
+    buyer = await start(sandbox, redis_server, namespace, "buy", count=1, reconcile_window=60)
+    await anyio.sleep(0.5)  # its purchase was cut before the server saw it: reconciling
+    await buyer.killed()
+    sandbox.clear_faults()
+    waiter = await start(
+        sandbox, redis_server, namespace, "wait", count=3, timeout=600, on_timeout="ban"
+    )
+    ids = (await waiter.next("bought"))["ids"]
+    await anyio.sleep(0.5)
+    await waiter.killed()
+    await _until_refunded(sandbox, ids, 30)
+    assert len(sandbox.orders()) == 3  # the cut purchase bought nothing, nor again
+    survivor.kill()
+    await survivor.process.wait()
