@@ -72,6 +72,8 @@ from benchmarks._redis import RedisProcess
 #: An instance's RSS may grow this much from the minute after its warm-up to its last
 #: minute and still count as flat (allocator noise, caches filling to their caps).
 MAX_RSS_GROWTH = 0.10
+#: design.md: a dead fleet member's orders are refunded within this many seconds.
+REFUND_WITHIN = 30.0
 #: Seconds after a member's death by which the leader has taken its rows over.
 TAKEN_OVER_WITHIN = 15.0
 #: Activations asked for per request the limit allows: the fleet waits at its gate.
@@ -148,6 +150,7 @@ class Instance:
     started: float  # seconds into the run
     ended: float | None = None
     killed: bool = False
+    killed_wall: float | None = None  # time.time() of the SIGKILL (the ledger's clock)
     asks: set[int] = dataclasses.field(default_factory=set)
     bought: dict[int, str] = dataclasses.field(default_factory=dict)
     codes: dict[str, str] = dataclasses.field(default_factory=dict)
@@ -306,6 +309,7 @@ async def run(cfg: Config) -> Json:
                 await asyncio.sleep(max(0.0, at - now()))
                 if what == "kill":
                     victim = live[slot]
+                    victim.killed_wall = time.time()
                     victim.proc.send_signal(signal.SIGKILL)
                     await victim.proc.wait()
                     victim.killed, victim.ended = True, now()
@@ -337,8 +341,10 @@ async def run(cfg: Config) -> Json:
             await asyncio.gather(*(i.tell("stop") for i in running))
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(asyncio.gather(*(i.stopped.wait() for i in running)), 90)
-            settled_after = await _settle(sb, cfg.settle)
+            settled_after = await _settle(sb, cfg.settle, max(5.0, 3 * cfg.interval))
             timeline.append({"at": now(), "event": "settled" if settled_after else "not settled"})
+            # The audit's ledger: the members stopped, the fleet still up.
+            settled_ledger = await sb.get("ledger")
             await asyncio.gather(*(i.tell("exit") for i in running))
             for instance in running:
                 try:
@@ -369,7 +375,15 @@ async def run(cfg: Config) -> Json:
         "settled_after_s": settled_after,
         "timeline": timeline,
         "minutes": minutes,
-        "audit": audit(instances, ledger),
+        "audit": audit(instances, settled_ledger),
+        "after_exit": {
+            "left_charged": sorted(
+                o["id"]
+                for o in ledger["orders"]
+                if o["status"] == "PENDING" and _money(o["refunded"]) == 0
+            ),
+            "orders": len(ledger["orders"]),
+        },
         "requests": _requests(stats, stop_at, cfg),
         "rss": rss_table_rows(instances, cfg),
         "members": [_member_json(i) for i in instances],
@@ -405,14 +419,25 @@ async def _per_minute(cfg: Config, sb: Any, minutes: list[Json], now: Any) -> No
         previous = row
 
 
-async def _settle(sb: Any, within: float) -> float | None:
-    """Seconds until no order is PENDING and unrefunded (None: not within ``within``)."""
+async def _settle(sb: Any, within: float, quiet: float) -> float | None:
+    """Seconds until no order is PENDING and none was bought for ``quiet`` seconds.
+
+    (Purchases a stopped loop had queued at the rate gate still go out, and are then
+    refunded.) None: not within ``within``.
+    """
     started = time.monotonic()
+    count, quiet_since = -1, None
     while True:
         orders = await sb.orders()
-        if not [o for o in orders if o["status"] == "PENDING"]:
-            return time.monotonic() - started
-        if time.monotonic() - started > within:
+        now = time.monotonic()
+        if len(orders) != count or any(o["status"] == "PENDING" for o in orders):
+            quiet_since = None
+        elif quiet_since is None:
+            quiet_since = now
+        count = len(orders)
+        if quiet_since is not None and now - quiet_since >= quiet:
+            return now - started
+        if now - started > within:
             return None
         await asyncio.sleep(1.0)
 
@@ -476,6 +501,17 @@ def audit(instances: Sequence[Instance], ledger: Json) -> Json:
     }
     unreturned = [i for i in received if i not in returned]
     by_status = collections.Counter(o["status"] for o in orders.values())
+    # How soon the fleet refunded what each killed member held without a code.
+    refund_at = {e["ref"]: float(e["at"]) for e in ledger["entries"] if e["kind"] == "order_refund"}
+    after_death: list[float] = []
+    for instance in instances:
+        if not instance.killed or instance.killed_wall is None:
+            continue
+        for order_id in instance.bought.values():
+            at = refund_at.get(order_id)
+            if at is not None and at >= instance.killed_wall:
+                after_death.append(at - instance.killed_wall)
+    after_death.sort()
     return {
         "orders": len(orders),
         "asks": asks,
@@ -490,6 +526,13 @@ def audit(instances: Sequence[Instance], ledger: Json) -> Json:
             "other": sum(1 for i in unreturned if i not in killed_holders and i not in unheld),
         },
         "refunded": sum(1 for o in orders.values() if _money(o["refunded"]) > 0),
+        "refunds_after_death": {
+            "count": len(after_death),
+            "median_s": statistics.median(after_death) if after_death else None,
+            "p95_s": after_death[int(0.95 * (len(after_death) - 1))] if after_death else None,
+            "max_s": after_death[-1] if after_death else None,
+            "over_30_s": sum(1 for d in after_death if d > REFUND_WITHIN),
+        },
         "unresolved_asks": dict(unresolved),
         "errors": dict(errors),
         "unheld": len(unheld),
@@ -619,6 +662,16 @@ def checks(result: Json) -> list[tuple[str, str, str, bool]]:
     ]
 
 
+def _death_line(a: Json) -> str:
+    d = a["refunds_after_death"]
+    if not d["count"]:
+        return "none"
+    return (
+        f"{d['count']:,}: median {fmt(d['median_s'], 1)} s, p95 {fmt(d['p95_s'], 1)} s, "
+        f"max {fmt(d['max_s'], 1)} s; {d['over_30_s']} after more than {REFUND_WITHIN:g} s"
+    )
+
+
 def report(result: Json) -> str:
     cfg = result["config"]
     a, req = result["audit"], result["requests"]
@@ -660,6 +713,7 @@ def report(result: Json) -> str:
                     ", ".join(f"{k}: {v}" for k, v in a["codes_not_returned"].items()),
                 ],
                 ["orders refunded", f"{a['refunded']:,}"],
+                ["killed members' orders refunded after the death (by the fleet)", _death_line(a)],
                 [
                     "asks without an order the member knew of",
                     ", ".join(f"{k}: {v}" for k, v in a["unresolved_asks"].items()) or "0",
@@ -738,6 +792,14 @@ def report(result: Json) -> str:
             ],
             "lrrlrrrr",
         ),
+    ]
+    gone = result["after_exit"]
+    lines += [
+        "",
+        f"After every member closed and exited (the audit above is of the ledger once the "
+        f"fleet settled, members still up): {gone['orders']:,} orders, "
+        f"{len(gone['left_charged'])} PENDING and not refunded (a whole fleet closed leaves "
+        "what it still owed in Redis, for the next member to start).",
     ]
     if a["warnings"]:
         lines += [
