@@ -24,9 +24,10 @@ from pathlib import Path
 
 import aiohttp
 
-from . import limits, sandbox_throughput
+from . import journal, limits, sandbox_throughput
 from ._common import Json, fmt, markdown_table, progress
 from .chaos import ChaosResult, chaos_line, run_chaos
+from .journal import JournalResult, burst_table, run_journal, waits_table
 from .limits import (
     ActivationResult,
     LimitTiming,
@@ -39,7 +40,8 @@ from .limits import (
 from .memory import MemoryResult, memory_table, run_memory
 from .overhead import OverheadResult, overhead_table, run_overhead
 from .slow_get import SlowGetCase, run_slow_get, slow_get_table
-from .sync_threads import MAX_REQUESTS_RATIO, SyncResult, cpu_table, run_sync_threads, waits_table
+from .sync_threads import MAX_REQUESTS_RATIO, SyncResult, cpu_table, run_sync_threads
+from .sync_threads import waits_table as sync_waits_table
 from .verification import (
     SDK_ONLY_FROM,
     ContenderResult,
@@ -60,6 +62,7 @@ SCENARIOS = (
     "memory",
     "throughput",
     "chaos",
+    "journal",
     "sync",
 )
 
@@ -87,6 +90,7 @@ class Results:
     memory: MemoryResult | None = None
     throughput: list[sandbox_throughput.Result] = dataclasses.field(default_factory=list)
     chaos: ChaosResult | None = None
+    journal: JournalResult | None = None
     slow_get: list[SlowGetCase] = dataclasses.field(default_factory=list)
     limit_timing: LimitTiming | None = None
     activations: list[ActivationResult] = dataclasses.field(default_factory=list)
@@ -419,6 +423,7 @@ def targets(res: Results, small: int, big: int | None) -> list[Target]:
     else:
         rows.append(Target(what, zero, "-", "-", None))
 
+    rows.append(_journal_row(res))
     rows += _sync_rows(res)
 
     overall = next((r for r in res.throughput if r.scenario == "**all**"), None)
@@ -434,6 +439,38 @@ def targets(res: Results, small: int, big: int | None) -> list[Target]:
             )
         )
     return rows
+
+
+def _journal_row(res: Results) -> Target:
+    what = "the journal's cost: the same waits with and without `Client(journal=...)`"
+    goal = (
+        f"CPU per code ≤ {journal.MAX_CPU_RATIO:g}x no journal; requests per code "
+        f"(≤ {journal.MAX_REQUESTS_RATIO:g}x) and purchases per second "
+        f"(≥ {journal.MIN_RATE_RATIO:g}x) unchanged"
+    )
+    j = res.journal
+    if j is None or j.cpu_ratio("activations") is None:
+        return Target(what, goal, "-", "-", None)
+    what += f", {j.n:,} codes per run, {j.repeats} repeats interleaved"
+    cpu = {w: j.cpu_ratio(w) for w in journal.WORKLOADS}
+    req = {w: j.requests_ratio(w) for w in journal.WORKLOADS}
+    measured = (
+        "CPU per code "
+        + ", ".join(f"{fmt(r, 3)}x ({w})" for w, r in cpu.items())
+        + "; requests per code "
+        + ", ".join(f"{fmt(r, 3)}x" for r in req.values())
+        + f"; purchases/s {fmt(j.rate_ratio, 3)}x ({j.burst_n:,} at once)"
+    )
+    baseline = (
+        "no journal: "
+        + ", ".join(
+            f"{fmt(j.median_of(w, 'none', 'cpu_per_code_us'), 0)} µs/code ({w})"
+            for w in journal.WORKLOADS
+        )
+        + f", {fmt(j.median_rate('none'), 0)} purchases/s (medians)"
+    )
+    missed = [name for name, ok in j.checks() if not ok]
+    return Target(what, goal, measured, baseline, j.met, "on " + ", ".join(missed))
 
 
 def _sync_rows(res: Results) -> list[Target]:
@@ -584,8 +621,21 @@ def report(res: Results, args: argparse.Namespace, rows: Sequence[Target]) -> st
         out += ["", "### Sandbox throughput", "", sandbox_throughput.markdown(res.throughput)]
     if res.chaos is not None:
         out += ["", "### Chaos", "", chaos_line(res.chaos)]
+    if res.journal is not None:
+        out += [
+            "",
+            "### The journal's cost",
+            "",
+            "Each variant in its own process against its own sandbox, alternating; CPU is the "
+            "process's (the journal's writer thread included) from the workload's start to the "
+            "client's close; paired: the median of each repeat's journal/none ratio.",
+            "",
+            waits_table(res.journal),
+            "",
+            burst_table(res.journal),
+        ]
     if res.sync is not None:
-        out += ["", "### SyncClient from 8 threads", "", waits_table(res.sync)]
+        out += ["", "### SyncClient from 8 threads", "", sync_waits_table(res.sync)]
         if res.sync.cpu is not None:
             out += ["", cpu_table(res.sync.cpu)]
     failures = [
@@ -647,6 +697,7 @@ def to_json(res: Results, args: argparse.Namespace, rows: Sequence[Target]) -> J
         "memory": res.memory.to_dict() if res.memory else None,
         "throughput": [r.to_dict() for r in res.throughput],
         "chaos": res.chaos.to_dict() if res.chaos else None,
+        "journal": res.journal.to_dict() if res.journal else None,
         "sync": res.sync.to_dict() if res.sync else None,
         "failed": res.failed,
     }
@@ -725,6 +776,15 @@ async def run(args: argparse.Namespace) -> Results:
     async def chaos() -> None:
         res.chaos = await run_chaos(2024, args.chaos_n, speed=4.0 if args.smoke else 1.0)
 
+    async def journal_cost() -> None:
+        res.journal = await run_journal(
+            n=args.journal_n,
+            burst=args.journal_burst,
+            repeats=args.journal_repeats,
+            scale=args.time_scale,
+            seed=args.seed,
+        )
+
     async def sync() -> None:
         res.sync = await run_sync_threads(
             m=args.sync_m,
@@ -744,6 +804,7 @@ async def run(args: argparse.Namespace) -> Results:
         "memory": memory,
         "throughput": throughput,
         "chaos": chaos,
+        "journal": journal_cost,
         "sync": sync,
     }
     for name, step in steps.items():
@@ -818,6 +879,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--memory-n", type=int, default=10_000, help="orders waiting at once")
     parser.add_argument("--chaos-n", type=int, default=1000, help="activations in the chaos run")
     parser.add_argument("--throughput-requests", type=int, default=10_000)
+    parser.add_argument("--journal-n", type=int, default=1000, help="codes per journal run")
+    parser.add_argument(
+        "--journal-burst", type=int, default=1000, help="purchases at once (journal)"
+    )
+    parser.add_argument("--journal-repeats", type=int, default=5, help="journal repeats")
     parser.add_argument("--sync-m", type=int, default=10, help="codes per thread (sync)")
     parser.add_argument("--sync-calls", type=int, default=2000, help="calls per batch (sync)")
     parser.add_argument(
@@ -839,6 +905,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args.activations_n, args.steady_loops = 10, 8
         args.slow_get_clients, args.slow_get_repeats, args.slow_get_many = 2, 2, 10
         args.sync_m, args.sync_calls = 2, 100
+        args.journal_n, args.journal_burst, args.journal_repeats = 20, 30, 1
     if args.time_scale <= 0 or args.repeats < 1 or args.overhead_requests < 1:
         parser.error("--time-scale must be > 0; --repeats and --overhead-requests >= 1")
     for name in (
@@ -853,6 +920,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "slow_get_many",
         "sync_m",
         "sync_calls",
+        "journal_n",
+        "journal_burst",
+        "journal_repeats",
     ):
         if not 1 <= getattr(args, name) <= 1_000_000:
             parser.error(f"--{name.replace('_', '-')} must be 1..1,000,000")

@@ -64,6 +64,9 @@ class Ownership:
         #: Wall-clock time this client started buying (or was made).
         self.started = time.time()
         self._foreign_at = -1e18
+        #: The same, seen while this fleet member was cut off from Redis: it counts
+        #: only until the fleet is back (see ``foreign``).
+        self._alone_foreign_at = -1e18
         self._foreign: list[str] = []
         # Per kind ("order", "rental"): the newest stamp on the account before this
         # client first bought one (None: it had none); anything newer came after us.
@@ -191,19 +194,35 @@ class Ownership:
 
     def foreign(self, item_id: str) -> None:
         """Record that another client on this key bought ``item_id``."""
-        if not self.foreign_buyer:
-            log.warning(
-                "another client is buying on this API key (it bought %s); purchases whose "
-                "answer is lost will not be matched by guessing (use a fleet for exact "
-                "ownership)",
-                item_id,
-            )
-        self._foreign_at = self._monotonic()
-        if self.on_foreign is not None:
-            self.on_foreign(item_id)
+        shared = self._shared
+        alone = shared is not None and not shared.active
+        if alone:
+            # A fleet member cut off from Redis cannot tell another member's purchase
+            # from another buyer's: it guesses nothing while alone, and forgets this
+            # once the fleet is back (whose records are exact, and whose sightings find
+            # a real other buyer again). Kept for an hour, it made every lost answer
+            # after a Redis restart an OutcomeUnknownError, its order left charged.
+            if not self.foreign_buyer:
+                log.warning(
+                    "fleet unreachable: order %s is not this process's, maybe another "
+                    "member's; purchases whose answer is lost are not matched by guessing "
+                    "until the fleet is back",
+                    item_id,
+                )
+            self._alone_foreign_at = self._monotonic()
+        else:
+            if not self.foreign_buyer:
+                log.warning(
+                    "another client is buying on this API key (it bought %s); purchases "
+                    "whose answer is lost will not be matched by guessing (use a fleet for "
+                    "exact ownership)",
+                    item_id,
+                )
+            self._foreign_at = self._monotonic()
+            if self.on_foreign is not None:
+                self.on_foreign(item_id)
         if item_id not in self._foreign:
             self._foreign = [*self._foreign[-9:], item_id]
-        shared = self._shared
         if shared is not None and shared.active:
             shared.mark_foreign(item_id)
 
@@ -211,9 +230,14 @@ class Ownership:
     def foreign_buyer(self) -> bool:
         """Whether another buyer on this key was seen recently."""
         shared = self._shared
-        if shared is not None and shared.active and shared.foreign:
-            return True
-        return self._monotonic() - self._foreign_at < C.FOREIGN_BUYER_MEMORY
+        now = self._monotonic()
+        if shared is not None:
+            if shared.active:
+                if shared.foreign:
+                    return True
+            elif now - self._alone_foreign_at < C.FOREIGN_BUYER_MEMORY:
+                return True
+        return now - self._foreign_at < C.FOREIGN_BUYER_MEMORY
 
     @property
     def foreign_evidence(self) -> list[str]:

@@ -25,7 +25,7 @@ def test_benchmark_suite_runs_every_scenario_and_reports_every_target(tmp_path: 
     assert "| target (design.md) |" in result.stdout
     report = json.loads((tmp_path / "bench.json").read_text())
     # Every design.md target has a measured figure.
-    assert len(report["targets"]) == 20
+    assert len(report["targets"]) == 21
     assert all(row["verdict"] != "not measured" for row in report["targets"])
     # Every contender got every code, each its own.
     for row in report["scale"] + report["rate_limit"] + report["activations"]:
@@ -58,3 +58,13 @@ def test_benchmark_suite_runs_every_scenario_and_reports_every_target(tmp_path: 
         assert run["codes"] == run["wanted"] and run["wrong_codes"] == 0 and run["errors"] == 0
     assert sync["requests_ratio"] is not None and sync["cpu"]["paired_ratio"] is not None
     assert report["throughput"]
+    # The journal's cost: each variant's every code, every burst's every purchase, and
+    # nothing left open in the journal once its client closed.
+    journal = report["journal"]
+    assert {(r["workload"], r["variant"]) for r in journal["runs"]} == {
+        (w, v) for w in ("activations", "waits") for v in ("none", "journal")
+    }
+    for run in journal["runs"]:
+        assert run["codes"] == run["n"] and run["errors"] == 0 and run["wrong_codes"] == 0
+        assert run["open_rows"] == (0 if run["variant"] == "journal" else None)
+    assert all(b["purchases"] == b["n"] for b in journal["bursts"])

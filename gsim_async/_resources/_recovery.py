@@ -79,6 +79,7 @@ class Recovery:
         self._timers: set[asyncio.Task[None]] = set()
         #: Set once the first look is over (what recovered() waits for).
         self._looked = asyncio.Event()
+        self._takeovers: set[asyncio.Task[None]] = set()
         self._batches: list[tuple[Sequence[Entry], Snapshot | None, bool]] = []
         # Thousands of rows must not become thousands of requests at once.
         self._limiter = asyncio.Semaphore(C.SWEEP_CONCURRENCY)
@@ -134,11 +135,16 @@ class Recovery:
         A first look still under way gets up to ``timeout`` seconds to finish (a short
         program run after a crash still refunds what is overdue).
         """
-        if self._task is not None and not self._task.done():
-            await asyncio.wait([self._task], timeout=timeout)
+        looks = [t for t in (self._task, *self._takeovers) if t is not None and not t.done()]
+        if looks:
+            await asyncio.wait(looks, timeout=timeout)
         for _ in range(3):  # timers due now start their refunds (background work)
             await asyncio.sleep(0)
-        tasks = [t for t in (self._task, *self._timers) if t is not None and not t.done()]
+        tasks = [
+            t
+            for t in (self._task, *self._takeovers, *self._timers)
+            if t is not None and not t.done()
+        ]
         for task in tasks:
             task.cancel()
         if tasks:
@@ -153,24 +159,28 @@ class Recovery:
 
     async def _run(self) -> None:
         while self._batches:
-            entries, snapshot, at_once = self._batches.pop(0)
-            wire = [e for e in entries if e.state == "wire"]
-            owed = [e for e in entries if e.state == "owed" and e.kind == "order"]
-            if snapshot is not None:
-                self._seed(snapshot)
-            log.info(
-                "journal: an earlier run left %d order(s) owed and %d purchase(s) on the wire; "
-                "owed orders are refunded when due unless taken back with orders.recovered()",
-                len(owed),
-                len(wire),
-            )
-            jobs = [self._reconcile(wire, snapshot, at_once)]
-            jobs += [self._check(e, at_once) for e in owed]
-            results = await asyncio.gather(*jobs, return_exceptions=True)
-            for result in results:
-                if isinstance(result, Exception):
-                    log.error("journal: recovering a row failed: %r", result)
+            await self._recover(*self._batches.pop(0))
             self._looked.set()
+
+    async def _recover(
+        self, entries: Sequence[Entry], snapshot: Snapshot | None, at_once: bool
+    ) -> None:
+        wire = [e for e in entries if e.state == "wire"]
+        owed = [e for e in entries if e.state == "owed" and e.kind == "order"]
+        if snapshot is not None:
+            self._seed(snapshot)
+        log.info(
+            "journal: an earlier run left %d order(s) owed and %d purchase(s) on the wire; "
+            "owed orders are refunded when due unless taken back with orders.recovered()",
+            len(owed),
+            len(wire),
+        )
+        jobs = [self._reconcile(wire, snapshot, at_once)]
+        jobs += [self._check(e, at_once) for e in owed]
+        results = await asyncio.gather(*jobs, return_exceptions=True)
+        for result in results:
+            if isinstance(result, Exception):
+                log.error("journal: recovering a row failed: %r", result)
 
     def _seed(self, snapshot: Snapshot) -> None:
         # Every order the journal knows as its own is held: a lost purchase is never
@@ -376,10 +386,18 @@ class Recovery:
         log.info("journal: order %s of an earlier run: %s", record.order.id, result.note)
 
     def take_over(self, entries: Sequence[Entry]) -> None:
-        """A dead fleet member's rows, now this client's: every refund is due at once."""
-        self._batches.append((entries, None, True))
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="gsim recovery")
+        """A dead fleet member's rows, now this client's: every refund is due at once.
+
+        Each dead member's rows are recovered in a task of their own: one member's
+        purchases on the wire may take a reconcile window to settle, and the next dead
+        member's refunds, due at once, must not wait behind them (queued, a fleet losing
+        a member a minute refunded minutes late, or never if the leader went first).
+        """
+        task = asyncio.get_running_loop().create_task(
+            self._recover(entries, None, True), name="gsim recovery (a dead member's)"
+        )
+        self._takeovers.add(task)
+        task.add_done_callback(self._takeovers.discard)
 
 
 def _order(item: dict[str, Any] | None) -> Order | None:

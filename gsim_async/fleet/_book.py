@@ -29,6 +29,9 @@ from ._member import Member
 #: Seconds between checks of a drained key, and of sightings of unknown orders.
 _POLL = 0.05
 _SIGHTINGS = 0.5
+#: Seconds after (re)joining before sightings are judged: every live member has
+#: reconnected (they retry every second) and written its holdings again by then.
+_REJOIN_GRACE = 5.0
 #: Ids settled as some member's (or already reported), not checked again; the oldest go
 #: first. A leader reads every member's orders on every list page: without this it
 #: would ask Redis about each of them again every round.
@@ -50,6 +53,8 @@ class FleetBook:
         self._known: OrderedDict[str, None] = OrderedDict()
         self._foreign_checked = 0.0
         self._foreign_seen = False
+        self._judge_from = 0.0  # monotonic
+        member.on_rejoin(self._rejoined)
 
     @property
     def active(self) -> bool:
@@ -59,6 +64,22 @@ class FleetBook:
     def start(self) -> None:
         """Check other members' sightings of unknown orders in the background."""
         self._member.spawn(self._check_sightings(), "sightings")
+
+    async def _rejoined(self) -> None:
+        """Redis is back, maybe empty: hold again in it every id this member holds.
+
+        Until every member has done the same, an order missing from ``held`` proves
+        nothing: sightings wait. (Without this, after Redis restarted empty the orders
+        members bought before, or alone while it was down, looked like another buyer's,
+        and for an hour no lost purchase answer was matched: each order left charged.)
+        """
+        grace = max(_REJOIN_GRACE, 5 * self._member.settings.heartbeat)
+        self._judge_from = time.monotonic() + grace
+        ids = list(self._ownership.held_ids())
+        if not ids:
+            return
+        mapping: dict[Any, Any] = dict.fromkeys(ids, self._member.id)
+        await self._member.call(lambda r: r.hset(self._held, mapping=mapping), None)
 
     # -- purchases ------------------------------------------------------------------------
 
@@ -196,6 +217,8 @@ class FleetBook:
             self._foreign_seen = bool(
                 await self._member.call(lambda r: r.exists(foreign_key), self._foreign_seen)
             )
+            if time.monotonic() < self._judge_from:
+                continue  # just (re)joined: the others may not have written their holdings
             sightings, self._sightings = self._sightings, {}
             if not sightings or not self.active:
                 continue

@@ -6,7 +6,8 @@ its token buckets. The middleware (``_pipeline``) applies them to
 ``/api/v1`` requests: first the reverse proxy's (drop before, HTML 502,
 gateway timeout), then the application's (rate limit, latency); the purchase
 path (``_api``) applies the provider error, the processing time, the drop
-after charging and the unreadable answer.
+after charging and the unreadable answer; last, any answer of the application may be
+dropped on its way back (``drop_after_rate``).
 """
 
 from __future__ import annotations
@@ -117,6 +118,13 @@ class Faults:
     sends the same as draft-ietf-httpapi-ratelimit-headers-07 does:
     ``RateLimit-Policy: <burst>;w=<burst / rate_limit seconds>`` and
     ``RateLimit: limit=<burst>, remaining=<n>, reset=<s>``.
+
+    A dropped connection leaves the client without an answer. Before the request
+    was processed nothing happened (``drop_before_rate``, any request;
+    ``drop_purchase_before_rate``, purchases); after it, it happened and only the
+    answer is lost (``drop_after_purchase_rate``, purchases: charged;
+    ``drop_after_rate``, any request: a purchase charged, a cancel refunded, a read
+    read). Each counts with status 0 in the stats.
     """
 
     # Requests per second per API key (token bucket); None: no limit.
@@ -193,6 +201,10 @@ class Faults:
     countries_hidden: tuple[str, ...] = attrs.field(
         default=(), converter=_to_ids, validator=_ids_valid
     )
+    # Any /api/v1 request is handled to the end (a purchase charged, a cancel refunded,
+    # a 429 counted against the bucket), then the connection is closed unanswered: the
+    # answer is lost on its way back. drop_after_purchase_rate is the same, purchases only.
+    drop_after_rate: float = attrs.field(default=0.0, converter=float, validator=_probability)
 
     def to_dict(self) -> dict[str, object]:
         """The settings with snake_case keys (ranges as two-item lists)."""

@@ -2,8 +2,9 @@
 
 A request meets, in order, the reverse proxy (drop before, HTML 502, gateway
 timeout), then the application (rate limit, latency, the handler, errors
-rendered as the documented body); its answer is counted and gets its
-``Date`` and rate-limit headers. ``/_sandbox/`` requests skip all of it.
+rendered as the documented body, the answer maybe dropped after all that); its
+answer is counted and gets its ``Date`` and rate-limit headers. ``/_sandbox/``
+requests skip all of it.
 """
 
 from __future__ import annotations
@@ -92,7 +93,16 @@ class Pipeline:
         return html_504()
 
     async def _application(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        """The API server itself: its answer, errors rendered as the documented body."""
+        """The API server itself: its answer (maybe lost on the way back), errors rendered."""
+        resp = await self._answer(request, handler)
+        # After the handler: whatever the request did is done, only its answer is lost.
+        if type(resp) is not DroppedResponse and self.injector.roll(
+            self.injector.faults.drop_after_rate
+        ):
+            return drop()
+        return resp
+
+    async def _answer(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
             return await self._serve(request, handler)
         except ApiError as exc:

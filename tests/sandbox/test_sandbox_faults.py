@@ -136,6 +136,32 @@ async def test_drop_after_purchase_charges_then_closes(sb: Sandbox) -> None:
         assert [o["id"] for o in listed.body["orders"]] == [order.id]
 
 
+async def test_drop_after_any_request_acts_then_closes(sb: Sandbox) -> None:
+    sb.set_faults(drop_after_rate=1.0)
+    connector = aiohttp.TCPConnector(force_close=True)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        api = Caller(session, sb)
+        with pytest.raises((aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)):
+            await api.post("orders", ORDER)
+        (order,) = sb.orders()
+        assert order.charged == order.price
+        with pytest.raises((aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)):
+            await api.post(f"orders/{order.id}/cancel")
+        # The cancel happened too: only its answer was lost.
+        cancelled = sb.order(order.id)
+        assert (cancelled.status, cancelled.refunded) == ("CANCELLED", order.price)
+        with pytest.raises((aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)):
+            await api.get("balance")
+        assert sb.balance() == 100
+        assert sb.ledger().balanced
+        # Every answer was dropped (aiohttp itself sends an idempotent GET a second time).
+        assert sb.stats.dropped == sb.stats.total
+        assert sb.stats.count("POST /api/v1/orders", 0) == 1
+        assert sb.stats.count("POST /api/v1/orders/{id}/cancel", 0) == 1
+        sb.set_faults(drop_after_rate=0.0)
+        assert (await api.get(f"orders/{order.id}")).body["status"] == "CANCELLED"
+
+
 async def test_drop_after_purchase_of_a_rental(api: Caller, sb: Sandbox) -> None:
     found = await api.get("rentals/search", params={"country": "US"})
     number = found.body["numbers"][0]
