@@ -52,6 +52,14 @@ log = logging.getLogger("gsim_async")
 KEEP_DONE = 24 * 3600.0
 #: The file's format (``PRAGMA user_version``); a newer one is refused, not misread.
 SCHEMA_VERSION = 1
+#: Seconds a write nobody awaits may wait for others to share its commit. Killed within
+#: it, a run loses such rows (what a purchase bought, a wait's deadline): the intent
+#: on disk still makes the next run reconcile the purchase, and the refund falls due as
+#: the row before it said.
+_LINGER = 0.05
+#: An idle journal still writes this often (seconds) that its run is alive: a later run
+#: then knows to within this when a purchase it left unstamped can have been sent.
+_ALIVE_EVERY = 1.0
 #: Rows a transaction takes at most (the rest wait for the next one).
 _BATCH = 2048
 
@@ -62,6 +70,7 @@ CREATE TABLE IF NOT EXISTS runs (
     account TEXT NOT NULL,
     started REAL NOT NULL,
     closed REAL,
+    alive REAL,
     baseline TEXT NOT NULL DEFAULT '{}',
     foreign_seen REAL
 );
@@ -74,6 +83,7 @@ CREATE TABLE IF NOT EXISTS entries (
     purpose TEXT NOT NULL,
     request TEXT,
     sent REAL,
+    stamped INTEGER NOT NULL DEFAULT 0,
     clock TEXT,
     received REAL,
     item_id TEXT,
@@ -132,6 +142,9 @@ class Entry:
     action: str | None
     #: The bounds that run had pinned on (server stamp - our clock), if it had.
     clock: tuple[float, float] | None = None
+    #: Whether ``sent`` is when the request left (else when its intent was written,
+    #: before it waited for its turn: it left later, if at all).
+    stamped: bool = False
 
 
 @attrs.frozen
@@ -147,6 +160,8 @@ class Snapshot:
     foreign: int = 0
     #: run → when it last saw another buyer on its key.
     foreign_seen: dict[int, float] = attrs.Factory(dict)
+    #: run → the last time it wrote (it was alive until about then).
+    alive: dict[int, float] = attrs.Factory(dict)
 
 
 def _lock(path: Path) -> Any:
@@ -248,6 +263,8 @@ class FileJournal:
                 raise
             raise JournalError(f"cannot open the journal {self.path}: {exc}") from exc
         self._queue: queue.SimpleQueue[_Write | None] = queue.SimpleQueue()
+        #: Set by an awaited write: the writer stops lingering.
+        self._urgent = threading.Event()
         self._baselines: dict[str, Any] = {}
         self._closed = False
         self._failed: BaseException | None = None
@@ -268,13 +285,14 @@ class FileJournal:
         )
         rows = conn.execute(
             "SELECT ref, run, account, kind, state, purpose, request, sent, item_id, item, "
-            "deadline, action, clock FROM entries WHERE state != 'done' ORDER BY sent, ref"
+            "deadline, action, clock, stamped FROM entries WHERE state != 'done' "
+            "ORDER BY sent, ref"
         ).fetchall()
         entries: list[Entry] = []
         foreign = 0
         for row in rows:
             ref, run, account, kind, state, purpose, request, sent, item_id, item = row[:10]
-            dl, act, clock = row[10:]
+            dl, act, clock, stamped = row[10:]
             if account != self.account:
                 foreign += 1
                 continue
@@ -292,6 +310,7 @@ class FileJournal:
                     deadline=dl,
                     action=act,
                     clock=bounds_of(_load(clock)),
+                    stamped=bool(stamped),
                 )
             )
         # The ids a purchase on the wire must not be matched to: what this journal
@@ -311,10 +330,14 @@ class FileJournal:
         )
         baselines: dict[int, dict[str, tuple[list[str], str | None]]] = {}
         foreign_seen: dict[int, float] = {}
+        alive: dict[int, float] = {}
         runs = {e.run for e in entries}
-        for run_id, text, seen in conn.execute("SELECT id, baseline, foreign_seen FROM runs"):
+        query = "SELECT id, baseline, foreign_seen, alive, started FROM runs"
+        for run_id, text, seen, last, started in conn.execute(query):
             if run_id in runs and seen is not None:
                 foreign_seen[run_id] = seen
+            if run_id in runs:
+                alive[run_id] = last if last is not None else started
             if run_id in runs:
                 data = _load(text) or {}
                 baselines[run_id] = {
@@ -322,7 +345,7 @@ class FileJournal:
                     for kind, value in data.items()
                     if isinstance(value, dict)
                 }
-        return Snapshot(tuple(entries), held, baselines, foreign, foreign_seen)
+        return Snapshot(tuple(entries), held, baselines, foreign, foreign_seen, alive)
 
     # -- writing ------------------------------------------------------------------------
 
@@ -355,6 +378,14 @@ class FileJournal:
             future,
         )
         await future
+
+    def leaving(self, ref: str, sent: float) -> None:
+        """The purchase's request leaves now (queued: it may linger a moment)."""
+        self._put(
+            "UPDATE entries SET sent = ?, stamped = 1, updated = ? "
+            "WHERE ref = ? AND state = 'wire'",
+            (sent, sent, ref),
+        )
 
     def owe(
         self,
@@ -436,6 +467,8 @@ class FileJournal:
                 future.set_exception(JournalError("the journal was closed"))
             return
         self._queue.put((sql, params, future))
+        if future is not None:
+            self._urgent.set()
 
     def _writer(self) -> None:
         try:
@@ -448,11 +481,23 @@ class FileJournal:
         failures = 0
         while True:
             if not stop and not pending:
-                item = self._queue.get()
+                try:
+                    item = self._queue.get(timeout=_ALIVE_EVERY)
+                except queue.Empty:
+                    # Idle: say this run is still alive (see _commit), in a commit of its own.
+                    self._commit(conn, [])
+                    continue
                 if item is None:
                     stop = True
                 else:
                     pending.append(item)
+            # What nobody waits for lingers a moment, so that a steady stream of writes
+            # costs a few commits a second, not one each. The thread sleeps meanwhile:
+            # only an awaited write (an intent, before its purchase leaves) or closing
+            # wakes it, and it commits at once with everything queued before.
+            if not stop and all(w[2] is None for w in pending):
+                self._urgent.wait(_LINGER)
+            self._urgent.clear()
             while len(pending) < _BATCH:
                 try:
                     item = self._queue.get_nowait()
@@ -460,7 +505,7 @@ class FileJournal:
                     break
                 if item is None:
                     stop = True
-                    break
+                    continue
                 pending.append(item)
             if not pending:
                 if stop:
@@ -497,6 +542,9 @@ class FileJournal:
             conn.execute("BEGIN")
             for sql, params, _ in batch:
                 conn.execute(sql, params)
+            # Alive until at least now: a later run bounds what a purchase of this run
+            # left unstamped can have bought.
+            conn.execute("UPDATE runs SET alive = ? WHERE id = ?", (time.time(), self.run))
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             with contextlib.suppress(sqlite3.Error):
@@ -520,6 +568,7 @@ class FileJournal:
             return
         self._closed = True
         self._queue.put(None)
+        self._urgent.set()
         await asyncio.get_running_loop().run_in_executor(None, self._thread.join)
         _unlock(self._lock)
 

@@ -23,7 +23,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 import attrs
@@ -53,6 +53,9 @@ class Sink(Protocol):
         ``clock``: the bounds the client has pinned on (server stamp - our clock), so a
         later run can tell which orders this purchase can have made.
         """
+
+    def leaving(self, ref: str, sent: float) -> None:
+        """The purchase's request leaves now (its turn at the rate gate came): not awaited."""
 
     def owe(
         self,
@@ -136,6 +139,15 @@ class Purchase:
                 for s in owner.sinks
             )
         )
+
+    def leaving(self) -> None:
+        """The request leaves now: the row says when (the intent was written before it
+        waited for its turn, so that purchases started together share a commit)."""
+        if self.ref is None:
+            return
+        self.sent = time.time()
+        for sink in self._owner.sinks:
+            sink.leaving(self.ref, self.sent)
 
     def bought_order(self, order: Order, wire: dict[str, Any], expires: float | None) -> None:
         """The purchase bought ``order`` (its answer came, or it was reconciled)."""
@@ -289,15 +301,23 @@ class Obligations:
             sink.done(ref, outcome)
 
     def waiting(
-        self, order: Order, wire: dict[str, Any], seconds: float, action: str, expires: float
+        self,
+        order: Order,
+        seconds: float,
+        action: str,
+        wire: Callable[[], dict[str, Any]],
+        expires: Callable[[], float],
     ) -> None:
-        """A wait with a timeout began: if the process dies, refund when it would have."""
+        """A wait with a timeout began: if the process dies, refund when it would have.
+
+        ``wire()`` and ``expires()`` describe an order not held yet (read by id, an
+        earlier run's): it is answered for from now on.
+        """
         if not self.sinks:
             return
         owed = self._owed.get(order.id)
         if owed is None:
-            # Not bought here (another run's, or read by id): answered for from now on.
-            self.hold(self.new_ref(), order, wire, expires, "order")
+            self.hold(self.new_ref(), order, wire(), expires(), "order")
             owed = self._owed[order.id]
         owed.waiting = True
         if owed.base == "activation":

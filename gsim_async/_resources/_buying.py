@@ -50,11 +50,14 @@ async def buy(
         sent_log: list[float] = []
 
         async def before(purchase: Purchase = purchase) -> None:
-            reached("before-intent")
-            await purchase.start()
-            reached("after-intent")
+            purchase.leaving()
 
         try:
+            reached("before-intent")
+            # On disk before the request waits for its turn: purchases started together
+            # share one commit. When it leaves, the row is stamped (not awaited).
+            await purchase.start()
+            reached("after-intent")
             item = await send(sent_log, before)
             reached("after-answer")
         except LostAnswerError as lost:

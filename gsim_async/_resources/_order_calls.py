@@ -150,8 +150,13 @@ class OrderCalls:
         """A wait began that refunds by ``action`` after ``seconds`` (for the journal)."""
         obligations = self._shared.obligations
         if obligations.active:
-            expires = expiry_wall(self.seconds_left(order))
-            obligations.waiting(order, order_to_wire(order), seconds, action, expires)
+            obligations.waiting(
+                order,
+                seconds,
+                action,
+                lambda: order_to_wire(order),
+                lambda: expiry_wall(self.seconds_left(order)),
+            )
 
     def not_waiting(self, order_id: str) -> None:
         """A wait stopped without an outcome: the order is its holder's again."""

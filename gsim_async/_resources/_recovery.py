@@ -251,7 +251,9 @@ class Recovery:
             deadline=time.monotonic() + window_left,
             happened=False,
             baseline=_baseline(snapshot, entry),
-            until=sent + reconciler.window,
+            # Stamped: it left then. Else it left after its intent, if at all, and
+            # before its run died (its last write; a fleet member: about now).
+            until=(sent if entry.stamped else _alive_at(snapshot, entry)) + reconciler.window,
             clock=entry.clock,
             doubtful=seen is not None and seen > sent - C.FOREIGN_BUYER_MEMORY,
         )
@@ -398,6 +400,14 @@ class Recovery:
         )
         self._takeovers.add(task)
         task.add_done_callback(self._takeovers.discard)
+
+
+def _alive_at(snapshot: Snapshot | None, entry: Entry) -> float:
+    """The latest an earlier run can have sent ``entry``'s purchase (wall clock)."""
+    if snapshot is None:
+        return time.time()
+    # The run wrote that it was alive at least every second until it died.
+    return max(snapshot.alive.get(entry.run, time.time()), entry.sent or 0.0) + 2.0
 
 
 def _order(item: dict[str, Any] | None) -> Order | None:

@@ -111,6 +111,15 @@ class FleetJournal:
 
         await self._member.call(write, None)
 
+    def leaving(self, ref: str, sent: float) -> None:
+        """The purchase's request leaves now (written with the next pipeline)."""
+        text = self._rows.get(ref)
+        if text is None:
+            return
+        row = json.loads(text)
+        row.update(sent=sent, stamped=True)
+        self._set(ref, dumps(row))
+
     def owe(
         self,
         ref: str,
@@ -306,6 +315,7 @@ def _entry(ref: str, text: str) -> Entry | None:
         deadline=row.get("deadline"),
         action=row.get("action"),
         clock=bounds_of(row.get("clock")),
+        stamped=bool(row.get("stamped")),
     )
 
 

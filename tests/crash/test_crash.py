@@ -299,7 +299,9 @@ async def test_another_clients_order_after_the_window_is_not_adopted(
     )
     assert await first.exited() == -9
     [held] = sandbox.orders()
-    await anyio.sleep(1.5)  # past the reconcile window (1 s)
+    # Past what it could have bought: its death (known to within the journal's 1 s
+    # heartbeat, plus a second) and then the reconcile window (1 s).
+    await anyio.sleep(3.5)
     async with fast_client(sandbox) as other:
         theirs = await other.orders.create("telegram", "russia")
         second = await run(sandbox, journal, "recover", stay=30, grace=0.5)
