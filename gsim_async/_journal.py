@@ -203,6 +203,21 @@ def _unlock(handle: Any) -> None:
         handle.close()
 
 
+#: Columns added to the format since a file may have been made (added when missing).
+_ADDED_COLUMNS = {
+    "entries": {"stamped": "INTEGER NOT NULL DEFAULT 0", "clock": "TEXT"},
+    "runs": {"alive": "REAL", "foreign_seen": "REAL"},
+}
+
+
+def _add_missing_columns(conn: sqlite3.Connection) -> None:
+    for table, columns in _ADDED_COLUMNS.items():
+        have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        for name, kind in columns.items():
+            if name not in have:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+
+
 def open_rows(path: Path) -> int:
     """How many rows of ``path`` still need something (0 for no file); never locks it."""
     if not path.exists():
@@ -248,6 +263,7 @@ class FileJournal:
                         f"(format {version}); upgrade, or give this client another file"
                     )
                 conn.executescript(_SCHEMA)
+                _add_missing_columns(conn)
                 conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
                 self.snapshot = self._read(conn)
                 cursor = conn.execute(

@@ -16,6 +16,7 @@ import io
 import json
 import shlex
 import sys
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -62,12 +63,25 @@ def served(**options: object) -> Iterator[Sandbox]:
         thread.join(10)
 
 
+#: A state directory of the script's own, for the command line's default journal.
+_STATE = tempfile.TemporaryDirectory(prefix="gsim-screenshots-")
+
+
 class Scene:
     """One screenshot: a few commands typed at a prompt, and what they printed."""
 
     def __init__(self, env: dict[str, str | None]) -> None:
         # A colour terminal that is not interactive: rich's live display shows no frames.
-        self.env = {**env, "COLUMNS": str(WIDTH), "FORCE_COLOR": "1", "TTY_INTERACTIVE": "0"}
+        # No journal: the screenshots' sandboxes die with them (and the user's own
+        # state directory is left alone).
+        self.env = {
+            **env,
+            "COLUMNS": str(WIDTH),
+            "FORCE_COLOR": "1",
+            "TTY_INTERACTIVE": "0",
+            "GSIM_JOURNAL": None,
+            "XDG_STATE_HOME": _STATE.name,
+        }
         self.console = Console(
             file=io.StringIO(),
             record=True,

@@ -211,3 +211,26 @@ async def test_closing_while_a_lost_purchase_is_reconciled_leaves_it_to_the_jour
             lambda: sandbox.orders()[0].status == "CANCELLED", 10, "refunded by the next run"
         )
     assert sandbox.balance() == Decimal("100")
+
+
+async def test_a_journal_of_an_earlier_format_is_opened(sandbox: Sandbox, journal: Path) -> None:
+    # A file made before columns were added (stamped, clock, alive, foreign_seen).
+    journal.parent.mkdir(parents=True)
+    with contextlib.closing(sqlite3.connect(journal)) as conn:
+        conn.executescript(
+            """
+            CREATE TABLE runs (id INTEGER PRIMARY KEY, pid INTEGER NOT NULL,
+                account TEXT NOT NULL, started REAL NOT NULL, closed REAL,
+                baseline TEXT NOT NULL DEFAULT '{}');
+            CREATE TABLE entries (ref TEXT PRIMARY KEY, run INTEGER NOT NULL,
+                account TEXT NOT NULL, kind TEXT NOT NULL, state TEXT NOT NULL,
+                purpose TEXT NOT NULL, request TEXT, sent REAL, received REAL, item_id TEXT,
+                item TEXT, deadline REAL, action TEXT, outcome TEXT, updated REAL NOT NULL);
+            PRAGMA user_version = 1;
+            """
+        )
+    async with fast_client(sandbox, journal=journal) as gsim:
+        await gsim.orders.create("telegram", "russia")
+    with contextlib.closing(sqlite3.connect(journal)) as conn:
+        [(stamped,)] = conn.execute("SELECT stamped FROM entries")
+    assert stamped == 1
