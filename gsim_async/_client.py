@@ -8,7 +8,6 @@ import logging
 import os
 import ssl
 import time
-from collections.abc import Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Literal
 
@@ -20,7 +19,7 @@ from ._converter import Decoder, decoder
 from ._countries import CountryCatalogue
 from ._exceptions import InvalidArgumentError
 from ._http import Session, check_base_url
-from ._journal import Entry, FileJournal, Journal
+from ._journal import FileJournal, Journal
 from ._models import Balance, Country, Operator, Service
 from ._pacing import Pacing
 from ._resources._orders import OrderBook, Orders
@@ -148,6 +147,14 @@ class Client:
         self._books = Bookkeeping(self._transport, self.poll_interval, window)
         self._orders_book = OrderBook(self._books, on_order_update)
         self._rentals_book = RentalBook(self._books)
+        self._recovery = Recovery(
+            shared=self._books,
+            calls=self._orders_book.root,
+            orders=self._orders_book.reconciler,
+            rentals=self._rentals_book.reconciler,
+            get_rental=self._rentals_book.get,
+        )
+        self._orders_book.recovery = self._rentals_book.recovery = self._recovery
         if fleet is None and os.environ.get("GSIM_FLEET_URL"):
             from .fleet import RedisFleet
 
@@ -165,21 +172,13 @@ class Client:
                 on_update=self._orders_book.on_update,
                 told=max_requests_per_second,
                 slow_start=slow_start,
-                take_over=self._take_over,
+                take_over=self._recovery.take_over,
             )
             self._books.obligations.sinks.append(self._fleet.journal)
             self._orders_book.watcher = self._fleet.watcher
             self._orders_book.fleet_claims = self._fleet.claimed
             self._transport.shared.starter = self._fleet.start
         self._journal: FileJournal | None = None
-        self._recovery = Recovery(
-            shared=self._books,
-            calls=self._orders_book.root,
-            orders=self._orders_book.reconciler,
-            rentals=self._rentals_book.reconciler,
-            get_rental=self._rentals_book.get,
-        )
-        self._orders_book.recovery = self._rentals_book.recovery = self._recovery
         if journal is None and os.environ.get("GSIM_JOURNAL"):
             journal = os.environ["GSIM_JOURNAL"]
         if journal is not None and journal is not False:
@@ -201,9 +200,6 @@ class Client:
         # One copy per client (its views included): countries by ISO code or name.
         self._countries = CountryCatalogue(lambda: root.request("GET", "/countries", _COUNTRIES))
         self._bind(self._transport, self.poll_interval)
-
-    def _take_over(self, entries: Sequence[Entry]) -> None:
-        self._recovery.take_over(entries)
 
     def _bind(self, transport: Transport, poll_interval: float) -> None:
         self._transport = transport

@@ -57,7 +57,8 @@ REFUND_BACKOFF_CAP = 10.0
 #: After its timeout, a wait gives the refund this long (beyond any 429 pause under
 #: way) before handing CodeTimeoutError back with the refund still finishing.
 CLEANUP_GRACE = 5.0
-#: Cleanup's own retries: it waits out 429s and failures until its deadline.
+#: Retries of one cleanup request (429s waited out, failures tried again); settle()
+#: then tries again itself, for as long as the client is open.
 CLEANUP_RETRIES = 1000
 
 # -- Crash safety (the journal) -------------------------------------------------------

@@ -96,12 +96,6 @@ class _Owed:
     waiting: bool = False
 
 
-def _wall_deadline(expires: float | None, purpose: str) -> float | None:
-    if purpose == "order":
-        return expires
-    return None
-
-
 class Purchase:
     """One purchase's journal rows: the intent, then what it bought (or not)."""
 
@@ -156,23 +150,11 @@ class Purchase:
         self._owner.hold(self.ref, order, wire, expires, self._purpose, sent=self.sent)
         self.ref = None
 
-    def bought_rental(self, rental_id: str, wire: dict[str, Any]) -> None:
+    def bought_rental(self, rental_id: str, phone_number: str) -> None:
         """The purchase rented ``rental_id``: nothing is owed, the id is remembered."""
         if self.ref is None:
             return
-        for sink in self._owner.sinks:
-            sink.owe(
-                self.ref,
-                kind="rental",
-                purpose="rental",
-                item_id=rental_id,
-                item=wire,
-                deadline=None,
-                action=None,
-                sent=self.sent,
-                received=time.time(),
-            )
-            sink.done(self.ref, "rented")
+        self._owner.rented(self.ref, rental_id, phone_number, self.sent)
         self.ref = None
 
     def nothing(self, outcome: str) -> None:
@@ -237,14 +219,13 @@ class Obligations:
         """``order`` is this client's: owed as ``purpose`` says until it ends."""
         if not self.sinks:
             return
-        base = "activation" if purpose == "activation" else "order"
         self.adopt(
             ref,
             order,
             wire,
             expires,
-            purpose=base,
-            deadline=_wall_deadline(expires, base),
+            purpose="activation" if purpose == "activation" else "order",
+            deadline=None,  # an order's is its expiry; an activation's, the grace
             action="cancel",
             sent=sent,
             received=time.time(),
@@ -337,7 +318,7 @@ class Obligations:
             sink.due(
                 owed.ref,
                 purpose=owed.base,
-                deadline=_wall_deadline(owed.expires, owed.base),
+                deadline=owed.expires if owed.base == "order" else None,
                 action="cancel",
             )
 

@@ -180,9 +180,6 @@ class Pacing:
         self._refilled = now
         self._open_at = now  # the gate a 429 closes: shut until then
         self._pause_started = -math.inf
-        self._counted_until = now
-        #: Seconds the server has paused us so far (cleanup deadlines grow by them).
-        self.paused_total = 0.0
         self._segment = now  # estimates count answers since here (start, end of a pause)
         self._probe_at = math.inf
         self._probe_every = math.inf
@@ -214,9 +211,6 @@ class Pacing:
         now = self._clock()
         if pause > 0:
             self._open_at = max(self._open_at, now + pause)
-            if self._open_at > self._counted_until:
-                self.paused_total += self._open_at - max(self._counted_until, now)
-                self._counted_until = self._open_at
         if rate != self._rate or phase is not self.phase:
             self.phase, self._rate = phase, rate
             self._tokens = min(self._tokens, 1.0)
@@ -407,9 +401,6 @@ class Pacing:
         now = self._clock()
         new_event = ticket.sent_at >= self._pause_started and now >= self._open_at
         self._open_at = max(self._open_at, now + retry_after)
-        if self._open_at > self._counted_until:
-            self.paused_total += self._open_at - max(self._counted_until, now)
-            self._counted_until = self._open_at
         fleet = self._fleet()
         if fleet is not None:
             # The fleet pauses every member and learns once for all of them.

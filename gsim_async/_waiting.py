@@ -69,9 +69,6 @@ class OrderOps(Protocol):
     def paused_for(self) -> float:
         """Seconds until the gate a 429 closed opens again."""
 
-    def paused_total(self) -> float:
-        """Seconds the server has paused the client so far."""
-
     def settled(self, order: Order) -> None:
         """The order will not get (another) code: bookkeeping may forget it."""
 

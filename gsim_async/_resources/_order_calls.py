@@ -135,10 +135,6 @@ class OrderCalls:
         """Seconds until the gate a 429 closed opens again."""
         return self._transport.pacing.paused_for
 
-    def paused_total(self) -> float:
-        """Seconds the server has paused the client so far."""
-        return self._transport.pacing.paused_total
-
     def settled(self, order: Order) -> None:
         """``order`` will get no (other) code: the registry may forget it."""
         OWNERS.forget(order.id)

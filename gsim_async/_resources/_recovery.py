@@ -72,7 +72,6 @@ class Recovery:
         self._get_rental = get_rental
         self.grace = grace
         self._task: asyncio.Task[None] | None = None
-        self._ready: asyncio.Event | None = None
         self._due: dict[str, _Due] = {}
         self._handed: list[Order] = []
         self._found_rentals: list[Rental] = []
@@ -80,7 +79,8 @@ class Recovery:
         #: Set once the first look is over (what recovered() waits for).
         self._looked = asyncio.Event()
         self._takeovers: set[asyncio.Task[None]] = set()
-        self._batches: list[tuple[Sequence[Entry], Snapshot | None, bool]] = []
+        #: The journal's earlier rows, taken over by the first look.
+        self._snapshot: Snapshot | None = None
         # Thousands of rows must not become thousands of requests at once.
         self._limiter = asyncio.Semaphore(C.SWEEP_CONCURRENCY)
 
@@ -96,11 +96,11 @@ class Recovery:
                 snapshot.foreign,
             )
         if snapshot.entries:
-            self._batches.append((snapshot.entries, snapshot, False))
+            self._snapshot = snapshot
 
     def start(self) -> None:
         """Begin recovering in the background (once; needs the running loop)."""
-        if self._task is None and self._batches:
+        if self._task is None and self._snapshot is not None:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="gsim recovery")
 
     async def orders(self) -> list[Order]:
@@ -158,9 +158,10 @@ class Recovery:
     # -- the work ---------------------------------------------------------------------------
 
     async def _run(self) -> None:
-        while self._batches:
-            await self._recover(*self._batches.pop(0))
-            self._looked.set()
+        snapshot = self._snapshot
+        assert snapshot is not None
+        await self._recover(snapshot.entries, snapshot, False)
+        self._looked.set()
 
     async def _recover(
         self, entries: Sequence[Entry], snapshot: Snapshot | None, at_once: bool
@@ -263,20 +264,19 @@ class Recovery:
         self, entries: Sequence[Entry], snapshot: Snapshot | None, at_once: bool
     ) -> None:
         """Every purchase on the wire, one reconciliation per key (all of a key at once)."""
-        groups: dict[tuple[int, tuple[str, ...]], list[tuple[Entry, Lost[Any]]]] = {}
-        reconcilers: dict[int, Reconciler[Any]] = {}
+        # Keys name their kind ("order", ...; "rental", ...): one reconciler each.
+        groups: dict[tuple[str, ...], tuple[Reconciler[Any], list[tuple[Entry, Lost[Any]]]]] = {}
         for entry in entries:
             reconciler, key, lost = self._lost(entry, snapshot)
-            reconcilers[id(reconciler)] = reconciler
-            groups.setdefault((id(reconciler), key), []).append((entry, lost))
+            groups.setdefault(key, (reconciler, []))[1].append((entry, lost))
 
         async def one_key(
-            which: int, key: tuple[str, ...], rows: list[tuple[Entry, Lost[Any]]]
+            key: tuple[str, ...], reconciler: Reconciler[Any], rows: list[tuple[Entry, Lost[Any]]]
         ) -> None:
             failures = 0
             while True:
                 try:
-                    await reconcilers[which].recover(key, [lost for _, lost in rows])
+                    await reconciler.recover(key, [lost for _, lost in rows])
                     break
                 except GsimError as exc:  # the baseline could not be listed: again, later
                     failures += 1
@@ -285,7 +285,7 @@ class Recovery:
             for entry, lost in rows:
                 await self._resolved(entry, lost, at_once)
 
-        await asyncio.gather(*(one_key(which, key, rows) for (which, key), rows in groups.items()))
+        await asyncio.gather(*(one_key(key, *group) for key, group in groups.items()))
 
     async def _resolved(self, entry: Entry, lost: Lost[Any], at_once: bool) -> None:
         what, sent, request = lost.what, lost.sent, entry.request or {}
@@ -329,7 +329,8 @@ class Recovery:
             obligations.forget(entry.ref, outcome)
             if order.sms_code is not None:
                 log.info("journal: order %s of an earlier run got its code", order.id)
-                self._handed.append(order)
+                if not at_once:  # a dead fleet member's: nobody will take it back
+                    self._handed.append(order)
             return
         expires = time.time() + self._calls.seconds_left(order)
         purpose: str = entry.purpose

@@ -434,4 +434,4 @@ def _matcher(match: MessageMatch | None) -> Callable[[Message], bool]:
 
 
 def _record_rental(purchase: Purchase, rental: Rental) -> None:
-    purchase.bought_rental(rental.id, {"id": rental.id, "phoneNumber": rental.phone_number})
+    purchase.bought_rental(rental.id, rental.phone_number)

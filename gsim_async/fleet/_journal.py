@@ -113,12 +113,7 @@ class FleetJournal:
 
     def leaving(self, ref: str, sent: float) -> None:
         """The purchase's request leaves now (written with the next pipeline)."""
-        text = self._rows.get(ref)
-        if text is None:
-            return
-        row = json.loads(text)
-        row.update(sent=sent, stamped=True)
-        self._set(ref, dumps(row))
+        self._update(ref, sent=sent, stamped=True)
 
     def owe(
         self,
@@ -148,12 +143,7 @@ class FleetJournal:
 
     def due(self, ref: str, *, purpose: str, deadline: float | None, action: str | None) -> None:
         """How an owed order's refund falls due changed."""
-        text = self._rows.get(ref)
-        if text is None:
-            return
-        row = json.loads(text)
-        row.update(purpose=purpose, deadline=deadline, action=action)
-        self._set(ref, dumps(row))
+        self._update(ref, purpose=purpose, deadline=deadline, action=action)
 
     def done(self, ref: str, outcome: str) -> None:
         """``ref`` ended: its row goes."""
@@ -171,6 +161,11 @@ class FleetJournal:
     async def flushed(self) -> None:
         """Returns once every queued change is written (while Redis is reachable)."""
         await self.flush()
+
+    def _update(self, ref: str, **changes: Any) -> None:
+        text = self._rows.get(ref)
+        if text is not None:
+            self._set(ref, dumps({**json.loads(text), **changes}))
 
     def _set(self, ref: str, row: str) -> None:
         self._rows[ref] = row
