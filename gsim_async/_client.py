@@ -8,6 +8,7 @@ import logging
 import os
 import ssl
 import time
+from collections.abc import Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Literal
 
@@ -173,6 +174,7 @@ class Client:
                 told=max_requests_per_second,
                 slow_start=slow_start,
                 take_over=self._recovery.take_over,
+                released=self._released,
             )
             self._books.obligations.sinks.append(self._fleet.journal)
             self._orders_book.watcher = self._fleet.watcher
@@ -200,6 +202,12 @@ class Client:
         # One copy per client (its views included): countries by ISO code or name.
         self._countries = CountryCatalogue(lambda: root.request("GET", "/countries", _COUNTRIES))
         self._bind(self._transport, self.poll_interval)
+
+    def _released(self, order_ids: Sequence[str]) -> None:
+        # The fleet took these over while this process was unresponsive: the leader
+        # refunds them, and this client (its file journal too) owes them no more.
+        for order_id in order_ids:
+            self._books.obligations.ended(order_id, "taken over by the fleet")
 
     def _bind(self, transport: Transport, poll_interval: float) -> None:
         self._transport = transport

@@ -68,9 +68,6 @@ CLEANUP_RETRIES = 1000
 RECOVERY_GRACE = 10.0
 #: An earlier run's order bought by create() is refunded this long before it expires.
 RECOVERY_EXPIRY_MARGIN = 60.0
-#: A fleet member silent for this many heartbeats (10 s by default) is dead: the
-#: leader takes over what it owed. Redis forgets its heartbeat at the same age.
-FLEET_DEAD_AFTER_BEATS = 10
 
 # -- Waiting --------------------------------------------------------------------------
 
@@ -121,3 +118,6 @@ PROBE_MIN = 30.0
 MIN_RATE = 0.2
 #: Seconds of accepted-response history kept to estimate a limit.
 RATE_HISTORY = 120.0
+#: Seconds of a fleet gate's history below which a 429 does not estimate the limit from
+#: it (a gate Redis lost and a member restored): the rate the fleet ran at is used.
+FLEET_MIN_HISTORY = 10.0

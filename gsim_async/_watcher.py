@@ -178,6 +178,12 @@ class Watcher:
         if watch.waiters <= 0 and self._watches.get(watch.order.id) is watch:
             del self._watches[watch.order.id]
 
+    def fail(self, order_id: str, error: Callable[[Order], BaseException]) -> None:
+        """End every wait on ``order_id`` with ``error(order)`` (its last known state)."""
+        watch = self._watches.pop(order_id, None)
+        if watch is not None and not watch.done.is_set():
+            watch.settle(error=error(watch.order))
+
     async def aclose(self) -> None:
         """Stop polling; waiters still registered fail with ``ClientClosedError``."""
         self._closed = True

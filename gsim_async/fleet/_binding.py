@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -13,7 +15,7 @@ from .._watcher import OrderHook, OrderSource
 from ._book import FleetBook
 from ._gate import FleetGate
 from ._journal import FleetJournal
-from ._member import Member
+from ._member import Member, Revocation
 from ._settings import Settings
 from ._watch import FleetWatcher
 
@@ -34,6 +36,7 @@ class Binding:
         told: float | None,
         slow_start: bool,
         take_over: Callable[[Sequence[Entry]], None],
+        released: Callable[[Sequence[str]], None],
     ) -> None:
         self.member = Member(settings)
         self.gate = FleetGate(self.member, pacing, told, slow_start)
@@ -47,6 +50,18 @@ class Binding:
         self.journal = FleetJournal(
             self.member, leading=lambda: self.watcher.leading, take_over=take_over
         )
+        self._released = released
+        self.member.on_revoked(self._revoked)
+
+    def _revoked(self, revocation: Revocation) -> None:
+        """What the fleet took over is the leader's now, no longer this client's to owe."""
+        ids = []
+        for text in revocation.rows.values():
+            with contextlib.suppress(ValueError, AttributeError):
+                item_id = json.loads(text).get("item_id")
+                if isinstance(item_id, str):
+                    ids.append(item_id)
+        self._released(ids)
 
     async def start(self) -> None:
         """Connect and join (alone, with a warning, if Redis cannot be reached)."""

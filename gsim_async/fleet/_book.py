@@ -130,8 +130,11 @@ class FleetBook:
     async def counts(self, key: Key) -> tuple[int, int]:
         """Purchases of ``key`` on the wire and lost, over the live members."""
         # Read fresh, never from a cache: a member that joined a moment ago counts too,
-        # or its purchase's order would look free to a listing.
-        live = await self._member.members_within(5 * self._member.settings.heartbeat)
+        # or its purchase's order would look free to a listing. A member the fleet
+        # counts as dead does not: its purchases are the leader's to reconcile.
+        settings = self._member.settings
+        live = await self._member.members_within(settings.dead_after)
+        live -= self._member.proven_dead
         name = _name(key)
         wire, lost = self._member.key("wire", name), self._member.key("lost", name)
 
@@ -173,7 +176,7 @@ class FleetBook:
         """Which of ``ids`` a live member holds, or anyone waits on (``cancel_stale``)."""
         if not ids:
             return set()
-        live = await self._member.live_members()
+        live = await self._member.alive()
         owners = await self._owners(ids)
         mine = {i for i, o in zip(ids, owners, strict=False) if o in live}
         return mine | (set(ids) & watched)

@@ -12,10 +12,15 @@ from ._settings import Settings
 if TYPE_CHECKING:
     from ._binding import Binding
 
-#: Seconds between a member's heartbeats; a member silent for three is taken as gone.
+#: Seconds between a member's heartbeats.
 HEARTBEAT = 1.0
 #: Seconds a watcher leader's lease lasts; it renews it three times as often.
 LEASE = 3.0
+#: Seconds of silence after which a member is taken for dead and its orders refunded by
+#: the fleet: longer than the stalls a live process meets (a blocked loop, a frozen
+#: container, a paused VM: design.md promises 30 s lose nothing), short enough that a
+#: dead member's orders are refunded within 45 s of its death.
+DEAD_AFTER = 35.0
 
 
 class RedisFleet:
@@ -25,8 +30,17 @@ class RedisFleet:
     ``unix:///path``). Everything the fleet keeps in Redis lives under a prefix made
     from a hash of the API key (never the key itself) and the server's base URL, and
     ``namespace``, so several accounts, servers, or fleets of one account can share a
-    Redis. ``heartbeat`` and
-    ``lease`` (seconds) tune how fast a dead member or watcher leader is replaced.
+    Redis. ``heartbeat`` and ``lease`` (seconds) tune how fast a silent watcher leader
+    is replaced.
+
+    ``dead_after`` (seconds, default 35) is the one judgement of a member's death:
+    a member silent that long has what it owed taken over by the fleet's leader, which
+    refunds its waits at once. The trade is real: shorter refunds a dead member's orders
+    sooner, and refunds a member that was only stalled (a blocked event loop, a frozen
+    container) behind its back, losing its codes. A member on the same machine whose
+    process is gone is taken over at once, whatever ``dead_after`` says; a member that
+    comes back after being taken over learns it within a heartbeat, and its waits on
+    the orders the fleet took end with ``NoCodeError`` saying so.
     """
 
     def __init__(
@@ -36,6 +50,7 @@ class RedisFleet:
         namespace: str | None = None,
         heartbeat: float = HEARTBEAT,
         lease: float = LEASE,
+        dead_after: float = DEAD_AFTER,
     ) -> None:
         if not isinstance(url, str) or "://" not in url:
             raise InvalidArgumentError(f"RedisFleet needs a redis:// URL, got {url!r}")
@@ -43,6 +58,11 @@ class RedisFleet:
             raise InvalidArgumentError("namespace must be a non-empty string")
         if not heartbeat > 0 or not lease > heartbeat:
             raise InvalidArgumentError("heartbeat must be positive and lease longer than it")
+        if not dead_after >= 3 * heartbeat:
+            raise InvalidArgumentError(
+                f"dead_after must be at least three heartbeats ({3 * heartbeat:g} s), "
+                f"got {dead_after!r}"
+            )
         try:
             import redis.asyncio  # noqa: F401 - checked here, used by the members
         except ImportError:
@@ -53,6 +73,7 @@ class RedisFleet:
         self.namespace = namespace
         self.heartbeat = heartbeat
         self.lease = lease
+        self.dead_after = dead_after
 
     def prefix(self, api_key: str, base_url: str) -> str:
         """The Redis key prefix for ``api_key`` on the server at ``base_url``.
@@ -72,7 +93,7 @@ class RedisFleet:
         from ._binding import Binding
 
         prefix = self.prefix(api_key, base_url)
-        settings = Settings(self.url, prefix, self.heartbeat, self.lease)
+        settings = Settings(self.url, prefix, self.heartbeat, self.lease, self.dead_after)
         return Binding(settings, **parts)
 
     def __repr__(self) -> str:

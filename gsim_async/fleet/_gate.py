@@ -27,22 +27,41 @@ log = logging.getLogger("gsim_async")
 _FLUSH = 0.25
 #: Seconds between re-reads of the gate (events may be missed while reconnecting).
 _SYNC = 2.0
+#: Seconds to wait for a turn when the gate could not be brought back.
+_SYNC_WAIT = 0.1
 
-# KEYS[1]: the gate hash. ARGV: phase, rate ('' unpaced), tokens to start with.
+# KEYS[1]: the gate hash. ARGV: phase, rate ('' unpaced), tokens to start with, the
+# pause this member knows is still under way (ms). A member brings what it knows: a
+# limit learnt, told or advertised replaces a gate that knows none (a new one, or one
+# Redis lost and a newcomer recreated), so a wiped Redis costs no pause to learn again.
+# 'born' is when a member restored what it knew: the estimate at a 429 uses no history
+# before it, and none at all for a while (it would be a second or two long).
 _JOIN = """
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
 local phase = redis.call('HGET', KEYS[1], 'phase')
-if not phase or (ARGV[1] == 'told' and (phase == 'slow' or phase == 'unpaced')) then
+local knows = ARGV[1] == 'told' or ARGV[1] == 'learnt' or ARGV[1] == 'advertised'
+if not phase or (knows and (phase == 'slow' or phase == 'unpaced')) then
   redis.call('HSET', KEYS[1], 'phase', ARGV[1], 'rate', ARGV[2], 'tokens', ARGV[3])
+  if knows then redis.call('HSET', KEYS[1], 'born', now) end
+  local pause = tonumber(ARGV[4])
+  if pause > 0 then
+    local untl = math.max(tonumber(redis.call('HGET', KEYS[1], 'until') or '0'), now + pause)
+    redis.call('HSET', KEYS[1], 'until', untl, 'seg', untl)
+  end
 end
 return redis.call('HMGET', KEYS[1], 'phase', 'rate', 'until')
 """
 
-# A turn: 0 when granted, else milliseconds to wait. Rates and tokens are strings
-# (Lua numbers come back to Redis as integers).
+# A turn: 0 when granted, else milliseconds to wait; -1 when the gate is gone (Redis
+# lost it): the member brings back what it knows before it takes a turn, or every
+# member would send unpaced until its next heartbeat noticed. Rates and tokens are
+# strings (Lua numbers come back to Redis as integers).
 _ACQUIRE = """
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
-local g = redis.call('HMGET', KEYS[1], 'until', 'rate', 'tokens', 'ts')
+local g = redis.call('HMGET', KEYS[1], 'until', 'rate', 'tokens', 'ts', 'phase')
+if not g[5] then return -1 end
 local untl = tonumber(g[1]) or 0
 if now < untl then return untl - now end
 local rate = tonumber(g[2])
@@ -58,18 +77,19 @@ return wait
 """
 
 # A 429: pause everyone. Returns {new event (1/0), pause ms, start of the segment the
-# estimate may use (ms, wall clock of Redis)}.
+# estimate may use (ms, wall clock of Redis), the gate's age (ms)}.
 _THROTTLE = """
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
-local g = redis.call('HMGET', KEYS[1], 'until', 'seg')
+local g = redis.call('HMGET', KEYS[1], 'until', 'seg', 'born')
 local untl = tonumber(g[1]) or 0
-local seg = tonumber(g[2]) or 0
+local born = tonumber(g[3]) or 0
+local seg = math.max(tonumber(g[2]) or 0, born)
 local new = 0
 if now >= untl then new = 1 end
 local u = math.max(untl, now + tonumber(ARGV[1]))
 redis.call('HSET', KEYS[1], 'until', u, 'seg', u, 'tokens', '0', 'ts', u)
-return {new, u - now, seg}
+return {new, u - now, seg, now - born}
 """
 
 # Slow start: the fleet's rate grows with the answers that waited for it.
@@ -111,6 +131,7 @@ class FleetGate:
         self._learning = False
         member.listen(self._event)
         member.on_rejoin(self.sync)
+        member.on_down(self._alone)
 
     @property
     def active(self) -> bool:
@@ -124,6 +145,11 @@ class FleetGate:
     async def permit(self) -> float:
         """A fleet-wide turn: 0 when granted, else seconds to wait."""
         wait_ms = await self._member.call(lambda r: r.eval(_ACQUIRE, 1, self._key), 0)
+        if wait_ms == -1:
+            await self.sync()
+            wait_ms = await self._member.call(lambda r: r.eval(_ACQUIRE, 1, self._key), 0)
+            if wait_ms == -1:
+                return _SYNC_WAIT  # still gone: ask again shortly, never unpaced
         return max(0.0, float(wait_ms) / 1000)
 
     def throttled(self, sent_at: float, retry_after: float) -> None:
@@ -145,19 +171,33 @@ class FleetGate:
         self._member.spawn(self._flushes(), "gate flush")
 
     async def sync(self) -> None:
-        """Read the fleet's gate (joining it with this member's settings if it is new)."""
-        phase = "told" if self._told else ("slow" if self._slow else "unpaced")
+        """Read the fleet's gate (joining it with what this member knows if it is new)."""
+        if self._phase in (Phase.LEARNT, Phase.TOLD, Phase.ADVERTISED):
+            phase = _NAMES[self._phase]  # what the fleet knew before Redis lost it
+        else:
+            phase = "told" if self._told else ("slow" if self._slow else "unpaced")
         rate = "" if self._rate is None else repr(self._rate)
-        tokens = repr(C.INITIAL_RATE) if self._slow else "1"
+        tokens = repr(C.INITIAL_RATE) if phase == "slow" else "1"
+        pause = max(0, int((self._pause_until - time.monotonic()) * 1000))
 
         async def join(r: aioredis.Redis) -> Any:
-            return await r.eval(_JOIN, 1, self._key, phase, rate, tokens)
+            return await r.eval(_JOIN, 1, self._key, phase, rate, tokens, pause)
 
         state = await self._member.call(join, None)
         if state is None:
             return
         name, rate_text, _until = state
         self._adopt(name, rate_text, None)
+
+    def _alone(self) -> None:
+        """Redis is gone: pace on this member's share of the fleet's rate until it is back.
+
+        Every member paces alone meanwhile; each at the whole fleet's rate together would
+        be several times the limit, and the 429 would cost the pause it was learnt to save.
+        """
+        if self._rate is not None and self._member.peers > 1:
+            share = max(C.MIN_RATE, self._rate / self._member.peers)
+            self._pacing.adopt(share, self._phase, 0.0)
 
     async def _flushes(self) -> None:
         last_sync = time.monotonic()
@@ -199,15 +239,16 @@ class FleetGate:
         if result is None:
             return
         new, pause_ms, seg_ms = int(result[0]), int(result[1]), int(result[2])
+        age = int(result[3]) / 1000 if len(result) > 3 else math.inf
         await self._member.publish({"t": "pause", "ms": pause_ms})
         if new and not self._learning:
             self._learning = True
             try:
-                await self._learn(pause_ms / 1000, seg_ms / 1000)
+                await self._learn(pause_ms / 1000, seg_ms / 1000, age)
             finally:
                 self._learning = False
 
-    async def _learn(self, pause: float, segment: float) -> None:
+    async def _learn(self, pause: float, segment: float, age: float) -> None:
         await self._flush()
         acc = self._member.key("acc")
 
@@ -226,6 +267,11 @@ class FleetGate:
             accepted += int(bins[str(slot)])
             estimate = max(estimate, accepted / (max(now - slot / 10, 0.1) + C.ASSUMED_BURST))
         current = self._rate if self._rate is not None else estimate
+        if self._rate is not None and age < C.FLEET_MIN_HISTORY:
+            # A gate that (re)started a moment ago (Redis lost it) has a second or two
+            # of history: an estimate from it would be a fraction of the real limit
+            # (the soak learnt 2.6 req/s of 20 that way). The rate it ran at is better.
+            estimate = 0.0
         base = min(estimate, current) if estimate > 0 else (current or C.INITIAL_RATE)
         new = max(C.MIN_RATE, C.SETTLE_FRACTION * base)
         if self._told is not None:

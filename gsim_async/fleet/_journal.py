@@ -6,18 +6,21 @@ set. A purchase's intent is written before the purchase leaves; the other change
 queued and written in pipelines by one task. When Redis comes back (restarted, maybe
 empty), the member writes every row it still has again.
 
-The watcher's leader looks after the dead: a member whose heartbeat has lapsed for
-ten heartbeats (10 s by default) has its hash moved into the
-leader's own, atomically (a Lua script, so two leaders in a hand-over never take the
-same rows), and the leader's recovery reconciles its purchases that were on the wire
-and refunds its orders: at once for a wait or an activation, whose waiter died with
-the member, before expiry for an order a program held.
+Every write is fenced by the member's epoch (``Member.fenced``): a member the fleet
+took over cannot write rows again until it has joined again and learnt what was taken.
+
+The watcher's leader looks after the dead: a member silent for ``dead_after`` (35 s by
+default), or on this machine with its process gone, has its hash moved into the
+leader's own, atomically (a Lua script that checks the leader's lease and epoch, so
+two leaders in a hand-over never take the same rows, and the member's silence, so one
+that beat meanwhile is left alone), and the leader's recovery reconciles its purchases
+that were on the wire and refunds its orders: at once for a wait or an activation,
+whose waiter died with the member, before expiry for an order a program held.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import logging
 from collections.abc import Callable, Iterable, Sequence
@@ -25,25 +28,63 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from .. import _constants as C
 from .._converter import dumps
 from .._journal import Entry, bounds_of
-from ._member import Member
+from ._member import Member, Revocation
 
 log = logging.getLogger("gsim_async")
 
-#: Move a dead member's rows into the taker's hash; returns them (field, value, ...).
+#: How long a member that was taken over can still learn what was taken (seconds).
+_TAKEN_KEPT = 86_400
+
+# Fenced (``Member.fenced``): write this member's rows. KEYS: epochs, owed:<member>,
+# journaled. ARGV: member, epoch, how many rows to set, then (ref, row) pairs, then the
+# refs to delete.
+_WRITE = """
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return -1 end
+local n = tonumber(ARGV[3])
+local i = 4
+for _ = 1, n do
+  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+  i = i + 2
+end
+if n > 0 then redis.call('SADD', KEYS[3], ARGV[1]) end
+while i <= #ARGV do
+  redis.call('HDEL', KEYS[2], ARGV[i])
+  i = i + 1
+end
+return 1
+"""
+
+# Fenced: move a dead member's rows into the taker's hash; returns them (field, value,
+# ...), or an empty list when the taker does not lead or the member beat after all.
+# KEYS: epochs, owed:<dead>, owed:<taker>, journaled, leader, members, taken:<dead>,
+# revoked:<dead>. ARGV: taker, its epoch, the dead member, dead_after (ms), '1' when its
+# process is known to be gone, how long the dead member may learn of it (s).
+# The rows go one field at a time: unpack() of thousands would overflow Lua's stack.
+# The dead member loses its epoch (whatever it writes later is refused), and what was
+# taken is kept for it: if it was only stalled, it learns what was done in its name.
 _TAKE_OVER = """
-local rows = redis.call('HGETALL', KEYS[1])
--- One field at a time: unpack() of thousands of rows would overflow Lua's stack.
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return -1 end
+if redis.call('GET', KEYS[5]) ~= ARGV[1] .. ':' .. ARGV[2] then return {} end
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local beat = tonumber(redis.call('ZSCORE', KEYS[6], ARGV[3]) or '0')
+if ARGV[5] ~= '1' and beat > now - tonumber(ARGV[4]) then return {} end
+local rows = redis.call('HGETALL', KEYS[2])
 for i = 1, #rows, 2 do
-  redis.call('HSET', KEYS[2], rows[i], rows[i + 1])
+  redis.call('HSET', KEYS[3], rows[i], rows[i + 1])
+  redis.call('HSET', KEYS[7], rows[i], rows[i + 1])
 end
 if #rows > 0 then
-  redis.call('SADD', KEYS[3], ARGV[2])
+  redis.call('SADD', KEYS[4], ARGV[1])
+  redis.call('EXPIRE', KEYS[7], ARGV[6])
 end
-redis.call('DEL', KEYS[1])
-redis.call('SREM', KEYS[3], ARGV[1])
+redis.call('DEL', KEYS[2])
+redis.call('SREM', KEYS[4], ARGV[3])
+redis.call('HDEL', KEYS[1], ARGV[3])
+redis.call('ZREM', KEYS[6], ARGV[3])
+redis.call('SET', KEYS[8], ARGV[1] .. ':' .. now, 'EX', ARGV[6])
 return rows
 """
 
@@ -67,6 +108,7 @@ class FleetJournal:
         self._rows: dict[str, str] = {}
         self._dirty: dict[str, str | None] = {}
         self._wake = asyncio.Event()
+        member.on_revoked(self._revoked)
         member.on_rejoin(self._rewrite)
 
     def _owed_key(self, member_id: str) -> str:
@@ -102,14 +144,10 @@ class FleetJournal:
         )
         self._rows[ref] = row
         self._dirty.pop(ref, None)
-
-        async def write(r: aioredis.Redis) -> Any:
-            pipe = r.pipeline(transaction=False)
-            pipe.hset(self._key, ref, row)
-            pipe.sadd(self._index, self._member.id)
-            return await pipe.execute()
-
-        await self._member.call(write, None)
+        if await self._write({ref: row}, []) is None:
+            # Not written (Redis away, or this member's epoch refused): its rejoin
+            # writes every row it has.
+            self._dirty.setdefault(ref, row)
 
     def leaving(self, ref: str, sent: float) -> None:
         """The purchase's request leaves now (written with the next pipeline)."""
@@ -192,18 +230,16 @@ class FleetJournal:
             return
         gone = [ref for ref, row in batch.items() if row is None]
         rows = {ref: row for ref, row in batch.items() if row is not None}
-
-        async def write(r: aioredis.Redis) -> Any:
-            pipe = r.pipeline(transaction=False)
-            if rows:
-                pipe.hset(self._key, mapping=dict[Any, Any](rows))
-                pipe.sadd(self._index, self._member.id)
-            if gone:
-                pipe.hdel(self._key, *gone)
-            return await pipe.execute()
-
-        if await self._member.call(write, None) is None:
+        if await self._write(rows, gone) is None:
             self._dirty = {**batch, **self._dirty}
+
+    async def _write(self, rows: dict[str, str], gone: Sequence[str]) -> Any:
+        """Set ``rows`` and delete ``gone`` in this member's hash, fenced by its epoch."""
+        args: list[Any] = [len(rows)]
+        for ref, row in rows.items():
+            args += (ref, row)
+        args += gone
+        return await self._member.fenced(_WRITE, (self._key, self._index), *args)
 
     async def _rewrite(self) -> None:
         """Redis is back (maybe empty): write every row this member still has.
@@ -226,16 +262,7 @@ class FleetJournal:
         self._rows.update(adopted)
         rows = dict(self._rows)
 
-        async def write(r: aioredis.Redis) -> Any:
-            pipe = r.pipeline(transaction=True)
-            if stale:
-                pipe.hdel(self._key, *stale)
-            if rows:
-                pipe.hset(self._key, mapping=dict[Any, Any](rows))
-                pipe.sadd(self._index, self._member.id)
-            return await pipe.execute()
-
-        await self._member.call(write, None)
+        await self._write(rows, stale)
         entries = [e for ref, text in adopted.items() if (e := _entry(ref, text)) is not None]
         if entries:
             log.warning("fleet: taking over %d row(s) found under this member", len(entries))
@@ -243,19 +270,23 @@ class FleetJournal:
 
     # -- custody of the dead -----------------------------------------------------------------
 
+    def _revoked(self, revocation: Revocation) -> None:
+        """The fleet took this member over: the rows it took are no longer this member's."""
+        for ref in revocation.rows:
+            self._rows.pop(ref, None)
+            self._dirty.pop(ref, None)
+
     async def _custody(self) -> None:
-        settings = self._member.settings
-        dead_after = C.FLEET_DEAD_AFTER_BEATS * settings.heartbeat
         while not self._member.closed:
-            await asyncio.sleep(settings.heartbeat)
+            await asyncio.sleep(self._member.settings.heartbeat)
             if self._member.active and self._leading():
                 try:
-                    await self.sweep(dead_after)
+                    await self.sweep()
                 except Exception:  # a bug here must not stop the custody of the next dead
                     log.exception("fleet: taking over a dead member's obligations failed")
 
-    async def sweep(self, dead_after: float) -> int:
-        """Take over the rows of every member silent for ``dead_after`` s; how many rows."""
+    async def sweep(self) -> int:
+        """Take over the rows of every member the fleet counts as dead; how many rows."""
 
         async def read(r: aioredis.Redis) -> set[str]:
             return {str(m) for m in await r.smembers(self._index)}
@@ -264,12 +295,13 @@ class FleetJournal:
         journaled = await self._member.call(read, nobody)
         if not journaled:
             return 0
-        alive = await self._member.members_within(dead_after)
+        alive = await self._member.alive()
         if not self._member.active:
             return 0  # "nobody is alive" would then only mean "no answer"
+        proven = self._member.proven_dead
         taken = 0
         for dead in sorted(journaled - alive):
-            rows = await self._member.call(functools.partial(self._move, dead=dead), None)
+            rows = await self._take(dead, proven=dead in proven)
             if not rows:
                 continue
             texts = {str(ref): str(text) for ref, text in zip(rows[0::2], rows[1::2], strict=True)}
@@ -277,17 +309,29 @@ class FleetJournal:
             self._rows.update(texts)
             entries = [e for ref, text in texts.items() if (e := _entry(ref, text)) is not None]
             log.warning(
-                "fleet: member %s is gone; taking over %d purchase(s) and order(s) it owed",
+                "fleet: member %s is gone (%s); taking over %d purchase(s) and order(s) it owed",
                 dead,
+                "its process ended" if dead in proven else "silent too long",
                 len(entries),
             )
             taken += len(entries)
             self._take_over(entries)
         return taken
 
-    async def _move(self, r: aioredis.Redis, dead: str) -> Any:
-        keys = (self._owed_key(dead), self._key, self._index)
-        return await r.eval(_TAKE_OVER, 3, *keys, dead, self._member.id)
+    async def _take(self, dead: str, *, proven: bool) -> Any:
+        keys = (
+            self._owed_key(dead),
+            self._key,
+            self._index,
+            self._member.key("leader"),
+            self._member.key("members"),
+            self._member.key("taken", dead),
+            self._member.key("revoked", dead),
+        )
+        dead_after = int(self._member.settings.dead_after * 1000)
+        return await self._member.fenced(
+            _TAKE_OVER, keys, dead, dead_after, "1" if proven else "0", _TAKEN_KEPT
+        )
 
 
 def _entry(ref: str, text: str) -> Entry | None:

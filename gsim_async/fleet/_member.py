@@ -11,13 +11,16 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
+import attrs
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from ._process import gone, identity
 from ._settings import Settings
 
 T = TypeVar("T")
@@ -31,12 +34,70 @@ _CALL_TIMEOUT = 2.0
 #: Connections a member keeps to Redis at most (calls beyond wait for one).
 _CONNECTIONS = 32
 
-_HEARTBEAT = """
+# Fencing (Kleppmann, "How to do distributed locking"): a member's heartbeat is a lease,
+# and a lease may be outlived by a pause. Each membership carries an epoch from INCR;
+# ``epochs`` maps every member to its current one, and the scripts that change what a
+# member owns check it there, inside Redis. A member taken over while it was silent
+# loses its epoch: everything it still tries to write is refused, and it learns so.
+
+# KEYS: members, epochs, epoch counter. ARGV: member, its epoch, dead_after (ms).
+# {1, now, counter, live members} while the epoch holds; {0, now, 0, 0} when Redis does
+# not know the member under it (taken over, or Redis lost its data).
+_BEAT = """
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
+if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2] then return {0, now, 0, 0} end
 redis.call('ZADD', KEYS[1], now, ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], 0, now - tonumber(ARGV[2]) * 10)
-return now
+local dead = tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], 0, now - 3 * dead)
+local counter = tonumber(redis.call('GET', KEYS[3]) or '0')
+return {1, now, counter, redis.call('ZCOUNT', KEYS[1], now - dead, '+inf')}
+"""
+
+# Joining (again). KEYS: epoch counter, epochs, members, info, taken:<member>,
+# revoked:<member>. ARGV: member, its epoch ('' if it has none), the highest epoch it
+# has seen, what it is (JSON). The counter is first raised above every epoch the member
+# has seen: after Redis lost its data (a restart, a failover to a replica that lagged)
+# epochs never go backwards. Returns {status, epoch, revocation, taken rows}: 'same'
+# (Redis kept the membership), 'new', 'lost' (Redis forgot it) or 'revoked' (the fleet
+# took over what the member owed while it was silent; the rows it took come back).
+_JOIN = """
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+if tonumber(redis.call('GET', KEYS[1]) or '0') < tonumber(ARGV[3]) then
+  redis.call('SET', KEYS[1], ARGV[3])
+end
+local current = redis.call('HGET', KEYS[2], ARGV[1])
+local revoked = redis.call('GET', KEYS[6])
+local status = 'new'
+local epoch
+if ARGV[2] ~= '' and current == ARGV[2] then
+  status = 'same'
+  epoch = tonumber(current)
+else
+  if revoked then status = 'revoked' elseif ARGV[2] ~= '' then status = 'lost' end
+  epoch = redis.call('INCR', KEYS[1])
+  redis.call('HSET', KEYS[2], ARGV[1], epoch)
+end
+local taken = {}
+if revoked then
+  taken = redis.call('HGETALL', KEYS[5])
+  redis.call('DEL', KEYS[5], KEYS[6])
+end
+redis.call('ZADD', KEYS[3], now, ARGV[1])
+redis.call('HSET', KEYS[4], ARGV[1], ARGV[4])
+return {status, epoch, revoked or '', taken}
+"""
+
+# Leaving: the heartbeat, the epoch and what the member said of itself go at once, so
+# nobody waits out the death threshold for a member that closed.
+_LEAVE = """
+if redis.call('HGET', KEYS[2], ARGV[1]) == ARGV[2] then
+  redis.call('HDEL', KEYS[2], ARGV[1])
+end
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[3], ARGV[1])
+return 1
 """
 
 _LIVE = """
@@ -44,6 +105,20 @@ local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
 return redis.call('ZRANGEBYSCORE', KEYS[1], now - tonumber(ARGV[1]), '+inf')
 """
+
+
+@attrs.frozen
+class Revocation:
+    """The fleet took over what this member owed while it was silent."""
+
+    #: The member that took over (the leader then), and when (Unix seconds, Redis' clock).
+    by: str
+    at: float | None
+    #: Seconds this process went without a heartbeat before it learnt of it.
+    unresponsive: float
+    #: The rows taken: row reference → the row as this member had written it (JSON).
+    rows: dict[str, str]
+
 
 Listener = Callable[[dict[str, Any]], None]
 
@@ -56,13 +131,25 @@ class Member:
         self.prefix = settings.prefix
         self.id = uuid.uuid4().hex[:16]
         self.active = False
+        #: This membership's fencing token (None until joined).
+        self.epoch: int | None = None
+        #: The highest epoch this member has seen: the counter never goes below it.
+        self.highest_epoch = 0
+        #: Members alive at the last heartbeat, this one included.
+        self.peers = 1
         self._redis: aioredis.Redis | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._listeners: list[Listener] = []
         self._on_rejoin: list[Callable[[], Awaitable[None]]] = []
+        self._on_revoked: list[Callable[[Revocation], None]] = []
+        self._on_down: list[Callable[[], None]] = []
         self._warned = False
         self._closed = False
-        self._live: tuple[float, set[str]] = (-1.0, set())
+        self._infos: tuple[float, dict[str, str]] = (-1e18, {})
+        self._dead: set[str] = set()
+        self._last_beat = time.monotonic()
+        self._joining = asyncio.Lock()
+        self._rejoin_task: asyncio.Task[None] | None = None
 
     @property
     def closed(self) -> bool:
@@ -78,6 +165,16 @@ class Member:
         """The fleet's event channel."""
         return self.key("events")
 
+    @property
+    def epochs(self) -> str:
+        """The hash of every member's current epoch (what fenced scripts check)."""
+        return self.key("epochs")
+
+    @property
+    def token(self) -> str:
+        """This membership's epoch as scripts compare it ('' before joining)."""
+        return "" if self.epoch is None else str(self.epoch)
+
     def listen(self, listener: Listener) -> None:
         """Call ``listener`` with every event published on the fleet's channel."""
         self._listeners.append(listener)
@@ -85,6 +182,14 @@ class Member:
     def on_rejoin(self, callback: Callable[[], Awaitable[None]]) -> None:
         """Run ``callback`` whenever the member (re)joins the fleet."""
         self._on_rejoin.append(callback)
+
+    def on_revoked(self, callback: Callable[[Revocation], None]) -> None:
+        """Call ``callback`` when this member learns the fleet took it over."""
+        self._on_revoked.append(callback)
+
+    def on_down(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` when Redis becomes unreachable."""
+        self._on_down.append(callback)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -107,17 +212,60 @@ class Member:
         self.spawn(self._events(), "events")
 
     async def _join(self) -> bool:
+        async with self._joining:
+            return await self._join_now()
+
+    async def _join_now(self) -> bool:
+        silent = time.monotonic() - self._last_beat
         try:
             redis = self._client()
             await asyncio.wait_for(redis.ping(), _CALL_TIMEOUT)
-            await self._beat(redis)
+            keys = (
+                self.key("epoch"),
+                self.epochs,
+                self.key("members"),
+                self.key("info"),
+                self.key("taken", self.id),
+                self.key("revoked", self.id),
+            )
+            info = json.dumps(identity(), separators=(",", ":"))
+            status, epoch, revocation, taken = await asyncio.wait_for(
+                redis.eval(_JOIN, len(keys), *keys, self.id, self.token, self.highest_epoch, info),
+                _CALL_TIMEOUT,
+            )
         except (RedisError, OSError, asyncio.TimeoutError):
             return False
+        self.epoch = int(epoch)
+        self.highest_epoch = max(self.highest_epoch, self.epoch)
+        self._last_beat = time.monotonic()
         was_down = self._warned
         self.active = True
         if was_down:
             log.info("fleet: Redis is reachable again; rejoined the fleet")
             self._warned = False
+        if status == "lost":
+            log.warning(
+                "fleet: Redis no longer knew this member (it restarted empty or failed over); "
+                "writing what this member holds and owes again"
+            )
+        if status == "revoked":
+            by, _, at = str(revocation).partition(":")
+            rows = {str(k): str(v) for k, v in zip(taken[0::2], taken[1::2], strict=False)}
+            event = Revocation(
+                by=by, at=float(at) / 1000 if at else None, unresponsive=silent, rows=rows
+            )
+            log.warning(
+                "fleet: this process was unresponsive for %.0f s; member %s took it for dead "
+                "and took over %d purchase(s) and order(s) it owed (it refunds them)",
+                silent,
+                by,
+                len(rows),
+            )
+            for revoked in self._on_revoked:
+                try:
+                    revoked(event)
+                except Exception:
+                    log.exception("fleet: handling a takeover of this member failed")
         for callback in self._on_rejoin:
             try:
                 await callback()
@@ -125,6 +273,16 @@ class Member:
                 self._down(exc)
                 return False
         return True
+
+    def refused(self) -> None:
+        """A fenced script refused this member's epoch: join again, learning why."""
+        if self._closed or (self._rejoin_task is not None and not self._rejoin_task.done()):
+            return
+        self._rejoin_task = self.spawn(self._rejoin(), "rejoin")
+
+    async def _rejoin(self) -> None:
+        if not await self._join():
+            self._down(None)
 
     async def aclose(self) -> None:
         """Leave the fleet: stop the tasks, withdraw the heartbeat, close the connection."""
@@ -138,9 +296,11 @@ class Member:
             await asyncio.wait(tasks, timeout=2 * _CALL_TIMEOUT)
         if self._redis is not None:
             if self.active:
+                keys = (self.key("members"), self.epochs, self.key("info"))
                 with contextlib.suppress(RedisError, OSError, asyncio.TimeoutError):
                     await asyncio.wait_for(
-                        self._redis.zrem(self.key("members"), self.id), _CALL_TIMEOUT
+                        self._redis.eval(_LEAVE, len(keys), *keys, self.id, self.token),
+                        _CALL_TIMEOUT,
                     )
             await self._redis.aclose()
             await self._redis.connection_pool.disconnect()
@@ -174,20 +334,59 @@ class Member:
             self._down(exc)
             return default
 
+    async def fenced(self, script: str, keys: Sequence[str], *args: Any) -> Any:
+        """Run ``script`` with ``KEYS[1]`` the epochs and ``ARGV[1..2]`` this membership.
+
+        The script must return -1 when the epoch no longer holds: the member then joins
+        again (and learns whether it was taken over). Returns None when refused or when
+        Redis did not answer.
+        """
+        epochs_and_keys = (self.epochs, *keys)
+        result = await self.call(
+            lambda r: r.eval(script, len(epochs_and_keys), *epochs_and_keys, self.id, self.token,
+                             *args),
+            None,
+        )  # fmt: skip
+        if result == -1:
+            self.refused()
+            return None
+        return result
+
     async def publish(self, event: dict[str, Any]) -> None:
         """Tell every member (this one included) of ``event``."""
         text = json.dumps(event, separators=(",", ":"))
         await self.call(lambda r: r.publish(self.channel, text), 0)
 
-    async def live_members(self) -> set[str]:
-        """The members whose heartbeat is recent (cached for a heartbeat)."""
+    async def alive(self) -> set[str]:
+        """The members the fleet counts as alive, this one always.
+
+        Those that beat within ``dead_after`` (read fresh: a member that joined a moment
+        ago is alive, and its registrations are not dropped), less those provably dead:
+        a member on this machine whose process is gone (see ``_process``; what members
+        say of themselves is re-read once a heartbeat).
+        """
+        within = await self.members_within(self.settings.dead_after)
         loop = asyncio.get_running_loop()
-        at, members = self._live
-        if loop.time() - at < self.settings.heartbeat:
-            return members
-        members = await self.members_within(self.settings.heartbeat * 3, members)
-        self._live = (loop.time(), members)
-        return members
+        at, infos = self._infos
+        if loop.time() - at >= self.settings.heartbeat or not within <= set(infos) | {self.id}:
+
+            async def read(r: aioredis.Redis) -> dict[str, str]:
+                return {str(k): str(v) for k, v in (await r.hgetall(self.key("info"))).items()}
+
+            infos = await self.call(read, infos)
+            self._infos = (loop.time(), infos)
+        dead = set()
+        for member in within - {self.id}:
+            with contextlib.suppress(ValueError, TypeError):
+                if gone(json.loads(infos.get(member) or "null")):
+                    dead.add(member)
+        self._dead = dead
+        return within - dead
+
+    @property
+    def proven_dead(self) -> set[str]:
+        """Members that still beat recently but whose process is gone (as of ``alive``)."""
+        return self._dead
 
     async def members_within(self, seconds: float, default: set[str] | None = None) -> set[str]:
         """The members that beat within the last ``seconds`` (this one always)."""
@@ -202,6 +401,7 @@ class Member:
     def _down(self, exc: BaseException | None) -> None:
         if self._closed:
             return
+        was_active = self.active
         self.active = False
         if not self._warned:
             self._warned = True
@@ -210,18 +410,36 @@ class Member:
                 "until it is back",
                 exc or "no answer",
             )
+        if was_active:
+            for callback in self._on_down:
+                try:
+                    callback()
+                except Exception:
+                    log.exception("fleet: a component failed to go on alone")
 
     # -- background -----------------------------------------------------------------------
 
-    async def _beat(self, redis: aioredis.Redis) -> None:
-        beat = self.settings.heartbeat * 1000
-        await redis.eval(_HEARTBEAT, 1, self.key("members"), self.id, beat)
+    async def _beat(self, redis: aioredis.Redis) -> bool:
+        """One heartbeat; False when Redis does not know this member under its epoch."""
+        keys = (self.key("members"), self.epochs, self.key("epoch"))
+        dead_after = int(self.settings.dead_after * 1000)
+        known, _now, counter, live = await redis.eval(
+            _BEAT, len(keys), *keys, self.id, self.token, dead_after
+        )
+        if not int(known):
+            return False
+        self._last_beat = time.monotonic()
+        self.highest_epoch = max(self.highest_epoch, int(counter))
+        self.peers = max(1, int(live))
+        return True
 
     async def _heartbeats(self) -> None:
         while not self._closed:
             await asyncio.sleep(self.settings.heartbeat if self.active else _RECONNECT)
             if self.active:
-                await self.call(self._beat, None)
+                known = await self.call(self._beat, None)
+                if known is False:
+                    await self._rejoin()
             else:
                 await self._join()
 

@@ -17,7 +17,10 @@ class Settings:
     url: str = attrs.field(repr=_where)
     #: Every Redis key of the fleet starts with it (a hash of the key, never the key).
     prefix: str
-    #: Seconds between heartbeats; a member silent for three is taken as gone.
+    #: Seconds between heartbeats.
     heartbeat: float
     #: Seconds a watcher leader's lease lasts.
     lease: float
+    #: Seconds of silence after which a member is taken for dead (every judgement of
+    #: liveness uses it; a member on this machine whose process is gone, at once).
+    dead_after: float

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import re
@@ -28,9 +29,10 @@ import redis.asyncio as aioredis
 
 from .._converter import Decoder, decoder, format_datetime, order_to_wire
 from .._enums import OrderStatus
+from .._exceptions import NoCodeError
 from .._models import Order
 from .._watcher import OrderHook, OrderSource, Watch, Watcher, is_settled
-from ._member import Member
+from ._member import Member, Revocation
 
 log = logging.getLogger("gsim_async")
 
@@ -49,18 +51,28 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 
+# Fenced (``Member.fenced``): take or renew the leader's lease. KEYS: epochs, leader.
+# ARGV: member, epoch, lease (ms). The lease names the member and its epoch: a leader
+# taken over while stalled can neither renew it nor act as leader in a fenced script.
 _CLAIM = """
-local holder = redis.call('GET', KEYS[1])
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return -1 end
+local mine = ARGV[1] .. ':' .. ARGV[2]
+local holder = redis.call('GET', KEYS[2])
 if not holder then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  redis.call('SET', KEYS[2], mine, 'PX', ARGV[3])
   return 1
 end
-if holder == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+if holder == mine or string.sub(holder, 1, #ARGV[1] + 1) == ARGV[1] .. ':' then
+  -- Renewed; or held under this member's own earlier epoch, which is void now.
+  redis.call('SET', KEYS[2], mine, 'PX', ARGV[3])
   return 1
 end
 return 0
 """
+
+#: Orders of this member the fleet took over, remembered (at most this many) so that a
+#: wait begun on one later ends at once.
+_TAKEN_MAX = 10_000
 
 
 def _order_from(data: Any) -> Order:
@@ -117,7 +129,10 @@ class FleetWatcher:
         self._closed = False
         self._elect: asyncio.Event | None = None
         self._entries: dict[str, str] = {}
+        #: Orders the fleet took over from this member → why a wait on one ends.
+        self._taken: OrderedDict[str, str] = OrderedDict()
         member.listen(self._event)
+        member.on_revoked(self._revoked)
         member.on_rejoin(self._register_all)
 
     def start(self) -> None:
@@ -148,6 +163,12 @@ class FleetWatcher:
 
     def watch(self, order: Order, interval: float | None = None) -> Watch:
         """Wait on ``order`` through the fleet (alone while Redis is unreachable)."""
+        why = self._taken.get(order.id)
+        if why is not None:
+            # The fleet took it over while this process was unresponsive: it refunds it.
+            ended = Watch(order=order, interval=interval or self._interval)
+            ended.settle(error=NoCodeError(why, order=order))
+            return ended
         if not self._member.active:
             return self.alone.watch(order, interval)
         watch = self._watches.get(order.id)
@@ -162,6 +183,8 @@ class FleetWatcher:
 
     def unwatch(self, watch: Watch) -> None:
         """One waiter is gone; the registration goes with the last."""
+        if watch.order.id in self._taken and watch.error is not None:
+            return  # never registered
         if self._watches.get(watch.order.id) is not watch:
             self.alone.unwatch(watch)
             return
@@ -182,9 +205,8 @@ class FleetWatcher:
         self._closed = True
         if self._leading:
             # Hand over at once rather than after the lease: others are waiting on codes.
-            await self._member.call(
-                lambda r: r.eval(_RESIGN, 1, self._leader_key, self._member.id), 0
-            )
+            mine = f"{self._member.id}:{self._member.token}"
+            await self._member.call(lambda r: r.eval(_RESIGN, 1, self._leader_key, mine), 0)
             await self._member.publish({"t": "leader", "gone": self._member.id})
         await self._stop_leading()
         for task in list(self._handoffs):
@@ -205,7 +227,7 @@ class FleetWatcher:
 
         nothing: list[Any] = []
         entries = await self._member.call(read, nothing)
-        live = await self._member.live_members()
+        live = await self._member.alive()
         found = set()
         for field in entries:
             order_id, _, member = str(field).rpartition("|")
@@ -296,6 +318,30 @@ class FleetWatcher:
         self._handoffs.add(task)
         task.add_done_callback(self._handoffs.discard)
 
+    def _revoked(self, revocation: Revocation) -> None:
+        """The fleet took this member over: its waits on the orders taken end at once."""
+        seconds = self._member.settings.dead_after
+        for text in revocation.rows.values():
+            try:
+                row = json.loads(text)
+            except ValueError:
+                continue
+            order_id = row.get("item_id") if isinstance(row, dict) else None
+            if not isinstance(order_id, str):
+                continue  # a purchase that was on the wire: the leader reconciles it
+            why = (
+                f"order {order_id} was taken over by the fleet (member {revocation.by}), "
+                f"which refunds it: this process was unresponsive for "
+                f"{revocation.unresponsive:.0f} s, longer than dead_after ({seconds:g} s)"
+            )
+            self._taken[order_id] = why
+            while len(self._taken) > _TAKEN_MAX:
+                self._taken.popitem(last=False)
+            waiting = self._watches.pop(order_id, None)
+            if waiting is not None and not waiting.done.is_set():
+                waiting.settle(error=NoCodeError(why, order=waiting.order))
+            self.alone.fail(order_id, functools.partial(_taken_error, why))
+
     # -- leading ----------------------------------------------------------------------------
 
     async def _lead(self) -> None:
@@ -312,10 +358,7 @@ class FleetWatcher:
                 await asyncio.sleep(settings.heartbeat)
                 continue
 
-            async def claim(r: aioredis.Redis) -> Any:
-                return await r.eval(_CLAIM, 1, self._leader_key, self._member.id, lease)
-
-            leading = bool(await self._member.call(claim, 0))
+            leading = await self._member.fenced(_CLAIM, (self._leader_key,), lease) == 1
             if leading and not self._leading:
                 log.info("fleet: this process now polls for every member (leader)")
                 self._leading = True
@@ -360,10 +403,10 @@ class FleetWatcher:
         for field in set(self._entries) - {str(f) for f in fields}:
             del self._entries[field]
         entries = self._entries
-        # A member whose process is merely busy may beat late: only one silent for long
-        # is taken as dead, and its waits dropped (its waiter died with it).
-        settings = self._member.settings
-        alive = await self._member.members_within(max(10 * settings.heartbeat, 10.0))
+        # A member whose process is merely stalled may beat late: only one silent for
+        # ``dead_after`` (or whose process is gone) is taken as dead, and its waits
+        # dropped (its waiter died with it); until then its orders are polled.
+        alive = await self._member.alive()
         wanted: dict[str, dict[str, Any]] = {}
         gone: list[str] = []
         for field, raw in entries.items():
@@ -477,6 +520,10 @@ class FleetWatcher:
 
         task = asyncio.get_running_loop().create_task(publish())
         self._polled[order_id] = (watch, task)
+
+
+def _taken_error(why: str, order: Order) -> NoCodeError:
+    return NoCodeError(why, order=order)
 
 
 def _is_result_of(data: Any, order_id: str, info: dict[str, Any]) -> bool:

@@ -42,6 +42,7 @@ async def main(config: dict[str, Any]) -> None:
         namespace=config["namespace"],
         heartbeat=config.get("heartbeat", 0.3),
         lease=config.get("lease", 1.0),
+        dead_after=config.get("dead_after", 35.0),
     )
     async with gsim_async.Client(
         config["api_key"],
@@ -52,6 +53,7 @@ async def main(config: dict[str, Any]) -> None:
         reconcile_window=config.get("reconcile_window", 2),
         max_retries=config.get("max_retries", 3),
         on_retry=lambda e: retries.append((time.time(), e.reason)),
+        max_requests_per_second=config.get("max_requests_per_second"),
         fleet=fleet,
     ) as gsim:
         await gsim.balance()  # joins the fleet
@@ -107,10 +109,13 @@ async def buy(gsim: gsim_async.Client, config: dict[str, Any]) -> None:
 
 
 async def hammer(gsim: gsim_async.Client, config: dict[str, Any]) -> None:
-    counter = iter(range(config["count"]))
+    counter = iter(range(config.get("count", 1 << 62)))
+    until = time.monotonic() + config.get("seconds", 1e9)
 
     async def worker() -> None:
         for _ in counter:
+            if time.monotonic() > until:
+                break
             try:
                 await gsim.balance()
             except gsim_async.GsimError as exc:
