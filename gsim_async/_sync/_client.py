@@ -69,7 +69,7 @@ class SyncClient:
         max_retry_after: float = C.DEFAULT_MAX_RETRY_AFTER,
         max_response_size: int = C.DEFAULT_MAX_RESPONSE_SIZE,
         reconcile_window: float | None = None,
-        fleet: RedisFleet | None = None,
+        fleet: RedisFleet | Literal[False] | None = None,
         journal: str | os.PathLike[str] | Journal | Literal[False] | None = None,
         on_retry: RetryHook | None = None,
         on_order_update: OrderHook | None = None,

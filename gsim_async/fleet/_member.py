@@ -16,8 +16,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
+from ._connect import FAILURES, Opened
 from ._settings import Settings
 
 T = TypeVar("T")
@@ -57,6 +57,7 @@ class Member:
         self.id = uuid.uuid4().hex[:16]
         self.active = False
         self._redis: aioredis.Redis | None = None
+        self._opened: Opened | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._listeners: list[Listener] = []
         self._on_rejoin: list[Callable[[], Awaitable[None]]] = []
@@ -89,18 +90,12 @@ class Member:
     # -- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Connect and join (waits at most a couple of seconds; alone if it cannot)."""
-        # A blocking pool: a burst of purchases waits for a connection instead of
-        # failing with "too many connections" (which would take the fleet as down).
-        pool = aioredis.BlockingConnectionPool.from_url(
-            self.settings.url,
-            max_connections=_CONNECTIONS,
-            timeout=_CALL_TIMEOUT,
-            socket_timeout=_CALL_TIMEOUT,
-            socket_connect_timeout=_CALL_TIMEOUT,
-            decode_responses=True,
+        """Connect and join; ``FleetError`` (what, where) if the fleet cannot use Redis."""
+        # Checked here, when the client opens: never in the middle of a purchase.
+        self._opened = await self.settings.redis.open(
+            self.key("probe"), timeout=_CALL_TIMEOUT, connections=_CONNECTIONS
         )
-        self._redis = aioredis.Redis(connection_pool=pool)
+        self._redis = self._opened.client
         if not await self._join():
             self._down(None)
         self.spawn(self._heartbeats(), "heartbeat")
@@ -111,7 +106,7 @@ class Member:
             redis = self._client()
             await asyncio.wait_for(redis.ping(), _CALL_TIMEOUT)
             await self._beat(redis)
-        except (RedisError, OSError, asyncio.TimeoutError):
+        except FAILURES:
             return False
         was_down = self._warned
         self.active = True
@@ -121,7 +116,7 @@ class Member:
         for callback in self._on_rejoin:
             try:
                 await callback()
-            except (RedisError, OSError, asyncio.TimeoutError) as exc:
+            except FAILURES as exc:
                 self._down(exc)
                 return False
         return True
@@ -138,12 +133,12 @@ class Member:
             await asyncio.wait(tasks, timeout=2 * _CALL_TIMEOUT)
         if self._redis is not None:
             if self.active:
-                with contextlib.suppress(RedisError, OSError, asyncio.TimeoutError):
+                with contextlib.suppress(*FAILURES):
                     await asyncio.wait_for(
                         self._redis.zrem(self.key("members"), self.id), _CALL_TIMEOUT
                     )
-            await self._redis.aclose()
-            await self._redis.connection_pool.disconnect()
+            if self._opened is not None:  # what the fleet made; a client passed in stays open
+                await self._opened.aclose()
         self.active = False
 
     def spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:
@@ -170,7 +165,7 @@ class Member:
             return default
         try:
             return await asyncio.wait_for(fn(self._client()), _CALL_TIMEOUT)
-        except (RedisError, OSError, asyncio.TimeoutError) as exc:
+        except FAILURES as exc:
             self._down(exc)
             return default
 
@@ -246,7 +241,7 @@ class Member:
                             listener(event)
                         except Exception:
                             log.exception("fleet event listener failed")
-            except (RedisError, OSError, asyncio.TimeoutError) as exc:
+            except FAILURES as exc:
                 self._down(exc)
             finally:
                 with contextlib.suppress(Exception):
