@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, cast
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
@@ -28,6 +29,8 @@ from redis.asyncio.connection import BlockingConnectionPool, Connection, parse_u
 from redis.asyncio.sentinel import MasterNotFoundError, Sentinel, SentinelConnectionPool
 from redis.exceptions import (
     AuthenticationError,
+    NoPermissionError,
+    ReadOnlyError,
     RedisClusterException,
     RedisError,
     ResponseError,
@@ -65,6 +68,9 @@ redis.call('TIME')
 redis.call('DEL', KEYS[1])
 return 1
 """
+
+#: One Sentinel's failure in redis-py's MasterNotFoundError ("<client repr> - error").
+_SENTINEL_ERRORS = re.compile(r" - (?:\w+:)?\w+: (.*?)(?=, <redis\.|$)")
 
 #: Some form of the fleet's Redis, for messages: the URL without credentials or options.
 Where = str
@@ -441,9 +447,17 @@ def _explain(exc: Exception, where: Where, service: str | None) -> FleetError:
     text = str(exc) or type(exc).__name__
     upper = text.upper()
     if isinstance(exc, MasterNotFoundError):
+        # redis-py's message holds each Sentinel client's repr: only their errors matter.
+        errors = [e.strip() for e in _SENTINEL_ERRORS.findall(text)]
+        why = "; ".join(errors) if errors else "the Sentinels answered, naming none"
         message = (
-            f"no Sentinel at {where} names a primary for the service {service!r} ({text}): "
-            "check the service name, and that the Sentinels monitor it"
+            f"no Sentinel at {where} names a primary for the service {service!r} ({why}): "
+            "check the service name, and that the Sentinels monitor it and are reachable"
+        )
+    elif "SELECT IS NOT ALLOWED IN CLUSTER MODE" in upper:
+        message = (
+            f"the fleet's Redis at {where} is a Redis Cluster, which has only database 0: "
+            "name /0 in the URL"
         )
     elif isinstance(exc, AuthenticationError) or upper.startswith(("NOAUTH", "WRONGPASS")):
         message = (
@@ -451,12 +465,14 @@ def _explain(exc: Exception, where: Where, service: str | None) -> FleetError:
             "user name and password"
         )
     elif isinstance(exc, _ScriptRefusedError):
-        if upper.startswith("READONLY"):
+        # redis-py strips the error's code (READONLY, NOPERM) and names it by class.
+        refused = exc.__cause__
+        if isinstance(refused, ReadOnlyError) or upper.startswith("READONLY"):
             message = (
                 f"the fleet's Redis at {where} is a read-only replica ({text}): point the "
                 "fleet at the primary, or at its Sentinels with redis+sentinel://"
             )
-        elif upper.startswith("NOPERM"):
+        elif isinstance(refused, NoPermissionError) or upper.startswith("NOPERM"):
             message = (
                 f"the fleet's Redis at {where} does not let this user run the fleet's "
                 f"scripts ({text}): it needs EVAL, PUBLISH, SUBSCRIBE and the data commands "

@@ -127,7 +127,7 @@ async def loop(gsim: gsim_async.Client, config: dict[str, Any]) -> None:
             except gsim_async.GsimError as exc:
                 say("error", id=order.id, error=repr(exc))
             else:
-                say("code", id=order.id, code=code)
+                say("code", id=order.id, code=code, at=time.time())
 
     await asyncio.gather(*(one() for _ in range(config.get("concurrency", 4))))
 
