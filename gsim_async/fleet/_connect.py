@@ -244,7 +244,7 @@ def _client_target(client: aioredis.Redis | RedisCluster) -> ClientTarget:
 
 def _describe(client: aioredis.Redis | RedisCluster) -> Where:
     if isinstance(client, RedisCluster):
-        nodes = ",".join(f"{n.host}:{n.port}" for n in client.get_nodes()) or "?"
+        nodes = ",".join(client.nodes_manager.startup_nodes) or "?"
         return f"Redis Cluster {nodes}"
     pool = client.connection_pool
     if isinstance(pool, SentinelConnectionPool):
@@ -344,10 +344,11 @@ class SentinelTarget:
         )
 
         async def close() -> None:
-            try:
-                await client.aclose()
-            finally:
-                await sentinel.aclose()
+            await client.aclose()
+            # Sentinel.aclose() is redis-py 8's; its clients close the same way in all.
+            for each in sentinel.sentinels:
+                with contextlib.suppress(*FAILURES):
+                    await each.aclose()
 
         try:
             await _run(self.where, timeout, _probe(client, probe), service=self.service)
