@@ -174,8 +174,13 @@ class SyncClient:
 
     def __enter__(self) -> SyncClient:
         # As ``async with Client()``: an earlier run's journal is taken over now, not
-        # at the first call.
-        self._runner.call(self._client.__aenter__)
+        # at the first call. A fleet whose Redis cannot be used fails here (FleetError),
+        # and the client's thread goes with it.
+        try:
+            self._runner.call(self._client.__aenter__)
+        except BaseException:
+            self._runner.close()
+            raise
         return self
 
     def __exit__(
