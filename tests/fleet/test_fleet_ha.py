@@ -391,6 +391,15 @@ async def test_tls_without_the_client_certificate_fails_when_the_client_opens(
     )
 
 
+async def test_the_fleet_reaches_redis_over_a_unix_socket(
+    sandbox: Sandbox, tmp_path: Path, namespace: str
+) -> None:
+    need_redis()
+    socket = tmp_path / "redis.sock"
+    with RedisServer("--unixsocket", str(socket), "--unixsocketperm", "700"):
+        await codes_through(sandbox, RedisFleet(f"unix://{socket}?db=1", namespace=namespace))
+
+
 async def test_a_ready_client_is_used_and_left_open(
     sandbox: Sandbox, redis_server: RedisServer, namespace: str
 ) -> None:
