@@ -429,8 +429,10 @@ class _ScriptRefusedError(Exception):
 async def _run(
     where: Where, timeout: float, check: Awaitable[Any], *, service: str | None = None
 ) -> Any:
-    """``await check`` within ``timeout`` (twice: a connection, then a call); its failure
-    as a ``FleetError`` that says what and where."""
+    """``await check``, or the reason it failed as a ``FleetError`` (what, where).
+
+    It may take a connection and a call, each up to ``timeout``, and a second more.
+    """
     try:
         return await asyncio.wait_for(check, 2 * timeout + 1)
     except FleetError:
