@@ -66,9 +66,11 @@ class Client:
     purchase whose answer was lost: the account is checked until then before the SDK
     concludes nothing was bought (default: 60 s or twice ``timeout``).
 
-    ``fleet`` (``gsim_async.fleet.RedisFleet``; default from ``$GSIM_FLEET_URL``) makes
+    ``fleet`` (``gsim_async.fleet.RedisFleet``; default from ``$GSIM_FLEET_URL``,
+    ``False`` for none whatever it says) makes
     every process on the same key cooperate through Redis: one rate gate, exact
     ownership of purchases, one watcher for all (``pip install 'gsim-async[redis]'``).
+    A Redis the fleet cannot use raises ``FleetError`` when the client opens.
 
     ``journal`` (a file path or a ``Journal``; default from ``$GSIM_JOURNAL``, ``False``
     for none whatever it says) keeps what the client owes
@@ -103,7 +105,7 @@ class Client:
         max_retry_after: float = C.DEFAULT_MAX_RETRY_AFTER,
         max_response_size: int = C.DEFAULT_MAX_RESPONSE_SIZE,
         reconcile_window: float | None = None,
-        fleet: RedisFleet | None = None,
+        fleet: RedisFleet | Literal[False] | None = None,
         journal: str | os.PathLike[str] | Journal | Literal[False] | None = None,
         on_retry: RetryHook | None = None,
         on_order_update: OrderHook | None = None,
@@ -161,7 +163,7 @@ class Client:
 
             fleet = RedisFleet(os.environ["GSIM_FLEET_URL"])
         self._fleet: Binding | None = None
-        if fleet is not None:
+        if fleet is not None and fleet is not False:
             self._fleet = fleet.bind(
                 settings.api_key,
                 settings.base_url,
@@ -283,8 +285,13 @@ class Client:
         return None if self._journal is None else str(self._journal.path)
 
     async def __aenter__(self) -> Client:
-        # Recovery from the journal starts now, not only at the first request.
-        await self._transport.shared.ready()
+        # Recovery from the journal starts now, not only at the first request; a fleet
+        # whose Redis cannot be used fails here (FleetError), and nothing is left open.
+        try:
+            await self._transport.shared.ready()
+        except BaseException:
+            await self.aclose()
+            raise
         return self
 
     async def __aexit__(

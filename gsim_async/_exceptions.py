@@ -22,6 +22,8 @@ GsimError
 ├── PriceTooHighError                   activation(max_price=...) refused it
 ├── JournalError                        the journal cannot be opened or written
 │   └── JournalInUseError               another live client has it open
+├── FleetError                          the fleet's Redis cannot be used (when
+│                                       the client opens: .where says where)
 ├── MessageTimeoutError (TimeoutError)  rentals.wait_for_sms timed out
 ├── NoNumberAvailableError              activations() has nothing left to buy
 │   └── BudgetExceededError             ... within its budget
@@ -51,6 +53,7 @@ __all__ = [
     "ClientClosedError",
     "CodeTimeoutError",
     "ConflictError",
+    "FleetError",
     "ForbiddenError",
     "GsimError",
     "InsufficientBalanceError",
@@ -406,6 +409,21 @@ class JournalError(GsimError):
     Raised when the client is made, or instead of a purchase: nothing is bought that
     the journal could not record first.
     """
+
+
+class FleetError(GsimError):
+    """The fleet's Redis (``Client(fleet=RedisFleet(...))``) cannot be used.
+
+    Raised when the client opens (``async with Client(...)``), before any request:
+    Redis unreachable, credentials refused, a Sentinel that names no primary for the
+    service, a server that runs no Lua scripts or takes no writes. ``where`` says which
+    Redis (never its password). Once open, a member that loses Redis does not raise: it
+    paces and watches on its own until Redis is back.
+    """
+
+    def __init__(self, message: str, *, where: str) -> None:
+        super().__init__(message)
+        self.where = where
 
 
 class JournalInUseError(JournalError):

@@ -73,13 +73,15 @@ class Scene:
     def __init__(self, env: dict[str, str | None]) -> None:
         # A colour terminal that is not interactive: rich's live display shows no frames.
         # No journal: the screenshots' sandboxes die with them (and the user's own
-        # state directory is left alone).
+        # state directory is left alone). No fleet either: the docs build has no
+        # redis-py, and a GSIM_FLEET_URL in the shell names somebody's real fleet.
         self.env = {
             **env,
             "COLUMNS": str(WIDTH),
             "FORCE_COLOR": "1",
             "TTY_INTERACTIVE": "0",
             "GSIM_JOURNAL": None,
+            "GSIM_FLEET_URL": None,
             "XDG_STATE_HOME": _STATE.name,
         }
         self.console = Console(

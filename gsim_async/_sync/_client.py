@@ -69,7 +69,7 @@ class SyncClient:
         max_retry_after: float = C.DEFAULT_MAX_RETRY_AFTER,
         max_response_size: int = C.DEFAULT_MAX_RESPONSE_SIZE,
         reconcile_window: float | None = None,
-        fleet: RedisFleet | None = None,
+        fleet: RedisFleet | Literal[False] | None = None,
         journal: str | os.PathLike[str] | Journal | Literal[False] | None = None,
         on_retry: RetryHook | None = None,
         on_order_update: OrderHook | None = None,
@@ -174,8 +174,13 @@ class SyncClient:
 
     def __enter__(self) -> SyncClient:
         # As ``async with Client()``: an earlier run's journal is taken over now, not
-        # at the first call.
-        self._runner.call(self._client.__aenter__)
+        # at the first call. A fleet whose Redis cannot be used fails here (FleetError),
+        # and the client's thread goes with it.
+        try:
+            self._runner.call(self._client.__aenter__)
+        except BaseException:
+            self._runner.close()
+            raise
         return self
 
     def __exit__(

@@ -82,6 +82,11 @@ _JOURNAL: dict[str, Any] = {
     "(default: gsim-async/journal.db in your state directory).",
 }
 _NO_JOURNAL: dict[str, Any] = {"is_flag": True, "help": "Keep no journal."}
+_FLEET: dict[str, Any] = {
+    "metavar": "URL",
+    "help": "Join the fleet on this Redis (redis://, rediss://, unix://, redis+sentinel://; "
+    "default: GSIM_FLEET_URL, which --sandbox ignores).",
+}
 _VERBOSE: dict[str, Any] = {
     "count": True,
     "help": "DEBUG logs on stderr (-vv adds aiohttp's).",
@@ -96,6 +101,7 @@ _VERBOSE: dict[str, Any] = {
 @click.option("--poll-interval", **_POLL_INTERVAL)
 @click.option("--journal", envvar="GSIM_JOURNAL", show_envvar=True, **_JOURNAL)
 @click.option("--no-journal", **_NO_JOURNAL)
+@click.option("--fleet", **_FLEET)
 @click.option("-v", "--verbose", **_VERBOSE)
 @click.version_option(__version__, "-V", "--version", prog_name="gsim")
 @click.pass_context
@@ -108,6 +114,7 @@ def cli(
     poll_interval: float | None,
     journal: str | None,
     no_journal: bool,
+    fleet: str | None,
     verbose: int,
 ) -> None:
     """gsim: SMS verification numbers and virtual number rentals.
@@ -127,6 +134,7 @@ def cli(
         poll_interval=poll_interval,
         journal=journal,
         no_journal=no_journal,
+        fleet=fleet,
     )
 
 
@@ -179,6 +187,7 @@ def _late_options(*names: str) -> list[click.Option]:
         "poll_interval": (["--poll-interval"], _POLL_INTERVAL),
         "journal": (["--journal"], _JOURNAL),
         "no_journal": (["--no-journal"], _NO_JOURNAL),
+        "fleet": (["--fleet"], _FLEET),
         "json": (["--json"], _JSON),
         "verbose": (["-v", "--verbose"], _VERBOSE),
     }
@@ -201,7 +210,7 @@ def _leaves(group: click.Group) -> list[click.Command]:
 for _command in _leaves(cli):
     if _command is not _sandbox_cmd.sandbox:  # it serves an API: no key, no client
         _command.params += _late_options(
-            "api_key", "base_url", "sandbox", "poll_interval", "journal", "no_journal"
+            "api_key", "base_url", "sandbox", "poll_interval", "journal", "no_journal", "fleet"
         )
     _command.params += _late_options("json", "verbose")
 del _command

@@ -11,7 +11,7 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -28,6 +28,9 @@ from .._exceptions import (
 )
 from .._journal import Journal, open_rows
 from ._output import Output
+
+if TYPE_CHECKING:
+    from ..fleet import RedisFleet
 
 log = logging.getLogger("gsim_async")
 
@@ -65,8 +68,11 @@ class App:
         poll_interval: float | None = None,
         journal: str | None = None,
         no_journal: bool = False,
+        fleet: str | None = None,
     ) -> None:
         self.api_key = api_key
+        #: The fleet's Redis named by --fleet (GSIM_FLEET_URL is the Client's own default).
+        self.fleet = fleet
         self.journal = journal
         self.no_journal = no_journal
         self.base_url = base_url
@@ -110,11 +116,13 @@ class App:
                 self.out.note(f"embedded sandbox at {sb.base_url}: no account, no money spent")
                 # The embedded sandbox dies with the command: a journal of it would only
                 # hold rows nobody can act on, unless one was asked for.
+                # Nor a fleet: GSIM_FLEET_URL names the production one on a fleet's host.
                 client = Client(
                     sb.api_key,
                     base_url=sb.base_url,
                     poll_interval=self.poll_interval or SANDBOX_POLL_INTERVAL,
                     journal=False if self.no_journal or not self.journal else self.journal,
+                    fleet=self._fleet() or False,
                 )
             else:
                 if not self.api_key:
@@ -125,9 +133,18 @@ class App:
                     self.api_key,
                     base_url=self.base_url or None,
                     poll_interval=self.poll_interval or DEFAULT_POLL_INTERVAL,
+                    fleet=self._fleet(),
                 )
             await stack.enter_async_context(client)
             return await command(client)
+
+    def _fleet(self) -> RedisFleet | None:
+        """The fleet --fleet names (``None``: the client's default, GSIM_FLEET_URL)."""
+        if not self.fleet:
+            return None
+        from ..fleet import RedisFleet
+
+        return RedisFleet(self.fleet)
 
     def _client(self, api_key: str, **options: Any) -> Client:
         """The client, with its journal: the one asked for, or the first free default one.

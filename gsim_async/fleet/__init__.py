@@ -13,7 +13,10 @@ what was learnt of the limit), exact ownership of purchases and orders (so a los
 purchase is matched exactly and ``cancel_stale()`` never touches a live member's
 order), and one watcher: a leader polls for every order any member waits on and hands
 each result to its waiter. When Redis is unreachable, members fall back to their own
-pacing and watching, and rejoin when it is back. Needs ``pip install 'gsim-async[redis]'``.
+pacing and watching, and rejoin when it is back; a Redis the fleet cannot use when the
+client opens raises ``gsim_async.FleetError`` instead. Redis may be one server, a primary
+managed by Sentinels, a Cluster, or a ready ``redis.asyncio`` client (``RedisFleet``).
+Needs ``pip install 'gsim-async[redis]'``.
 """
 
 from __future__ import annotations

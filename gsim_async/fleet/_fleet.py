@@ -10,7 +10,11 @@ from .._exceptions import InvalidArgumentError
 from ._settings import Settings
 
 if TYPE_CHECKING:
+    import redis.asyncio
+    import redis.asyncio.cluster
+
     from ._binding import Binding
+    from ._connect import Target
 
 #: Seconds between a member's heartbeats.
 HEARTBEAT = 1.0
@@ -26,8 +30,22 @@ DEAD_AFTER = 35.0
 class RedisFleet:
     """Every process with the same API key and this fleet cooperates through Redis.
 
-    ``url`` is a redis-py URL (``redis://host:6379/0``, ``rediss://...`` for TLS,
-    ``unix:///path``). Everything the fleet keeps in Redis lives under a prefix made
+    ``url`` is where Redis is:
+
+    * ``redis://[[user]:password@]host:6379/0``, ``rediss://...`` for TLS (a CA and a
+      client certificate as redis-py takes them: ``?ssl_ca_certs=ca.pem&ssl_certfile=
+      client.pem&ssl_keyfile=client.key``), ``unix:///path/redis.sock?db=0``; the URL of
+      a Redis Cluster node opens the Cluster;
+    * ``redis+sentinel://[[user]:password@]host:port[,host:port...]/service_name[/db]``:
+      the primary the Sentinels name, followed through a failover
+      (``?sentinel_password=...`` when the Sentinels want one of their own);
+    * or a ready ``redis.asyncio`` client made with ``decode_responses=True``
+      (``Redis``, a Sentinel's ``master_for(...)``, ``RedisCluster``), for anything
+      else; the fleet never closes it.
+
+    A malformed URL raises ``InvalidArgumentError`` here; a Redis the fleet cannot use
+    (unreachable, credentials refused, no primary, no Lua) raises ``FleetError`` when
+    the client opens. Everything the fleet keeps in Redis lives under a prefix made
     from a hash of the API key (never the key itself) and the server's base URL, and
     ``namespace``, so several accounts, servers, or fleets of one account can share a
     Redis. ``heartbeat`` and ``lease`` (seconds) tune how fast a silent watcher leader
@@ -45,15 +63,13 @@ class RedisFleet:
 
     def __init__(
         self,
-        url: str,
+        url: str | redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster,
         *,
         namespace: str | None = None,
         heartbeat: float = HEARTBEAT,
         lease: float = LEASE,
         dead_after: float = DEAD_AFTER,
     ) -> None:
-        if not isinstance(url, str) or "://" not in url:
-            raise InvalidArgumentError(f"RedisFleet needs a redis:// URL, got {url!r}")
         if namespace is not None and (not isinstance(namespace, str) or not namespace.strip()):
             raise InvalidArgumentError("namespace must be a non-empty string")
         if not heartbeat > 0 or not lease > heartbeat:
@@ -69,7 +85,11 @@ class RedisFleet:
             raise InvalidArgumentError(
                 "RedisFleet needs redis-py: pip install 'gsim-async[redis]'"
             ) from None
-        self.url = url
+        from ._connect import parse
+
+        self._redis: Target = parse(url)
+        #: The URL given (``None`` for a ready client).
+        self.url = url if isinstance(url, str) else None
         self.namespace = namespace
         self.heartbeat = heartbeat
         self.lease = lease
@@ -84,7 +104,9 @@ class RedisFleet:
         parts = urlsplit(base_url)
         server = f"{parts.scheme.lower()}://{parts.netloc.lower()}{parts.path.rstrip('/')}"
         digest = hashlib.sha256(f"gsim-async:{api_key}\n{server}".encode()).hexdigest()[:20]
-        return f"gsim:{digest}" + (f":{self.namespace}" if self.namespace else "")
+        # A hash tag: every key of one fleet lives in one slot of a Redis Cluster, so each
+        # script's keys are on one node (and the same scripts run on a single Redis).
+        return f"gsim:{{{digest}}}" + (f":{self.namespace}" if self.namespace else "")
 
     def bind(self, api_key: str, base_url: str, **parts: Any) -> Binding:
         """Join a client of the server at ``base_url`` to this fleet (see ``Binding``)."""
@@ -93,10 +115,9 @@ class RedisFleet:
         from ._binding import Binding
 
         prefix = self.prefix(api_key, base_url)
-        settings = Settings(self.url, prefix, self.heartbeat, self.lease, self.dead_after)
+        settings = Settings(self._redis, prefix, self.heartbeat, self.lease, self.dead_after)
         return Binding(settings, **parts)
 
     def __repr__(self) -> str:
-        # The URL may carry a password: show only where it points.
-        where = self.url.split("@")[-1]
-        return f"<RedisFleet {where} namespace={self.namespace!r}>"
+        # Only where it points: the URL may carry a password.
+        return f"<RedisFleet {self._redis.where} namespace={self.namespace!r}>"

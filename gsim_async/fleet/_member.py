@@ -18,8 +18,8 @@ from typing import Any, TypeVar
 
 import attrs
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
+from ._connect import FAILURES, Opened
 from ._process import gone, identity
 from ._settings import Settings
 
@@ -138,6 +138,7 @@ class Member:
         #: Members alive at the last heartbeat, this one included.
         self.peers = 1
         self._redis: aioredis.Redis | None = None
+        self._opened: Opened | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._listeners: list[Listener] = []
         self._on_rejoin: list[Callable[[], Awaitable[None]]] = []
@@ -194,18 +195,12 @@ class Member:
     # -- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Connect and join (waits at most a couple of seconds; alone if it cannot)."""
-        # A blocking pool: a burst of purchases waits for a connection instead of
-        # failing with "too many connections" (which would take the fleet as down).
-        pool = aioredis.BlockingConnectionPool.from_url(
-            self.settings.url,
-            max_connections=_CONNECTIONS,
-            timeout=_CALL_TIMEOUT,
-            socket_timeout=_CALL_TIMEOUT,
-            socket_connect_timeout=_CALL_TIMEOUT,
-            decode_responses=True,
+        """Connect and join; ``FleetError`` (what, where) if the fleet cannot use Redis."""
+        # Checked here, when the client opens: never in the middle of a purchase.
+        self._opened = await self.settings.redis.open(
+            self.key("probe"), timeout=_CALL_TIMEOUT, connections=_CONNECTIONS
         )
-        self._redis = aioredis.Redis(connection_pool=pool)
+        self._redis = self._opened.client
         if not await self._join():
             self._down(None)
         self.spawn(self._heartbeats(), "heartbeat")
@@ -233,7 +228,7 @@ class Member:
                 redis.eval(_JOIN, len(keys), *keys, self.id, self.token, self.highest_epoch, info),
                 _CALL_TIMEOUT,
             )
-        except (RedisError, OSError, asyncio.TimeoutError):
+        except FAILURES:
             return False
         self.epoch = int(epoch)
         self.highest_epoch = max(self.highest_epoch, self.epoch)
@@ -269,7 +264,7 @@ class Member:
         for callback in self._on_rejoin:
             try:
                 await callback()
-            except (RedisError, OSError, asyncio.TimeoutError) as exc:
+            except FAILURES as exc:
                 self._down(exc)
                 return False
         return True
@@ -297,13 +292,13 @@ class Member:
         if self._redis is not None:
             if self.active:
                 keys = (self.key("members"), self.epochs, self.key("info"))
-                with contextlib.suppress(RedisError, OSError, asyncio.TimeoutError):
+                with contextlib.suppress(*FAILURES):
                     await asyncio.wait_for(
                         self._redis.eval(_LEAVE, len(keys), *keys, self.id, self.token),
                         _CALL_TIMEOUT,
                     )
-            await self._redis.aclose()
-            await self._redis.connection_pool.disconnect()
+            if self._opened is not None:  # what the fleet made; a client passed in stays open
+                await self._opened.aclose()
         self.active = False
 
     def spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:
@@ -330,7 +325,7 @@ class Member:
             return default
         try:
             return await asyncio.wait_for(fn(self._client()), _CALL_TIMEOUT)
-        except (RedisError, OSError, asyncio.TimeoutError) as exc:
+        except FAILURES as exc:
             self._down(exc)
             return default
 
@@ -464,7 +459,7 @@ class Member:
                             listener(event)
                         except Exception:
                             log.exception("fleet event listener failed")
-            except (RedisError, OSError, asyncio.TimeoutError) as exc:
+            except FAILURES as exc:
                 self._down(exc)
             finally:
                 with contextlib.suppress(Exception):

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import attrs
 
+if TYPE_CHECKING:
+    from ._connect import Target
 
-def _where(url: str) -> str:
-    # The URL may carry a password: show only where it points.
-    return repr(url.split("@")[-1])
+
+def _where(target: Target) -> str:
+    # Only where it points: a URL may carry a password, a client its configuration.
+    return repr(target.where)
 
 
 @attrs.frozen
 class Settings:
-    """One fleet as a member sees it: Redis' URL, the key prefix, and the timings."""
+    """One fleet as a member sees it: how to reach Redis, the key prefix, and the timings."""
 
-    url: str = attrs.field(repr=_where)
+    #: Where Redis is and how to reach it (``_connect``: URL forms, ready clients).
+    redis: Target = attrs.field(repr=_where)
     #: Every Redis key of the fleet starts with it (a hash of the key, never the key).
     prefix: str
     #: Seconds between heartbeats.

@@ -51,6 +51,14 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 
+# A result: stored for a waiter that missed its event, and published. One script, not a
+# pipeline: a Cluster client refuses PUBLISH in a pipeline (no key to route it by); in a
+# script it runs on the fleet's node and reaches every node's subscribers.
+_RESULT = """
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+return redis.call('PUBLISH', ARGV[3], ARGV[4])
+"""
+
 # Fenced (``Member.fenced``): take or renew the leader's lease. KEYS: epochs, leader.
 # ARGV: member, epoch, lease (ms). The lease names the member and its epoch: a leader
 # taken over while stalled can neither renew it nor act as leader in a fenced script.
@@ -508,10 +516,9 @@ class FleetWatcher:
             result_key = self._member.key("result", order_id)
 
             async def write(r: aioredis.Redis) -> Any:
-                pipe = r.pipeline(transaction=False)
-                pipe.set(result_key, json.dumps(order_to_wire(watch.order)), ex=_RESULT_TTL)
-                pipe.publish(self._member.channel, text)
-                return await pipe.execute()
+                stored = json.dumps(order_to_wire(watch.order))
+                channel = self._member.channel
+                return await r.eval(_RESULT, 1, result_key, stored, _RESULT_TTL, channel, text)
 
             if await self._member.call(write, None) is not None:
                 self._published[order_id] = time.monotonic()

@@ -65,9 +65,13 @@ class Background:
 
 @pytest.fixture(autouse=True)
 def state_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The command line's journals go to a fresh state directory, never the user's."""
+    """The command line's journals go to a fresh state directory, never the user's.
+
+    Nor does a command join the fleet of the shell the tests run in.
+    """
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state")))
     monkeypatch.delenv("GSIM_JOURNAL", raising=False)
+    monkeypatch.delenv("GSIM_FLEET_URL", raising=False)
 
 
 @pytest.fixture

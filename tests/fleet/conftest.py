@@ -1,7 +1,21 @@
-"""The fleet's tests use the ``redis_server`` fixture of ``tests/redis_server.py``."""
+"""The fleet's tests use the Redis fixtures of ``tests/redis_server.py``."""
 
 from __future__ import annotations
 
-from redis_server import RedisServer, redis_server
+from redis_server import (
+    RedisServer,
+    TLSRedis,
+    redis_cluster,
+    redis_server,
+    sentinel_group,
+    tls_redis,
+)
 
-__all__ = ["RedisServer", "redis_server"]
+__all__ = [
+    "RedisServer",
+    "TLSRedis",
+    "redis_cluster",
+    "redis_server",
+    "sentinel_group",
+    "tls_redis",
+]

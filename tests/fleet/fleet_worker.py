@@ -65,6 +65,8 @@ async def main(config: dict[str, Any]) -> None:
             await buy(gsim, config)
         elif scenario == "hammer":
             await hammer(gsim, config)
+        elif scenario == "loop":
+            await loop(gsim, config)
         elif scenario == "idle":
             await asyncio.sleep(config.get("stay", 60))
         watcher = gsim._orders_book.watcher  # private: rounds are not public
@@ -106,6 +108,30 @@ async def buy(gsim: gsim_async.Client, config: dict[str, Any]) -> None:
             say("bought", ids=[order.id])
 
     await asyncio.gather(*(one() for _ in range(config["count"])))
+
+
+async def loop(gsim: gsim_async.Client, config: dict[str, Any]) -> None:
+    """``concurrency`` loops buying a number and waiting for its code, for ``duration`` s."""
+    end = time.monotonic() + config["duration"]
+
+    async def one() -> None:
+        while time.monotonic() < end:
+            try:
+                order = await gsim.orders.create("telegram", "russia")
+            except gsim_async.GsimError as exc:
+                say("error", error=repr(exc))
+                continue
+            say("bought", ids=[order.id])
+            try:
+                code = await gsim.orders.wait_for_code(
+                    order, timeout=config.get("timeout", 30), on_timeout="cancel"
+                )
+            except gsim_async.GsimError as exc:
+                say("error", id=order.id, error=repr(exc))
+            else:
+                say("code", id=order.id, code=code, at=time.time())
+
+    await asyncio.gather(*(one() for _ in range(config.get("concurrency", 4))))
 
 
 async def hammer(gsim: gsim_async.Client, config: dict[str, Any]) -> None:

@@ -291,6 +291,20 @@ def test_close_refunds_an_open_activation_and_ends_the_thread(sandbox: ThreadedS
         gsim.orders.create("telegram", "russia")
 
 
+def test_a_fleet_that_cannot_be_used_fails_on_entering_and_ends_the_thread(
+    sandbox: ThreadedSandbox,
+) -> None:
+    from benchmarks._redis import free_port
+    from gsim_async.fleet import RedisFleet
+
+    gsim = sandbox.client(fleet=RedisFleet(f"redis://127.0.0.1:{free_port()}/0"))
+    thread = gsim._runner._thread
+    with pytest.raises(gsim_async.FleetError, match="cannot reach the fleet's Redis"), gsim:
+        pytest.fail("the client opened")
+    assert not thread.is_alive()
+    assert sandbox.ledger().charged == 0
+
+
 def test_an_unclosed_client_warns_and_closes_itself(sandbox: ThreadedSandbox) -> None:
     gsim = sandbox.client()
     gsim.balance()

@@ -133,3 +133,24 @@ async def crash_safety(path: str) -> list[str]:
         del error
     Client(journal=False)
     return codes
+
+
+async def fleets(url: str) -> None:
+    from redis.asyncio import Redis
+    from redis.asyncio.cluster import RedisCluster
+
+    from gsim_async.fleet import RedisFleet
+
+    for fleet in (
+        RedisFleet(url, namespace="bots"),
+        RedisFleet("redis+sentinel://10.0.0.5:26379,10.0.0.6:26379/mymaster/0"),
+        RedisFleet(Redis(decode_responses=True)),
+        RedisFleet(RedisCluster(decode_responses=True)),
+    ):
+        try:
+            async with Client(fleet=fleet) as gsim:
+                await gsim.balance()
+        except gsim_async.FleetError as exc:
+            where: str = exc.where
+            del where
+    Client(fleet=False)
