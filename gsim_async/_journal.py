@@ -150,7 +150,12 @@ class Journal:
         ``GSIM_BASE_URL``, else the default server). Reads the file without locking it:
         safe beside a live client. A missing file holds nothing.
         """
-        key = api_key if api_key is not None else os.environ.get("GSIM_API_KEY", "")
+        key = api_key if api_key is not None else os.environ.get("GSIM_API_KEY")
+        if not key or not key.strip():
+            raise InvalidArgumentError(
+                "no API key: pass open_rows(api_key=...) or set GSIM_API_KEY (rows are "
+                "told apart by the key and server they were written for)"
+            )
         url = base_url if base_url is not None else os.environ.get("GSIM_BASE_URL")
         mine = set(accounts(key.strip(), url or C.DEFAULT_BASE_URL))
         return _count_rows(self.path, mine)

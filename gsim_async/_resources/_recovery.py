@@ -52,8 +52,11 @@ _ORDER: Decoder[Order] = decoder(Order)
 
 
 #: Seconds a refund timer sleeps at most before it looks at the clocks again: a guess of
-#: the server's clock that improves (a first answer, a purchase) moves the refund too.
+#: the server's clock that changes by more than ``_MOVED`` seconds (a first answer, a
+#: purchase, this machine's clock stepped) moves the refund too. Smaller changes are the
+#: Date header's jitter (it has whole seconds): they move nothing.
 _RECHECK = 5.0
+_MOVED = 2.0
 
 
 @attrs.define(eq=False)
@@ -63,6 +66,8 @@ class _Due:
     #: When the refund falls due, on the server's clock (None: fixed once the server's
     #: clock is known, a grace from then: an activation found before any answer came).
     due: float | None
+    #: The same on this machine's clock, as last turned (see ``_MOVED``).
+    local: float = 0.0
     timer: asyncio.Task[None] | None = None
 
 
@@ -432,8 +437,10 @@ class Recovery:
         if order.id in self._due:
             return
         record = _Due(order, action, due)
+        if due is not None:
+            record.local = obligations.on_wall(due)
         self._due[order.id] = record
-        wait = max(obligations.on_wall(due) - now, 0.0) if due is not None else self.grace
+        wait = max(record.local - now, 0.0) if due is not None else self.grace
         log.info(
             "journal: order %s of an earlier run is %s in %.0f s unless taken back",
             order.id,
@@ -452,6 +459,14 @@ class Recovery:
         clock = self._shared.root.clock
         if after_look:
             await self._looked.wait()
+            if record.due is not None:
+                # This run fixed the due time for the longest its look could take; it
+                # took less: the grace counts from its end (written: later runs keep it).
+                sooner = obligations.on_server(time.time() + self.grace)
+                if sooner < record.due:
+                    record.due = sooner
+                    record.local = obligations.on_wall(sooner)
+                    obligations.due_fixed(record.order.id, ref, sooner)
         if record.due is None:
             # Found before any answer showed the server's clock: fix the grace once one has.
             while True:  # polled: a Date header is seen below the transport's hooks
@@ -459,11 +474,15 @@ class Recovery:
                     break
                 await anyio.sleep(0.5)
             record.due = min(obligations.on_server(time.time() + self.grace), latest)
+            record.local = obligations.on_wall(record.due)
             obligations.due_fixed(record.order.id, ref, record.due)
         # The due time is on the server's clock: looked at again now and then, so that a
         # better guess of that clock (or this machine's stepped) moves the refund too.
         while True:
-            left = obligations.on_wall(record.due) - time.time()
+            local = obligations.on_wall(record.due)
+            if abs(local - record.local) > _MOVED:
+                record.local = local
+            left = record.local - time.time()
             if left <= 0:
                 break
             await anyio.sleep(min(left, _RECHECK))

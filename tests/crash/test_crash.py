@@ -376,7 +376,6 @@ async def test_a_crash_loop_refunds_dead_blocks_one_grace_after_the_first_recove
         event = await first.next("bought")
         kinds[event["ids"][0]] = event["kind"]
     await anyio.sleep(0.3)  # the waits' rows are written
-    waits_end = time.monotonic() + wait - 0.3
     await first.killed()
     blocks = [i for i, kind in kinds.items() if kind == "activation"]
     waits = [i for i, kind in kinds.items() if kind == "wait"]
@@ -401,7 +400,6 @@ async def test_a_crash_loop_refunds_dead_blocks_one_grace_after_the_first_recove
     assert blocks_refunded - first_recovery <= grace + SLACK
     for order_id in waits:
         assert sandbox.order(order_id).status == "BANNED"
-    assert time.monotonic() <= waits_end + SLACK + 6 * 3  # the loop did not drag on
     for order in sandbox.orders():
         assert order.charged == order.price and order.refunded == order.price, order
     assert sandbox.balance() == OPENING
