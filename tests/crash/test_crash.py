@@ -517,6 +517,26 @@ async def test_waits_of_a_run_whose_clock_was_behind_are_not_banned_early(journa
         await second.killed()
 
 
+async def test_a_wait_longer_than_its_order_lives_is_refunded_before_it_expires(
+    journal: str,
+) -> None:
+    # A 10-minute wait on an order that expires 63 s after purchase: its refund falls due
+    # no later than a create()'s, a minute before expiry (3 s after purchase here).
+    async with Sandbox(seed=43, auto_deliver=False, order_ttl=63, balance=OPENING) as sandbox:
+        first = await run(sandbox, journal, "wait", count=2, timeout=600)
+        await first.next("bought")
+        await anyio.sleep(0.5)
+        await first.killed()
+        second = await run(sandbox, journal, "recover", stay=30)
+        await until(
+            lambda: set(statuses(sandbox).values()) == {"BANNED"},
+            3 + SLACK,
+            "the waits' orders refunded a minute before they expire",
+        )
+        assert_refunded_once(sandbox, "BANNED")
+        await second.killed()
+
+
 async def test_a_first_purchase_on_the_wire_is_found_after_the_clock_was_corrected(
     sandbox: Sandbox, journal: str
 ) -> None:
