@@ -563,6 +563,24 @@ async def test_a_first_purchase_on_the_wire_is_found_after_the_clock_was_correct
     await second.killed()
 
 
+async def test_a_purchase_never_sent_on_a_clock_ahead_is_settled_within_a_window(
+    sandbox: Sandbox, journal: str
+) -> None:
+    # The run's clock was 2 h ahead; it dies with an intent on disk, the purchase never
+    # sent. Its send time looks 2 h in the future: the next run still concludes it bought
+    # nothing once a reconcile window (1 s) has passed, and recovered() returns.
+    first = await run(
+        sandbox, journal, "activation", env={"_GSIM_CRASH_AT": "after-intent"}, clock_step=STEP
+    )
+    assert await first.exited() == -9
+    second = await run(sandbox, journal, "recover", take_back=True)
+    recovered = await second.next("recovered", timeout=1 + SLACK)
+    assert recovered["ids"] == []
+    await second.finish()
+    assert sandbox.orders() == []
+    assert sandbox.balance() == OPENING
+
+
 async def test_an_equivalent_base_url_finds_the_earlier_runs_rows(journal: str) -> None:
     # Orders expire 63 s after purchase: a create()'s refund falls due 3 s after it.
     async with Sandbox(seed=41, auto_deliver=False, order_ttl=63, balance=OPENING) as sandbox:
