@@ -277,8 +277,11 @@ class Recovery:
         window = reconciler.window
         mine = self._shared.root.clock
         theirs = entry.clock
-        if theirs is None:  # a row of an older version: it kept no bounds when unpinned
-            theirs = mine.bounds()
+        if theirs is None:
+            # A row of an older version, which kept no bounds when unpinned: judged as it
+            # was then (this run's pinned bounds, else the baseline alone from below).
+            ours = mine.bounds()
+            theirs = ours if mine.calibrated else (-math.inf, ours[1])
         # Stamped: it left then. Else it left after its intent, if at all, and before its
         # run died (its last write; a fleet member: about now, on this run's clock).
         latest = math.inf
