@@ -32,16 +32,23 @@ from ._constants import CLOCK_SLACK, CLOCK_TOLERANCE
 class ServerClock:
     """Bounds on (server timestamp - our wall clock), in seconds."""
 
-    __slots__ = ("_date_offset", "_floor", "_hi", "_last_date", "_lo", "_wall")
+    __slots__ = ("_date_offset", "_floor", "_hi", "_last_date", "_lo", "_monotonic", "_wall")
 
-    def __init__(self, wall: Callable[[], float] | None = None) -> None:
+    def __init__(
+        self,
+        wall: Callable[[], float] | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         # Looked up at each call (not bound once): a program, or a test, that replaces
         # time.time is followed.
         self._wall = wall or (lambda: time.time())
+        self._monotonic = monotonic
         self._date_offset: float | None = None
         self._last_date: str | None = None
         self._lo = -math.inf
         self._hi = math.inf
+        #: The newest server stamp seen, less the monotonic clock then: a step of the
+        #: wall clock after it was seen does not move it.
         self._floor = -math.inf
 
     def observe_date(self, header: str | None) -> None:
@@ -67,20 +74,21 @@ class ServerClock:
         else:
             self._lo, self._hi = max(self._lo, lo), min(self._hi, hi)
 
-    def floor(self, stamp: datetime, at: float | None = None) -> None:
-        """The server had stamped ``stamp`` by ``at`` (our clock; default now)."""
-        seen = stamp.timestamp() - (self._wall() if at is None else at)
-        self._floor = max(self._floor, seen)
+    def floor(self, stamp: datetime) -> None:
+        """The server had stamped ``stamp`` by now (an answer just read)."""
+        self._floor = max(self._floor, stamp.timestamp() - self._monotonic())
 
     def pinned(self) -> tuple[float, float]:
-        """Bounds on the offset that no ``Date`` header went into: (lowest, highest).
+        """Bounds on the offset that no ``Date`` header went into, now: (lowest, highest).
 
         Pinned by our own purchases; before the first, only a lower bound from the
-        stamps seen (-inf without one) and no upper bound (inf).
+        stamps seen (-inf without one: the server's clock has run on since by what the
+        monotonic clock shows, whatever the wall clock did) and no upper bound (inf).
         """
         if self.calibrated:
             return self._lo - CLOCK_SLACK, self._hi + CLOCK_SLACK
-        return self._floor - CLOCK_SLACK, math.inf
+        lo = self._floor + self._monotonic() - self._wall()
+        return lo - CLOCK_SLACK, math.inf
 
     @property
     def known(self) -> bool:
