@@ -8,7 +8,7 @@ in its own process, and a real ``redis-server``:
   is killed at 45 s and started again on the same port, empty (codes after 1-8 s:
   the loops ask for more than the limit allows). The accepted rate
   before (from 20 s in to the kill) is the baseline; after, the window from 20 s to
-  55 s after Redis answers again (design.md: ≥ 0.8 × before), with the 429s and the
+  55 s after Redis answers again (design.md: at least 0.8 times before), with the 429s and the
   waits lost (a ``CodeTimeoutError`` on an order whose code the ledger delivered).
 * **stall**: a leader and a member with 10 orders waiting (``timeout=90``); the member
   is stopped (SIGSTOP) for ``--stall`` seconds, half its codes delivered meanwhile, then
@@ -447,9 +447,11 @@ def report(result: Json) -> str:
         headers = ["stopped", "orders", "refunded while stopped", "codes got / delivered",
                    "last wait ended after resume", "outcomes", "left charged"]  # fmt: skip
         parts.append(markdown_table(headers, rows, "rrrrrlr"))
-        for s in result["stall"]:
-            if s["sample_error"]:
-                parts.append(f"\n{s['stall_s']:.0f} s: `{s['sample_error']}`")
+        parts.extend(
+            f"\n{s['stall_s']:.0f} s: `{s['sample_error']}`"
+            for s in result["stall"]
+            if s["sample_error"]
+        )
     if "kill" in result:
         parts.append("\n### A member killed (SIGKILL) with waits\n")
         rows = [
@@ -460,7 +462,8 @@ def report(result: Json) -> str:
             ]
             for k in result["kill"]
         ]
-        parts.append(markdown_table(["how the death is seen", "orders", "last refund"], rows, "lrr"))
+        headers = ["how the death is seen", "orders", "last refund"]
+        parts.append(markdown_table(headers, rows, "lrr"))
     return "\n".join(parts)
 
 

@@ -45,7 +45,7 @@ from ._exceptions import (
     UnauthorizedError,
     ValidationError,
 )
-from ._journal import Journal
+from ._journal import Journal, JournalRows
 from ._models import (
     AvailableNumber,
     Balance,
@@ -102,6 +102,7 @@ __all__ = [
     "Journal",
     "JournalError",
     "JournalInUseError",
+    "JournalRows",
     "Message",
     "MessageTimeoutError",
     "NoCodeError",

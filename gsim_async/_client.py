@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import hashlib
 import logging
 import os
 import ssl
@@ -20,7 +19,7 @@ from ._converter import Decoder, decoder
 from ._countries import CountryCatalogue
 from ._exceptions import InvalidArgumentError
 from ._http import Session, check_base_url
-from ._journal import FileJournal, Journal
+from ._journal import FileJournal, Journal, accounts, normal_base_url
 from ._models import Balance, Country, Operator, Service
 from ._pacing import Pacing
 from ._resources._orders import OrderBook, Orders
@@ -187,8 +186,12 @@ class Client:
             journal = os.environ["GSIM_JOURNAL"]
         if journal is not None and journal is not False:
             config = journal if isinstance(journal, Journal) else Journal(journal)
-            account = _account(settings.api_key, settings.base_url)
-            self._journal = FileJournal(config.path, account)
+            self._journal = FileJournal(
+                config.path,
+                accounts(settings.api_key, settings.base_url),
+                server=normal_base_url(settings.base_url),
+            )
+            config.foreign_rows = self._journal.snapshot.foreign
             self._books.obligations.sinks.append(self._journal)
             self._recovery.grace = config.grace
             self._recovery.load(self._journal.snapshot, where=f"the journal {config.path}")
@@ -397,11 +400,6 @@ class Client:
         v.text("country", country)
         params = {"service": service, "country": await self._countries.resolve(country)}
         return await self._transport.request("GET", "/operators", _OPERATORS, params=params)
-
-
-def _account(api_key: str, base_url: str) -> str:
-    """What a journal's rows belong to: a hash of the key and server (never the key)."""
-    return hashlib.sha256(f"gsim-async-journal:{api_key}|{base_url}".encode()).hexdigest()[:24]
 
 
 __all__ = ["Client"]

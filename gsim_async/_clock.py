@@ -11,6 +11,11 @@ Two sources, trusted differently (docs/architecture.md, "Clocks"):
 
 Reconciliation and the default end of a wait use the bounds, never the Date header
 alone once a purchase has calibrated them.
+
+A third, one-sided source: any server stamp seen (the newest order of the account, read
+before the first purchase) proves the server's clock had reached it when the answer
+came, a lower bound on the offset (``floor``). ``pinned()`` is what a journal row keeps
+of all this: what our own purchases and the stamps we saw prove, never the Date header.
 """
 
 from __future__ import annotations
@@ -27,14 +32,24 @@ from ._constants import CLOCK_SLACK, CLOCK_TOLERANCE
 class ServerClock:
     """Bounds on (server timestamp - our wall clock), in seconds."""
 
-    __slots__ = ("_date_offset", "_hi", "_last_date", "_lo", "_wall")
+    __slots__ = ("_date_offset", "_floor", "_hi", "_last_date", "_lo", "_monotonic", "_wall")
 
-    def __init__(self, wall: Callable[[], float] = time.time) -> None:
-        self._wall = wall
+    def __init__(
+        self,
+        wall: Callable[[], float] | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        # Looked up at each call (not bound once): a program, or a test, that replaces
+        # time.time is followed.
+        self._wall = wall or (lambda: time.time())
+        self._monotonic = monotonic
         self._date_offset: float | None = None
         self._last_date: str | None = None
         self._lo = -math.inf
         self._hi = math.inf
+        #: The newest server stamp seen, less the monotonic clock then: a step of the
+        #: wall clock after it was seen does not move it.
+        self._floor = -math.inf
 
     def observe_date(self, header: str | None) -> None:
         """Take a response's ``Date`` header as a first guess of the server's clock."""
@@ -58,6 +73,27 @@ class ServerClock:
             self._lo, self._hi = lo, hi
         else:
             self._lo, self._hi = max(self._lo, lo), min(self._hi, hi)
+
+    def floor(self, stamp: datetime) -> None:
+        """The server had stamped ``stamp`` by now (an answer just read)."""
+        self._floor = max(self._floor, stamp.timestamp() - self._monotonic())
+
+    def pinned(self) -> tuple[float, float]:
+        """Bounds on the offset that no ``Date`` header went into, now: (lowest, highest).
+
+        Pinned by our own purchases; before the first, only a lower bound from the
+        stamps seen (-inf without one: the server's clock has run on since by what the
+        monotonic clock shows, whatever the wall clock did) and no upper bound (inf).
+        """
+        if self.calibrated:
+            return self._lo - CLOCK_SLACK, self._hi + CLOCK_SLACK
+        lo = self._floor + self._monotonic() - self._wall()
+        return lo - CLOCK_SLACK, math.inf
+
+    @property
+    def known(self) -> bool:
+        """Whether the server's clock has been seen at all (a Date header, a purchase)."""
+        return self.calibrated or self._date_offset is not None
 
     @property
     def calibrated(self) -> bool:

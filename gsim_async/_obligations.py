@@ -15,6 +15,13 @@ How a refund falls due, the ``purpose`` a row carries:
 * ``order``: bought by ``create()`` and held by the program; refunded (cancelled)
   shortly before it expires, unless the program takes it back;
 * ``refund``: a refund was under way; it is due at once.
+
+When it falls due (a sink's ``deadline``) is a time on the *server's* clock: this
+machine's wall clock plus the client's best guess of the server's offset. A later run
+turns it back with its own guess, so a wall clock stepped between the two runs (NTP
+correcting it after a boot) moves nothing. None: as the purpose says (an order, before
+it expires; an activation, a grace after a later run finds its block dead, a time that
+run then writes).
 """
 
 from __future__ import annotations
@@ -50,8 +57,9 @@ class Sink(Protocol):
     ) -> None:
         """Record a purchase about to leave; returns once it is durable.
 
-        ``clock``: the bounds the client has pinned on (server stamp - our clock), so a
-        later run can tell which orders this purchase can have made.
+        ``clock``: what the client has pinned of (server stamp - our clock), never from
+        a Date header, -inf/inf where it knows nothing: a later run tells by it which
+        orders this purchase can have made, whatever its own clock says.
         """
 
     def leaving(self, ref: str, sent: float) -> None:
@@ -70,10 +78,10 @@ class Sink(Protocol):
         sent: float | None = None,
         received: float | None = None,
     ) -> None:
-        """``item_id`` is held: owed by ``deadline``, refunded by ``action``."""
+        """``item_id`` is held: due at ``deadline`` (server's clock), refunded by ``action``."""
 
     def due(self, ref: str, *, purpose: str, deadline: float | None, action: str | None) -> None:
-        """How an owed order's refund falls due changed."""
+        """How an owed order's refund falls due changed (``deadline``: server's clock)."""
 
     def done(self, ref: str, outcome: str) -> None:
         """``ref`` ended."""
@@ -119,7 +127,9 @@ class Purchase:
         self.ref = owner.new_ref()
         self.sent = time.time()
         clock = owner.clock
-        bounds = clock.bounds() if clock is not None and clock.calibrated else None
+        # Always kept, the first purchase's too: before our own purchases pin it, the
+        # account's newest stamp (read before the first purchase) bounds it from below.
+        bounds = clock.pinned() if clock is not None else None
         await asyncio.gather(
             *(
                 s.intent(
@@ -225,7 +235,7 @@ class Obligations:
             wire,
             expires,
             purpose="activation" if purpose == "activation" else "order",
-            deadline=None,  # an order's is its expiry; an activation's, the grace
+            deadline=None,  # an order's is before its expiry; an activation's, the grace
             action="cancel",
             sent=sent,
             received=time.time(),
@@ -244,7 +254,10 @@ class Obligations:
         sent: float | None = None,
         received: float | None = None,
     ) -> None:
-        """``order`` is owed under row ``ref`` (an earlier run's row keeps its due date)."""
+        """``order`` is owed under row ``ref``, due at ``deadline`` (server's clock).
+
+        An earlier run's row is written again with the due time it had (kept as it is).
+        """
         base = "activation" if purpose == "activation" else "order"
         self._owed[order.id] = _Owed(ref, base, expires)
         for sink in self.sinks:
@@ -254,7 +267,7 @@ class Obligations:
                 purpose=purpose,
                 item_id=order.id,
                 item=wire,
-                deadline=expires if purpose == "order" else deadline,
+                deadline=None if purpose == "order" else deadline,
                 action=action,
                 sent=sent,
                 received=received,
@@ -303,8 +316,9 @@ class Obligations:
         owed.waiting = True
         if owed.base == "activation":
             return  # a dead block is refunded after the grace, whatever its wait said
+        deadline = self.on_server(time.time() + seconds)
         for sink in self.sinks:
-            sink.due(owed.ref, purpose="wait", deadline=time.time() + seconds, action=action)
+            sink.due(owed.ref, purpose="wait", deadline=deadline, action=action)
 
     def not_waiting(self, order_id: str) -> None:
         """A wait stopped without an outcome (cancelled, or kept): back to its holder."""
@@ -315,12 +329,7 @@ class Obligations:
         if owed.base == "activation":
             return
         for sink in self.sinks:
-            sink.due(
-                owed.ref,
-                purpose=owed.base,
-                deadline=owed.expires if owed.base == "order" else None,
-                action="cancel",
-            )
+            sink.due(owed.ref, purpose=owed.base, deadline=None, action="cancel")
 
     def kept(self, order_id: str) -> None:
         """The program keeps the order (``on_timeout="keep"``, a kept activation)."""
@@ -330,15 +339,24 @@ class Obligations:
         owed.base = "order"
         owed.waiting = False
         for sink in self.sinks:
-            sink.due(owed.ref, purpose="order", deadline=owed.expires, action="cancel")
+            sink.due(owed.ref, purpose="order", deadline=None, action="cancel")
+
+    def due_fixed(self, order_id: str, ref: str, deadline: float) -> None:
+        """A dead block's refund now falls due at ``deadline`` (server's clock), for good."""
+        owed = self._owed.get(order_id)
+        if owed is None or owed.ref != ref or owed.base != "activation":
+            return  # taken back, or ended, meanwhile
+        for sink in self.sinks:
+            sink.due(ref, purpose="activation", deadline=deadline, action="cancel")
 
     def refunding(self, order_id: str, action: str) -> None:
         """A refund began: if the process dies before it lands, it is due at once."""
         owed = self._owed.get(order_id)
         if owed is None:
             return
+        deadline = self.on_server(time.time())
         for sink in self.sinks:
-            sink.due(owed.ref, purpose="refund", deadline=time.time(), action=action)
+            sink.due(owed.ref, purpose="refund", deadline=deadline, action=action)
 
     def ended(self, order_id: str, outcome: str) -> None:
         """``order_id`` got its code, was refunded, or reached a final status."""
@@ -347,6 +365,16 @@ class Obligations:
             return
         for sink in self.sinks:
             sink.done(owed.ref, outcome)
+
+    def on_server(self, wall: float) -> float:
+        """``wall`` (this machine's clock) on the server's clock (best guess)."""
+        clock = self.clock
+        return wall if clock is None else wall + clock.offset
+
+    def on_wall(self, server: float) -> float:
+        """A time on the server's clock, on this machine's (best guess)."""
+        clock = self.clock
+        return server if clock is None else server - clock.offset
 
     def baseline(self, kind: str, ids: Iterable[str], newest: str | None) -> None:
         """What the account held before this client first bought a ``kind``."""

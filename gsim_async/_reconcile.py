@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Generic, Protocol, TypeVar
 
 import anyio
@@ -108,14 +109,13 @@ class Lost(Generic[T]):
     deadline: float  # monotonic: the server cannot be working on it any more
     happened: bool  # the server answered 2xx: it was bought, whatever we find
     # An earlier run's purchase (recovered from a journal): what the account held before
-    # that run bought, instead of this client's own baseline; the latest its order can
-    # have been made (wall clock: sent + the reconcile window); and whether that run
-    # saw another buyer on the key (then nothing is matched by guessing).
+    # that run bought, instead of this client's own baseline; when its order can have
+    # been made, on the server's clock (from that run's times and bounds: -inf/inf where
+    # it knew nothing); and whether that run saw another buyer on the key (then nothing
+    # is matched by guessing).
     baseline: Baseline | None = None
-    until: float | None = None
+    span: tuple[float, float] | None = None
     doubtful: bool = False
-    # The bounds that run had pinned on (server stamp - our clock), when it had.
-    clock: tuple[float, float] | None = None
     done: anyio.Event = attrs.field(factory=anyio.Event)
     next_check: float = 0.0
     relist: float = _FIRST_RELIST
@@ -215,6 +215,10 @@ class Reconciler(Generic[T]):
         async with self._baseline_lock:
             if self._baseline is None:
                 baseline = await self._baseline_source()
+                if baseline.newest is not None:
+                    # The server had stamped it by now: the server's clock from below,
+                    # before our first purchase pins it (what that purchase's row keeps).
+                    self._clock.floor(baseline.newest)
                 self._ownership.set_mark(kind, baseline.newest)
                 self._baseline = baseline
                 if self._on_baseline is not None:
@@ -376,7 +380,7 @@ class Reconciler(Generic[T]):
             log.info("could not list the account to reconcile %s: %s", key, exc)
             for lost in batch:
                 # An earlier run's purchase has nobody to tell: it is looked for until found.
-                if started >= lost.deadline and lost.until is None:
+                if started >= lost.deadline and lost.span is None:
                     lost.finish(
                         error=self._unknown(lost, f"the account could not be checked ({exc})", ())
                     )
@@ -428,7 +432,7 @@ class Reconciler(Generic[T]):
         doubtful = {
             id(lost)
             for lost in batch
-            if lost.until is not None
+            if lost.span is not None
             and (
                 lost.doubtful
                 or any(
@@ -483,30 +487,26 @@ class Reconciler(Generic[T]):
                 return item
         return None
 
-    def _bounds(self, lost: Lost[T]) -> tuple[float, float]:
-        # An earlier run's own pinned bounds, when this client has none of its own yet:
-        # the offset of this machine's clock from the server's stamps does not change
-        # with a restart (a step of the clock would show as disjoint bounds).
-        if lost.clock is not None and not self._clock.calibrated:
-            return lost.clock
-        return self._clock.bounds()
-
     def _since(self, lost: Lost[T]) -> datetime:
-        since = datetime.fromtimestamp(lost.sent + self._bounds(lost)[0], timezone.utc)
-        if lost.until is not None:
+        if lost.span is not None:
             # An earlier run's: its life (up to an hour) is read too, for other buyers.
-            since -= timedelta(seconds=C.FOREIGN_BUYER_MEMORY)
+            start = lost.span[0] - C.FOREIGN_BUYER_MEMORY
+        else:
+            start = lost.sent + self._clock.bounds()[0]
         baseline = lost.baseline or self._baseline
-        if baseline is not None and baseline.newest is not None:
-            since = max(since, baseline.newest)
-        return since
+        newest = baseline.newest if baseline is not None else None
+        if not math.isfinite(start):
+            # Nothing bounds it but what the account held before (or nothing: read all).
+            return newest or datetime.fromtimestamp(0, timezone.utc)
+        since = datetime.fromtimestamp(start, timezone.utc)
+        return max(since, newest) if newest is not None else since
 
     def _before(self, item: T, lost: Lost[T]) -> bool:
         # An earlier run's purchase made its item before the server stopped working on it.
         created = item.created_at
-        if lost.until is None or created is None:
+        if lost.span is None or created is None:
             return True
-        return created.timestamp() <= lost.until + self._bounds(lost)[1]
+        return created.timestamp() <= lost.span[1]
 
     def _new(self, item: T, baseline: Baseline | None) -> bool:
         # Not on the account before the purchase's client first bought (server stamps).
@@ -519,9 +519,13 @@ class Reconciler(Generic[T]):
 
     def _after(self, item: T, lost: Lost[T]) -> bool:
         created = item.created_at
-        if created is None or (not self._clock.calibrated and lost.clock is None):
+        if created is None:
+            return True
+        if lost.span is not None:
+            return created.timestamp() >= lost.span[0]
+        if not self._clock.calibrated:
             return True  # the baseline alone bounds it
-        return created.timestamp() >= lost.sent + self._bounds(lost)[0]
+        return created.timestamp() >= lost.sent + self._clock.bounds()[0]
 
     def _later(self, lost: Lost[T], now: float) -> None:
         # Listed again soon, then less often; and once at least after the deadline.

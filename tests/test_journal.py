@@ -18,6 +18,7 @@ import pytest
 from helpers import fast_client
 
 import gsim_async
+from gsim_async._journal import accounts, normal_base_url
 from gsim_async.sandbox import Sandbox
 
 pytestmark = pytest.mark.anyio
@@ -150,12 +151,38 @@ async def test_another_accounts_rows_are_left_alone(
         await gsim.aclose(timeout=0.1)
     sandbox.clear_faults()
     other = sandbox.add_key()
+    # Seen without logging: the journal counts them, opened or not.
+    config = gsim_async.Journal(journal)
+    assert config.foreign_rows is None
+    rows = config.open_rows(other, sandbox.base_url)
+    assert (rows.own, rows.foreign, rows.servers) == (0, 1, (sandbox.base_url,))
+    assert config.open_rows(sandbox.api_key, sandbox.base_url + "/").own == 1
     with caplog.at_level(logging.WARNING, logger="gsim_async"):
-        async with gsim_async.Client(other, base_url=sandbox.base_url, journal=journal) as gsim:
+        async with gsim_async.Client(other, base_url=sandbox.base_url, journal=config) as gsim:
             await gsim.balance()
             assert await gsim.orders.recovered() == []
+    assert config.foreign_rows == 1
     assert any("another API key or server" in r.getMessage() for r in caplog.records)
     assert sandbox.order(order.id).status == "PENDING"
+
+
+def test_base_urls_are_keyed_in_a_normal_form() -> None:
+    same = [
+        "http://localhost:8080",
+        "HTTP://LOCALHOST:8080/",
+        "http://LocalHost:8080//",
+    ]
+    assert {normal_base_url(u) for u in same} == {"http://localhost:8080"}
+    assert normal_base_url("https://gsim.io:443/") == "https://gsim.io"
+    assert normal_base_url("http://127.0.0.1:80") == "http://127.0.0.1"
+    assert normal_base_url("https://[::1]:8443/") == "https://[::1]:8443"
+    # The path is the server's to interpret: kept as it is.
+    assert normal_base_url("https://Proxy.example/GSIM/") == "https://proxy.example/GSIM"
+    assert normal_base_url("https://gsim.io:8443") != normal_base_url("https://gsim.io")
+    key = "2s_" + "k" * 40
+    assert accounts(key, "HTTPS://GSIM.IO:443/")[0] == accounts(key, "https://gsim.io")[0]
+    # Rows keyed before the normal form (the URL as given) are still this client's.
+    assert len(accounts(key, "HTTPS://GSIM.IO")) == 2
 
 
 async def test_without_a_journal_nothing_is_recovered(client: gsim_async.Client) -> None:

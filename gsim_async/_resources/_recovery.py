@@ -4,10 +4,15 @@ When a client opens a journal holding an earlier run's open rows (the run was ki
 or closed with refunds still under way), in the background:
 
 * a purchase that was on the wire is reconciled from its journaled send time, on the
-  same path as a lost answer (``Reconciler.recover``), never bought again;
+  same path as a lost answer (``Reconciler.recover``), never bought again. What the
+  orders it can have made are is judged on the server's clock, by the bounds that run
+  kept (never this run's own clock: the machine's may have been stepped since);
 * every order still held without a code is refunded once its refund falls due (see
-  ``_obligations``): an activation's after ``RECOVERY_GRACE``, a wait's at the end
-  of its timeout, a bare ``create()``'s shortly before it expires;
+  ``_obligations``): an activation's a grace after the first run that found its block
+  dead (that run writes the time, later runs keep it: a crash loop does not start it
+  again), a wait's at the end of its timeout, a bare ``create()``'s shortly before it
+  expires; never later than that (``RECOVERY_EXPIRY_MARGIN`` before expiry). Due times
+  are on the server's clock, turned into this machine's with this run's guess;
 * unless the program takes it back first: ``orders.recovered()`` hands those orders
   back (with their code, if one came meanwhile), ``rentals.recovered()`` the rentals
   found for purchases on the wire.
@@ -21,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
@@ -45,10 +51,23 @@ log = logging.getLogger("gsim_async")
 _ORDER: Decoder[Order] = decoder(Order)
 
 
+#: Seconds a refund timer sleeps at most before it looks at the clocks again: a guess of
+#: the server's clock that changes by more than ``_MOVED`` seconds (a first answer, a
+#: purchase, this machine's clock stepped) moves the refund too. Smaller changes are the
+#: Date header's jitter (it has whole seconds): they move nothing.
+_RECHECK = 5.0
+_MOVED = 2.0
+
+
 @attrs.define(eq=False)
 class _Due:
     order: Order
     action: str
+    #: When the refund falls due, on the server's clock (None: fixed once the server's
+    #: clock is known, a grace from then: an activation found before any answer came).
+    due: float | None
+    #: The same on this machine's clock, as last turned (see ``_MOVED``).
+    local: float = 0.0
     timer: asyncio.Task[None] | None = None
 
 
@@ -83,17 +102,23 @@ class Recovery:
         self._snapshot: Snapshot | None = None
         # Thousands of rows must not become thousands of requests at once.
         self._limiter = asyncio.Semaphore(C.SWEEP_CONCURRENCY)
+        #: Wall clock: when the first look can be over (its purchases on the wire
+        #: reconciled); a dead block's grace counts from then.
+        self._look_ends = 0.0
 
     # -- what the namespaces call -----------------------------------------------------------
 
     def load(self, snapshot: Snapshot, *, where: str) -> None:
         """Queue a journal's earlier rows (``where`` names it in the log)."""
         if snapshot.foreign:
+            servers = ", ".join(snapshot.foreign_servers)
             log.warning(
-                "%s holds %d open rows of another API key or server; they are left alone "
-                "(open it with that key and base URL to recover them)",
+                "%s holds %d open rows of another API key or server%s; they are left alone "
+                "(open it with that key and base URL to recover them; Journal.open_rows() "
+                "counts them)",
                 where,
                 snapshot.foreign,
+                f" (written for {servers})" if servers else "",
             )
         if snapshot.entries:
             self._snapshot = snapshot
@@ -176,7 +201,12 @@ class Recovery:
             len(owed),
             len(wire),
         )
-        jobs = [self._reconcile(wire, snapshot, at_once)]
+        losts = [(entry, *self._lost(entry, snapshot)) for entry in wire]
+        if not at_once:
+            now = time.time()
+            left = max((lost.deadline - time.monotonic() for *_, lost in losts), default=0.0)
+            self._look_ends = max(self._look_ends, now + max(left, 0.0))
+        jobs = [self._reconcile(losts, at_once)]
         jobs += [self._check(e, at_once) for e in owed]
         results = await asyncio.gather(*jobs, return_exceptions=True)
         for result in results:
@@ -189,8 +219,9 @@ class Recovery:
         ownership = self._shared.ownership
         for item_id, sent, received in snapshot.held:
             if not ownership.holds(item_id):
-                calibrate = sent is not None and received is not None
-                ownership.hold(item_id, sent or 0.0, received, calibrate=calibrate)
+                # Never calibrated by: its times are that run's wall clock, which may
+                # have been stepped since (this run's clock pins itself).
+                ownership.hold(item_id, sent or 0.0, received, calibrate=False)
 
     async def _check(self, entry: Entry, at_once: bool) -> None:
         order = _order(entry.item)
@@ -214,7 +245,8 @@ class Recovery:
     ) -> tuple[Reconciler[Any], tuple[str, ...], Lost[Any]]:
         """The purchase a ``wire`` row stands for, as reconciliation sees a lost one."""
         request = entry.request or {}
-        sent = entry.sent if entry.sent is not None else time.time()
+        now = time.time()
+        sent = entry.sent if entry.sent is not None else now
         if entry.kind == "rental":
             number = str(request.get("phoneNumber", ""))
             key: tuple[str, ...] = ("rental", number)
@@ -242,32 +274,50 @@ class Recovery:
 
             matches = matches_order
             reconciler = self._orders
-        window_left = max(0.0, sent + reconciler.window - time.time())
+        window = reconciler.window
+        mine = self._shared.root.clock
+        theirs = entry.clock
+        if theirs is None:
+            # A row of an older version, which kept no bounds when unpinned: judged as it
+            # was then (this run's pinned bounds, else the baseline alone from below).
+            ours = mine.bounds()
+            theirs = ours if mine.calibrated else (-math.inf, ours[1])
+        # Stamped: it left then. Else it left after its intent, if at all, and before its
+        # run died (its last write; a fleet member: about now, on this run's clock).
+        latest = math.inf
+        if snapshot is not None or entry.stamped:
+            last = sent if entry.stamped else _alive_at(snapshot, entry)
+            latest = last + window + theirs[1]
+        # That run is dead: it sent nothing after now (a dead fleet member's, as the
+        # fleet always judged it, by this run's best guess of the server's clock).
+        here = mine.pinned() if snapshot is not None else mine.bounds()
+        latest = min(latest, now + window + here[1])
+        # The span on the server's clock in which its order can have been made: that
+        # run's times by that run's bounds, so a clock stepped since changes nothing.
+        span = (sent + theirs[0], latest)
         seen = snapshot.foreign_seen.get(entry.run) if snapshot is not None else None
         lost: Lost[Any] = Lost(
             key=key,
             what=what,
             matches=matches,
             sent=sent,
-            deadline=time.monotonic() + window_left,
+            deadline=time.monotonic() + _window_left(sent, now, window, theirs, mine.pinned()),
             happened=False,
             baseline=_baseline(snapshot, entry),
-            # Stamped: it left then. Else it left after its intent, if at all, and
-            # before its run died (its last write; a fleet member: about now).
-            until=(sent if entry.stamped else _alive_at(snapshot, entry)) + reconciler.window,
-            clock=entry.clock,
+            span=span,
             doubtful=seen is not None and seen > sent - C.FOREIGN_BUYER_MEMORY,
         )
         return reconciler, key, lost
 
     async def _reconcile(
-        self, entries: Sequence[Entry], snapshot: Snapshot | None, at_once: bool
+        self,
+        losts: Sequence[tuple[Entry, Reconciler[Any], tuple[str, ...], Lost[Any]]],
+        at_once: bool,
     ) -> None:
         """Every purchase on the wire, one reconciliation per key (all of a key at once)."""
         # Keys name their kind ("order", ...; "rental", ...): one reconciler each.
         groups: dict[tuple[str, ...], tuple[Reconciler[Any], list[tuple[Entry, Lost[Any]]]]] = {}
-        for entry in entries:
-            reconciler, key, lost = self._lost(entry, snapshot)
+        for entry, reconciler, key, lost in losts:
             groups.setdefault(key, (reconciler, []))[1].append((entry, lost))
 
         async def one_key(
@@ -324,6 +374,7 @@ class Recovery:
     ) -> None:
         """This run answers for ``order`` now: hand it back, or refund it when due."""
         obligations = self._shared.obligations
+        clock = self._shared.root.clock
         if is_settled(order):
             outcome = "code" if order.sms_code is not None else str(order.status.value)
             obligations.forget(entry.ref, outcome)
@@ -332,57 +383,112 @@ class Recovery:
                 if not at_once:  # a dead fleet member's: nobody will take it back
                     self._handed.append(order)
             return
-        expires = time.time() + self._calls.seconds_left(order)
+        now = time.time()
+        expires = now + self._calls.seconds_left(order)
         purpose: str = entry.purpose
         action: str = entry.action or "cancel"
-        now = time.time()
+        # Every due time below is on the server's clock (obligations.on_server/on_wall).
+        # `keep` is what the row says from now on: written once, kept by later runs.
+        # None is ever later than a bare create()'s: a while before the order expires.
+        latest = _latest(order, obligations.on_server(expires))
+        keep: float | None = entry.due
         after_look = False
+        due: float | None
         if purpose == "activation":
             # The block died with its run; a fleet member's cannot be taken back at all.
-            # The grace counts from the end of the first look, for which recovered()
-            # waits: the program gets the whole grace to take its orders back.
-            due = now if at_once else now + self.grace
-            after_look = not at_once
             action = "cancel"
+            if at_once:
+                due = obligations.on_server(now)
+            elif entry.due is not None:
+                due = entry.due  # fixed by the first run that found it dead: kept
+            elif clock.known:
+                # This run is the first to find it dead: the grace counts from the end of
+                # the first look, for which recovered() waits (the program gets the whole
+                # grace to take its orders back), and is written now, so that a program
+                # that keeps dying does not start it again.
+                due = keep = obligations.on_server(max(now, self._look_ends) + self.grace)
+                after_look = True
+            else:
+                due = None  # fixed by the timer once an answer shows the server's clock
+                after_look = True
         elif purpose == "refund" or (at_once and (purpose == "wait" or unseen)):
             # Under way when it died; or its waiter died with the member, or the member
             # died before it learnt what it bought: nobody else can use it.
-            due = now
+            due = obligations.on_server(now)
         elif purpose == "wait":
-            due = entry.deadline if entry.deadline is not None else now
+            if entry.due is not None:
+                due = entry.due
+            elif entry.deadline is not None:  # an older file: that run's wall clock
+                due = keep = obligations.on_server(entry.deadline)
+            else:
+                due = obligations.on_server(now)
         else:
-            due = expires - C.RECOVERY_EXPIRY_MARGIN
+            due = latest
+        if due is not None:
+            due = min(due, latest)
         obligations.adopt(
             entry.ref,
             order,
             order_to_wire(order),
             expires,
             purpose=purpose,
-            deadline=entry.deadline,
+            deadline=keep if purpose in ("activation", "wait") else due,
             action=action,
             sent=sent,
         )
         self._calls.remember(order)
         if order.id in self._due:
             return
-        record = _Due(order, action)
+        record = _Due(order, action, due)
+        if due is not None:
+            record.local = obligations.on_wall(due)
         self._due[order.id] = record
-        wait = max(due - now, 0.0)
+        wait = max(record.local - now, 0.0) if due is not None else self.grace
         log.info(
             "journal: order %s of an earlier run is %s in %.0f s unless taken back",
             order.id,
             "banned" if action == "ban" else "cancelled",
             wait,
         )
-        timer = asyncio.get_running_loop().create_task(self._refund_later(record, wait, after_look))
+        timer = asyncio.get_running_loop().create_task(
+            self._refund_later(record, entry.ref, latest, after_look)
+        )
         record.timer = timer
         self._timers.add(timer)
         timer.add_done_callback(self._timers.discard)
 
-    async def _refund_later(self, record: _Due, wait: float, after_look: bool) -> None:
+    async def _refund_later(self, record: _Due, ref: str, latest: float, after_look: bool) -> None:
+        obligations = self._shared.obligations
+        clock = self._shared.root.clock
         if after_look:
             await self._looked.wait()
-        await anyio.sleep(wait)
+            if record.due is not None:
+                # This run fixed the due time for the longest its look could take; it
+                # took less: the grace counts from its end (written: later runs keep it).
+                sooner = obligations.on_server(time.time() + self.grace)
+                if sooner < record.due:
+                    record.due = sooner
+                    record.local = obligations.on_wall(sooner)
+                    obligations.due_fixed(record.order.id, ref, sooner)
+        if record.due is None:
+            # Found before any answer showed the server's clock: fix the grace once one has.
+            while True:  # polled: a Date header is seen below the transport's hooks
+                if clock.known:
+                    break
+                await anyio.sleep(0.5)
+            record.due = min(obligations.on_server(time.time() + self.grace), latest)
+            record.local = obligations.on_wall(record.due)
+            obligations.due_fixed(record.order.id, ref, record.due)
+        # The due time is on the server's clock: looked at again now and then, so that a
+        # better guess of that clock (or this machine's stepped) moves the refund too.
+        while True:
+            local = obligations.on_wall(record.due)
+            if abs(local - record.local) > _MOVED:
+                record.local = local
+            left = record.local - time.time()
+            if left <= 0:
+                break
+            await anyio.sleep(min(left, _RECHECK))
         self._due.pop(record.order.id, None)
         task = self._shared.background.spawn(settle(self._calls, record.order, record.action))
         result = await asyncio.shield(task)
@@ -409,6 +515,33 @@ def _alive_at(snapshot: Snapshot | None, entry: Entry) -> float:
         return time.time()
     # The run wrote that it was alive at least every second until it died.
     return max(snapshot.alive.get(entry.run, time.time()), entry.sent or 0.0) + 2.0
+
+
+def _latest(order: Order, expires: float) -> float:
+    """The latest an order's refund may fall due, on the server's clock."""
+    stamp = order.expires_at.timestamp() if order.expires_at is not None else expires
+    return stamp - C.RECOVERY_EXPIRY_MARGIN
+
+
+def _window_left(
+    sent: float,
+    now: float,
+    window: float,
+    theirs: tuple[float, float],
+    mine: tuple[float, float],
+) -> float:
+    """Seconds the server may still be working on an earlier run's purchase.
+
+    By the server's clock when both runs pinned theirs (that run's latest send time, this
+    run's earliest now); else by the wall clocks, which a step between the runs can
+    fool: never more than a window from now (a clock that was ahead), but a clock that
+    was behind makes the purchase look older than it is.
+    """
+    if math.isfinite(theirs[1]) and math.isfinite(mine[0]):
+        elapsed = (now + mine[0]) - (sent + theirs[1])
+    else:
+        elapsed = now - sent
+    return min(max(window - elapsed, 0.0), window)
 
 
 def _order(item: dict[str, Any] | None) -> Order | None:

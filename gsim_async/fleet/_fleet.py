@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import hashlib
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from .._exceptions import InvalidArgumentError
+from .._journal import normal_base_url
 from ._settings import Settings
 
 if TYPE_CHECKING:
@@ -101,8 +101,9 @@ class RedisFleet:
         A hash of both, never the key: two servers never share what is kept (a test
         server may hand out the ids a real one, or its own last run, did).
         """
-        parts = urlsplit(base_url)
-        server = f"{parts.scheme.lower()}://{parts.netloc.lower()}{parts.path.rstrip('/')}"
+        # One server, one spelling (the journal's normal form): members that spell it
+        # differently (case, default port, trailing slash) share one fleet.
+        server = normal_base_url(base_url)
         digest = hashlib.sha256(f"gsim-async:{api_key}\n{server}".encode()).hexdigest()[:20]
         # A hash tag: every key of one fleet lives in one slot of a Redis Cluster, so each
         # script's keys are on one node (and the same scripts run on a single Redis).

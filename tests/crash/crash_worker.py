@@ -4,18 +4,33 @@
 prints one JSON object per line (``ready``, what it bought, codes, ``done``). The
 tests kill it (SIGKILL) at the moment they choose, or let it kill itself at a crash
 point (``_GSIM_CRASH_AT``), then start it again on the same journal.
+
+``clock_step`` (seconds) steps this process's wall clock: ``time.time`` is patched
+before the SDK is imported, so the whole SDK sees a machine whose clock is off by that
+much (as one is before NTP corrects it), while the sandbox keeps the true time.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
-import logging
 import sys
-from typing import Any
+import time
 
-import gsim_async
+_CONFIG = json.loads(sys.argv[1]) if __name__ == "__main__" else {}
+if _CONFIG.get("clock_step"):
+    _true_time = time.time
+    _step = float(_CONFIG["clock_step"])
+    time.time = lambda: _true_time() + _step
+
+import asyncio  # noqa: E402
+import contextlib  # noqa: E402
+import logging  # noqa: E402
+import multiprocessing  # noqa: E402
+import os  # noqa: E402
+import threading  # noqa: E402
+from typing import Any  # noqa: E402
+
+import gsim_async  # noqa: E402
 
 
 def say(event: str, **fields: Any) -> None:
@@ -39,7 +54,7 @@ async def main(config: dict[str, Any]) -> None:
     journal = gsim_async.Journal(config["journal"], grace=config.get("grace", 1.0))
     async with gsim_async.Client(
         config["api_key"],
-        base_url=config["base_url"],
+        base_url=config.get("client_url", config["base_url"]),
         poll_interval=config.get("poll_interval", 0.1),
         backoff_base=0,
         max_retry_after=2,
@@ -93,6 +108,64 @@ async def create(gsim: gsim_async.Client, config: dict[str, Any]) -> None:
     await asyncio.sleep(config.get("stay", 600))
 
 
+async def mixed(gsim: gsim_async.Client, config: dict[str, Any]) -> None:
+    """Activation blocks and waits at once (the first run of a crash loop)."""
+
+    async def block() -> None:
+        async with gsim.orders.activation("telegram", "russia") as act:
+            say("bought", ids=[act.order.id], kind="activation")
+            await act.wait_for_code(timeout=600)
+
+    async def waiting() -> None:
+        order = await gsim.orders.create("telegram", "russia")
+        say("bought", ids=[order.id], kind="wait")
+        await gsim.orders.wait_for_code(order, timeout=config["timeout"])
+
+    jobs = [block() for _ in range(config.get("activations", 2))]
+    jobs += [waiting() for _ in range(config.get("waits", 2))]
+    await asyncio.gather(*jobs)
+
+
+def helper(gsim: gsim_async.Client, use: bool) -> None:
+    """A forked child: lives on (as a worker pool's process does), maybe using the client."""
+    if use:
+
+        def buy() -> None:
+            # A loop of its own, in a thread of its own (as a pool's task would run one).
+            try:
+                asyncio.run(asyncio.wait_for(gsim.orders.create("telegram", "russia"), 10))
+            except Exception as exc:
+                say("helper", error=type(exc).__name__, message=str(exc))
+            else:
+                say("helper", error=None)
+
+        thread = threading.Thread(target=buy)
+        thread.start()
+        thread.join()
+    # Let go of the test's pipe: it reads the parent's output to its end.
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 1)
+    time.sleep(120)
+
+
+async def fork(gsim: gsim_async.Client, config: dict[str, Any]) -> None:
+    """Orders waited on, then a helper forked (multiprocessing, fork start method)."""
+    orders = [await gsim.orders.create("telegram", "russia") for _ in range(config["count"])]
+    say("bought", ids=[o.id for o in orders])
+    waits = [
+        asyncio.ensure_future(gsim.orders.wait_for_code(o, timeout=config["timeout"]))
+        for o in orders
+    ]
+    await asyncio.sleep(0.3)  # the waits' rows are written
+    child = multiprocessing.get_context("fork").Process(
+        target=helper, args=(gsim, config.get("use", False))
+    )
+    child.start()
+    say("forked", pid=child.pid)
+    await asyncio.gather(*waits, return_exceptions=True)
+    await asyncio.sleep(600)
+
+
 async def rent(gsim: gsim_async.Client, config: dict[str, Any]) -> None:
     offer = (await gsim.rentals.search("US", page_size=1))[0]
     rental = await gsim.rentals.create(offer.phone_number, "LOCAL", "US", offer.monthly_price)
@@ -124,8 +197,10 @@ SCENARIOS = {
     "wait": wait,
     "create": create,
     "rent": rent,
+    "mixed": mixed,
+    "fork": fork,
     "recover": recover,
 }
 
 if __name__ == "__main__":
-    asyncio.run(main(json.loads(sys.argv[1])))
+    asyncio.run(main(_CONFIG))

@@ -8,11 +8,15 @@ deadline plus a few seconds, every code that arrived still readable.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import time
 from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import anyio
 import pytest
@@ -352,3 +356,247 @@ async def test_a_failing_listing_does_not_lose_a_purchase_on_the_wire(
         "the purchase found and refunded once the account could be listed",
     )
     await second.killed()
+
+
+# -- issue 25: a crash loop, a fork, a clock step, an equivalent base URL -----------------
+
+#: Two hours: a machine clock wrong by that much, then corrected (NTP after a boot).
+STEP = 7200.0
+
+
+async def test_a_crash_loop_refunds_dead_blocks_one_grace_after_the_first_recovery(
+    sandbox: Sandbox, journal: str
+) -> None:
+    # The first run holds 2 activation blocks and 2 waits and is killed; then every run
+    # lives 1.5 s, less than the grace (3 s), and is killed too (CrashLoopBackOff).
+    grace, wait = 3.0, 5.0
+    first = await run(sandbox, journal, "mixed", timeout=wait, grace=grace)
+    kinds: dict[str, str] = {}
+    for _ in range(4):
+        event = await first.next("bought")
+        kinds[event["ids"][0]] = event["kind"]
+    await anyio.sleep(0.3)  # the waits' rows are written
+    await first.killed()
+    blocks = [i for i, kind in kinds.items() if kind == "activation"]
+    waits = [i for i, kind in kinds.items() if kind == "wait"]
+    assert len(blocks) == 2 and len(waits) == 2
+
+    first_recovery = time.monotonic()
+    blocks_refunded: float | None = None
+    for _ in range(6):
+        worker = await run(sandbox, journal, "recover", stay=60, grace=grace)
+        lives_until = time.monotonic() + 1.5
+        while time.monotonic() < lives_until:
+            if blocks_refunded is None and all(
+                sandbox.order(i).status == "CANCELLED" for i in blocks
+            ):
+                blocks_refunded = time.monotonic()
+            await anyio.sleep(0.05)
+        await worker.killed()
+        if blocks_refunded is not None and all(sandbox.order(i).status == "BANNED" for i in waits):
+            break
+    assert blocks_refunded is not None, f"dead blocks still charged: {statuses(sandbox)}"
+    # No later than one grace after the first recovery, however often the program died.
+    assert blocks_refunded - first_recovery <= grace + SLACK
+    for order_id in waits:
+        assert sandbox.order(order_id).status == "BANNED"
+    for order in sandbox.orders():
+        assert order.charged == order.price and order.refunded == order.price, order
+    assert sandbox.balance() == OPENING
+
+
+async def test_an_order_taken_back_is_the_new_runs_own_again(
+    sandbox: Sandbox, journal: str
+) -> None:
+    # A dead block's order is taken back by the next run, which waits on it again (4 s)
+    # and dies: the run after refunds it when that wait would have ended, not at the
+    # dead block's grace (which has passed by then).
+    first = await run(sandbox, journal, "activation", count=1)
+    [order_id] = (await first.next("bought"))["ids"]
+    await first.killed()
+    second = await run(sandbox, journal, "recover", take_back=True, grace=0.5, timeout=4)
+    assert (await second.next("recovered"))["ids"] == [order_id]
+    waits_end = time.monotonic() + 4
+    await anyio.sleep(0.8)  # past the block's grace
+    await second.killed()
+    third = await run(sandbox, journal, "recover", stay=30, grace=0.5)
+    while time.monotonic() < waits_end - 1:
+        assert sandbox.order(order_id).status == "PENDING"
+        await anyio.sleep(0.05)
+    await until(
+        lambda: sandbox.order(order_id).status == "BANNED",
+        waits_end - time.monotonic() + SLACK,
+        "the taken-back order banned when the new wait would have ended",
+    )
+    assert_refunded_once(sandbox, "BANNED")
+    await third.killed()
+
+
+async def test_a_forked_child_does_not_keep_the_journal_locked(
+    sandbox: Sandbox, journal: str
+) -> None:
+    # The program forks a helper (multiprocessing, fork start method) and is killed;
+    # the helper lives on. The next run opens the journal and refunds the waits.
+    first = await run(sandbox, journal, "fork", count=3, timeout=2)
+    bought = (await first.next("bought"))["ids"]
+    helper = (await first.next("forked"))["pid"]
+    waits_end = time.monotonic() + 2
+    try:
+        first.kill()
+        await first.exited()
+        os.kill(helper, 0)  # the helper is alive
+        second = await Worker.start(WORKER, config(sandbox, journal, "recover", stay=30))
+        _STARTED.append(second)
+        await second.next("ready", timeout=15)
+        await until(
+            lambda: all(sandbox.order(i).status == "BANNED" for i in bought),
+            waits_end - time.monotonic() + SLACK,
+            "the dead parent's waits banned while its forked helper lives",
+        )
+        os.kill(helper, 0)  # ... still
+        assert_refunded_once(sandbox, "BANNED")
+        await second.killed()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(helper, signal.SIGKILL)
+
+
+async def test_a_forked_child_using_the_parents_client_gets_a_clear_error(
+    sandbox: Sandbox, journal: str
+) -> None:
+    first = await run(sandbox, journal, "fork", count=1, timeout=30, use=True)
+    await first.next("bought")
+    helper = (await first.next("forked"))["pid"]
+    try:
+        said = await first.next("helper")
+        assert said["error"] == "JournalError", said
+        assert "fork" in said["message"] and "own" in said["message"], said
+        assert len(sandbox.orders()) == 1  # the child bought nothing
+        await first.killed()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(helper, signal.SIGKILL)
+
+
+async def test_waits_of_a_run_whose_clock_was_ahead_are_banned_on_time(journal: str) -> None:
+    # The run's clock was 2 h ahead; the next run's is right. Orders live 300 s: a due
+    # time capped by expiry alone would still be 4 minutes late.
+    async with Sandbox(seed=31, auto_deliver=False, order_ttl=300, balance=OPENING) as sandbox:
+        first = await run(sandbox, journal, "wait", count=2, timeout=3, clock_step=STEP)
+        await first.next("bought")
+        waits_end = time.monotonic() + 3
+        await anyio.sleep(0.5)
+        await first.killed()
+        second = await run(sandbox, journal, "recover", stay=30)
+        await until(
+            lambda: set(statuses(sandbox).values()) == {"BANNED"},
+            waits_end - time.monotonic() + SLACK,
+            "the waits banned when they would have ended",
+        )
+        assert_refunded_once(sandbox, "BANNED")
+        await second.killed()
+
+
+async def test_waits_of_a_run_whose_clock_was_behind_are_not_banned_early(journal: str) -> None:
+    async with Sandbox(seed=37, auto_deliver=False, order_ttl=300, balance=OPENING) as sandbox:
+        first = await run(sandbox, journal, "wait", count=2, timeout=4, clock_step=-STEP)
+        await first.next("bought")
+        waits_end = time.monotonic() + 4
+        await anyio.sleep(0.5)
+        await first.killed()
+        second = await run(sandbox, journal, "recover", stay=30)
+        while time.monotonic() < waits_end - 1:
+            assert set(statuses(sandbox).values()) == {"PENDING"}, "banned before its time"
+            await anyio.sleep(0.05)
+        await until(
+            lambda: set(statuses(sandbox).values()) == {"BANNED"},
+            waits_end - time.monotonic() + SLACK,
+            "the waits banned when they would have ended",
+        )
+        assert_refunded_once(sandbox, "BANNED")
+        await second.killed()
+
+
+async def test_a_wait_longer_than_its_order_lives_is_refunded_before_it_expires(
+    journal: str,
+) -> None:
+    # A 10-minute wait on an order that expires 63 s after purchase: its refund falls due
+    # no later than a create()'s, a minute before expiry (3 s after purchase here).
+    async with Sandbox(seed=43, auto_deliver=False, order_ttl=63, balance=OPENING) as sandbox:
+        first = await run(sandbox, journal, "wait", count=2, timeout=600)
+        await first.next("bought")
+        await anyio.sleep(0.5)
+        await first.killed()
+        second = await run(sandbox, journal, "recover", stay=30)
+        await until(
+            lambda: set(statuses(sandbox).values()) == {"BANNED"},
+            3 + SLACK,
+            "the waits' orders refunded a minute before they expire",
+        )
+        assert_refunded_once(sandbox, "BANNED")
+        await second.killed()
+
+
+async def test_a_first_purchase_on_the_wire_is_found_after_the_clock_was_corrected(
+    sandbox: Sandbox, journal: str
+) -> None:
+    # The run's clock was 2 h behind; it dies with its first purchase on the wire (it
+    # never pinned the server's clock). The account held an older order already.
+    async with fast_client(sandbox) as other:
+        older = await other.orders.create("telegram", "russia")
+        await other.orders.cancel(older)
+    sandbox.set_faults(purchase_answer_delay=60)
+    first = await run(sandbox, journal, "activation", count=1, clock_step=-STEP)
+    await until(lambda: len(sandbox.orders()) == 2, 10, "the purchase charged")
+    await first.killed()
+    sandbox.clear_faults()
+    [bought] = [o.id for o in sandbox.orders() if o.id != older.id]
+
+    second = await run(sandbox, journal, "recover", stay=30, grace=1)
+    await until(
+        lambda: sandbox.order(bought).status == "CANCELLED",
+        1 + 1 + SLACK,
+        "the purchase found and refunded",
+    )
+    assert len(sandbox.orders()) == 2  # never bought again
+    assert_refunded_once(sandbox, "CANCELLED")
+    await second.killed()
+
+
+async def test_a_purchase_never_sent_on_a_clock_ahead_is_settled_within_a_window(
+    sandbox: Sandbox, journal: str
+) -> None:
+    # The run's clock was 2 h ahead; it dies with an intent on disk, the purchase never
+    # sent. Its send time looks 2 h in the future: the next run still concludes it bought
+    # nothing once a reconcile window (1 s) has passed, and recovered() returns.
+    first = await run(
+        sandbox, journal, "activation", env={"_GSIM_CRASH_AT": "after-intent"}, clock_step=STEP
+    )
+    assert await first.exited() == -9
+    second = await run(sandbox, journal, "recover", take_back=True)
+    recovered = await second.next("recovered", timeout=1 + SLACK)
+    assert recovered["ids"] == []
+    await second.finish()
+    assert sandbox.orders() == []
+    assert sandbox.balance() == OPENING
+
+
+async def test_an_equivalent_base_url_finds_the_earlier_runs_rows(journal: str) -> None:
+    # Orders expire 63 s after purchase: a create()'s refund falls due 3 s after it.
+    async with Sandbox(seed=41, auto_deliver=False, order_ttl=63, balance=OPENING) as sandbox:
+        port = urlsplit(sandbox.base_url).port
+        first = await run(
+            sandbox, journal, "create", count=2, client_url=f"http://localhost:{port}"
+        )
+        await first.next("bought")
+        await first.killed()
+        second = await run(
+            sandbox, journal, "recover", stay=30, client_url=f"HTTP://LOCALHOST:{port}/"
+        )
+        await until(
+            lambda: set(statuses(sandbox).values()) == {"CANCELLED"},
+            3 + SLACK,
+            "the orders found under the same server's other spelling, and refunded",
+        )
+        assert_refunded_once(sandbox, "CANCELLED")
+        await second.killed()

@@ -126,6 +126,10 @@ async def crash_safety(path: str) -> list[str]:
         codes = [o.sms_code for o in orders if o.sms_code is not None]
         del where, rentals
         await gsim.aclose(timeout=5)
+    foreign: int | None = journal.foreign_rows
+    rows: gsim_async.JournalRows = journal.open_rows("2s_" + "k" * 40, "https://gsim.io")
+    counts: tuple[int, int, tuple[str, ...]] = (rows.own, rows.foreign, rows.servers)
+    del foreign, counts
     try:
         Client(journal=path)
     except gsim_async.JournalInUseError as exc:
