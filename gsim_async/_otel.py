@@ -15,6 +15,7 @@ callbacks, so each client adds itself to the shared ``Instruments`` instead.
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 import time
 import weakref
@@ -56,6 +57,10 @@ _NOT_IDS = frozenset({"search"})
 #: A context with no span: the watcher's polls start traces of their own.
 _ROOT = otel_context.Context()
 _PRIORITY = {Priority.REFUND: "refund", Priority.CALL: "call", Priority.POLL: "poll"}
+#: Attribute sets of http.client.request.duration kept for reuse (routes x outcomes).
+_POINTS = 256
+#: Seconds between looks for the global tracer provider while there is none.
+_LOOK_AGAIN = 1.0
 
 
 def template(path: str) -> str:
@@ -243,9 +248,16 @@ class Hooks:
     """One client's telemetry (``gsim_async._telemetry.Hooks``)."""
 
     def __init__(self, config: Telemetry, base_url: str) -> None:
-        self.tracing: bool = config.traces
         self._tracer = trace.get_tracer(
             SCOPE, __version__, tracer_provider=config.tracer_provider, schema_url=SCHEMA_URL
+        )
+        # Spans of the global provider wait for the application to set one; a provider
+        # given here is what it is.
+        self._global_tracer = config.traces and config.tracer_provider is None
+        self._live = (
+            config.traces
+            and not self._global_tracer
+            and not isinstance(self._tracer, trace.NoOpTracer)
         )
         self._metrics = instruments(config.meter_provider) if config.metrics else None
         parts = urlsplit(base_url)
@@ -257,7 +269,26 @@ class Hooks:
         self._origin += parts.path
         self._server: Attributes = {"server.address": host, "server.port": port}
         self._scheme = parts.scheme
+        self._points: dict[tuple[str, str, int | None, str | None], Attributes] = {}
+        self._look_again = -math.inf
         self._probe: _Probe | None = None
+
+    @property
+    def tracing(self) -> bool:
+        """Whether spans are recorded: with the API's no-op, a call costs nothing more."""
+        if self._live or not self._global_tracer:
+            return self._live
+        # Until the application sets its provider, looked for again every second at most
+        # (the look reads the environment: a microsecond a call, kept off every request).
+        now = time.monotonic()
+        if now < self._look_again:
+            return False
+        provider = trace.get_tracer_provider()
+        if isinstance(provider, (trace.ProxyTracerProvider, trace.NoOpTracerProvider)):
+            self._look_again = now + _LOOK_AGAIN
+            return False
+        self._live = True  # a global provider, once set, stays
+        return True
 
     # -- spans around calls ---------------------------------------------------------------
 
@@ -304,7 +335,7 @@ class Hooks:
     ) -> Answer:
         route = template(path)
         span: Span | None = None
-        if self.tracing:
+        if self._live or self.tracing:
             attributes: Attributes = {
                 "http.request.method": method,
                 **self._server,
@@ -356,16 +387,21 @@ class Hooks:
                     span.set_status(Status(StatusCode.ERROR))
             span.end()
         if self._metrics is not None:
-            point: Attributes = {
-                "http.request.method": method,
-                **self._server,
-                "url.scheme": self._scheme,
-                "url.template": route,
-            }
-            if status is not None:
-                point["http.response.status_code"] = status
-            if error is not None:
-                point["error.type"] = error
+            key = (method, route, status, error)
+            point = self._points.get(key)
+            if point is None:
+                point = {
+                    "http.request.method": method,
+                    **self._server,
+                    "url.scheme": self._scheme,
+                    "url.template": route,
+                }
+                if status is not None:
+                    point["http.response.status_code"] = status
+                if error is not None:
+                    point["error.type"] = error
+                if len(self._points) < _POINTS:
+                    self._points[key] = point
             self._metrics.duration.record(elapsed, point)
 
     def _url(self, path: str, params: Mapping[str, str] | None) -> str:
