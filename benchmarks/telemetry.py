@@ -253,6 +253,8 @@ async def run_telemetry(
                         "requests": requests,
                         "rounds": rounds,
                         "repeat": repeat,
+                        # The smoke run's few requests: as few calls timed alone.
+                        "hooks_n": min(20_000, 10 * requests),
                     },
                 )
                 request_runs.append(
@@ -531,14 +533,14 @@ async def _request_child(config: Json) -> Json:
                     spent[name] += await _batch(calls[name], count // chunks, concurrency, after)
             for name in names:
                 cpu_us[name].append(spent[name] / (chunks * (count // chunks)) * 1e6)
-    hooks_us = await _hooks_alone(providers) if providers is not None else {}
+    hooks_us = await _hooks_alone(providers, config["hooks_n"]) if providers is not None else {}
     if providers is not None:
         providers[0].shutdown()
         providers[1].shutdown()
     return {"cpu_us": cpu_us, "hooks_us": hooks_us}
 
 
-async def _hooks_alone(providers: tuple[Any, Any, Callable[[], int]]) -> dict[str, float]:
+async def _hooks_alone(providers: tuple[Any, Any, Callable[[], int]], n: int) -> dict[str, float]:
     """µs a request spends in the telemetry hooks alone, without a network (best of 5).
 
     A call through the span decorator plus one attempt through the transport's hook,
@@ -570,7 +572,6 @@ async def _hooks_alone(providers: tuple[Any, Any, Callable[[], int]]) -> dict[st
         "noop": Hooks(gsim_async.Telemetry(), "http://127.0.0.1:8080"),
         "sdk": Hooks(gsim_async.Telemetry(providers[0], providers[1]), "http://127.0.0.1:8080"),
     }
-    n = 20_000
 
     async def bare() -> None:
         await Namespace.get.__wrapped__(namespace, "o1")  # type: ignore[attr-defined]

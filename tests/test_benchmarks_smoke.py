@@ -18,7 +18,7 @@ def test_benchmark_suite_runs_every_scenario_and_reports_every_target(tmp_path: 
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=240,
         check=False,
     )
     assert result.returncode == 0, result.stderr[-2000:]
