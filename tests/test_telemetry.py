@@ -312,7 +312,8 @@ async def test_money_and_codes_match_the_ledger(sandbox: Sandbox, otel: Recorder
     assert otel.total("gsim.codes", {"gsim.service": "telegram", "gsim.country": "russia"}) == codes
     (times,) = otel.points("gsim.code.duration")
     assert times.count == codes and times.attributes["gsim.country"] == "russia"
-    assert 0.1 < times.sum / times.count < 10
+    # From each purchase to its code's sighting, on our own clock: delivered 0.3 s on.
+    assert 0.3 <= times.sum / times.count < 5
     # Every request the sandbox served is in http.client.request.duration, by route.
     stats = sandbox.stats
     assert otel.total("http.client.request.duration") == stats.total

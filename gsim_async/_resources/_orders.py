@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import logging
+import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from collections.abc import Sequence as Seq
@@ -80,8 +81,9 @@ class OrderBook:
         #: Across a fleet: which of some order ids a live member holds or waits on.
         self.fleet_claims: Callable[[builtins.list[str]], Awaitable[set[str]]] | None = None
         #: When this client saw each code arrive, for orders.stats()'s time to a code.
-        hooks = shared.root.shared.telemetry
-        self.sightings = CodeSightings(shared.root.clock, hooks.code if hooks else None)
+        self.sightings = CodeSightings(
+            shared.root.clock, self._code_seen if shared.root.shared.telemetry else None
+        )
         #: The hook every watcher of this client calls (the caller's, and the sightings).
         self.on_update = self.sightings.hook(on_update)
         self.watcher: WatcherLike = root.make_watcher(self.on_update)
@@ -104,6 +106,15 @@ class OrderBook:
         #: An earlier run's orders found in the journal (set by the client).
         self.recovery: Recovery | None = None
         _registry.register_claims(self)
+
+    def _code_seen(self, order: Order, seconds: float | None) -> None:
+        """Report a code: the time to it from our purchase's send, when we bought it."""
+        hooks = self.shared.root.shared.telemetry
+        if hooks is None:
+            return
+        sent = self.shared.ownership.sent_at(order.id)
+        # Our own clock, exact; the server's (read from Date headers) only for another's.
+        hooks.code(order, max(time.time() - sent, 0.0) if sent is not None else seconds)
 
     def claims(self, order_id: str) -> bool:
         """Whether this client waits on ``order_id`` or an open activation uses it."""
