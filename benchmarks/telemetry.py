@@ -162,10 +162,14 @@ class TelemetryResult:
         """Median µs per request spent in the hooks alone (no network)."""
         return median([r.hooks_us[variant] for r in self.request_runs if variant in r.hooks_us])
 
+    def request_ratios(self, variant: str) -> list[float]:
+        """Each repeat's paired variant/bare ratio."""
+        ratios = [run.ratio(variant) for run in self.request_runs]
+        return [r for r in ratios if r is not None]
+
     def request_ratio(self, variant: str) -> float | None:
         """Median over repeats of that repeat's paired variant/bare ratio."""
-        ratios = [run.ratio(variant) for run in self.request_runs]
-        return median([r for r in ratios if r is not None])
+        return median(self.request_ratios(variant))
 
     # -- per code -------------------------------------------------------------------------
 
@@ -176,15 +180,19 @@ class TelemetryResult:
         values = [getattr(r, attr) for r in self._codes(variant)]
         return median([v for v in values if v is not None])
 
-    def code_ratio(self, variant: str, base: str = "absent") -> float | None:
-        """Median over repeats of variant/base CPU per code."""
+    def code_ratios(self, variant: str, base: str = "absent") -> list[float]:
+        """Each repeat's variant/base CPU per code."""
         base_runs = {r.repeat: r for r in self._codes(base)}
         pairs = [
             (r.cpu_per_code_us, base_runs[r.repeat].cpu_per_code_us)
             for r in self._codes(variant)
             if r.repeat in base_runs
         ]
-        return median([a / b for a, b in pairs if a is not None and b])
+        return [a / b for a, b in pairs if a is not None and b]
+
+    def code_ratio(self, variant: str, base: str = "absent") -> float | None:
+        """Median over repeats of variant/base CPU per code."""
+        return median(self.code_ratios(variant, base))
 
     @property
     def complete(self) -> bool:
@@ -313,6 +321,10 @@ def _ratio(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}x ({(value - 1) * 100:+.1f} %)"
 
 
+def _range(values: Sequence[float]) -> str:
+    return f"{min(values):.2f}-{max(values):.2f}x" if values else "-"
+
+
 def requests_table(result: TelemetryResult) -> str:
     rows = []
     for variant, label in VARIANTS.items():
@@ -325,6 +337,7 @@ def requests_table(result: TelemetryResult) -> str:
                 fmt(result.cpu_per_request(variant), 1),
                 f"{min(values):,.0f}-{max(values):,.0f}",
                 "floor" if variant == "bare" else _ratio(result.request_ratio(variant)),
+                "-" if variant == "bare" else _range(result.request_ratios(variant)),
                 fmt(result.hooks_us(variant), 2) if variant in ("off", "noop", "sdk") else "-",
             ]
         )
@@ -334,10 +347,11 @@ def requests_table(result: TelemetryResult) -> str:
             "CPU µs/request (median)",
             "range over rounds",
             "vs floor (paired median)",
+            "paired, range over repeats",
             "in the hooks alone, µs (no network)",
         ],
         rows,
-        "lrrrr",
+        "lrrrrr",
     )
 
 
@@ -353,6 +367,7 @@ def codes_table(result: TelemetryResult) -> str:
                 VARIANTS[variant],
                 fmt(result.median_of(variant, "cpu_per_code_us"), 0),
                 "baseline" if variant == "absent" else _ratio(result.code_ratio(variant)),
+                "-" if variant == "absent" else _range(result.code_ratios(variant)),
                 fmt(result.median_of(variant, "requests_per_code"), 3),
                 fmt(median(spans), 1) if spans else "-",
                 f"{sum(r.codes for r in runs):,}/{sum(r.n for r in runs):,}",
@@ -364,13 +379,14 @@ def codes_table(result: TelemetryResult) -> str:
             "`create` + `wait_for_code`",
             "CPU µs/code (median)",
             "vs not installed (paired median)",
+            "paired, range over repeats",
             "requests/code",
             "spans/code",
             "codes",
             "wall s",
         ],
         rows,
-        "lrrrrrr",
+        "lrrrrrrr",
     )
 
 
@@ -398,6 +414,10 @@ def summary(result: TelemetryResult) -> str:
     ]
     lines += [f"- **failed**: {line}" for line in failures]
     missed = [name for name, ok in result.checks() if not ok]
+    lines.append(
+        "- off and not installed run the same code (no hook is set): their spread around "
+        "1.00x is this machine's noise"
+    )
     lines.append("- verdict: " + ("met" if not missed else "**missed** on " + ", ".join(missed)))
     return "\n".join(lines)
 

@@ -15,6 +15,7 @@ callbacks, so each client adds itself to the shared ``Instruments`` instead.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import threading
 import time
@@ -38,6 +39,8 @@ from ._telemetry import Attributes, Describe, Pending, Result, Send, Telemetry
 from ._version import __version__
 
 T = TypeVar("T")
+
+log = logging.getLogger("gsim_async")
 
 SCOPE = "gsim_async"
 #: The semantic conventions the HTTP spans and http.client.request.duration follow.
@@ -302,7 +305,7 @@ class Hooks:
         result: Result | None,
     ) -> T:
         span = self._tracer.start_span(
-            name, attributes=describe(args, kwargs) if describe is not None else None
+            name, attributes=_safely(describe, args, kwargs) if describe is not None else None
         )
         token = otel_context.attach(trace.set_span_in_context(span))
         try:
@@ -313,7 +316,7 @@ class Hooks:
             raise
         else:
             if result is not None and span.is_recording():
-                span.set_attributes(result(value))
+                span.set_attributes(_safely(result, value))
             return value
         finally:
             otel_context.detach(token)
@@ -529,6 +532,15 @@ class Hooks:
         if self._metrics is not None and self._probe is not None:
             self._metrics.discard(self._probe)
         self._probe = None
+
+
+def _safely(describe: Callable[..., Attributes], *args: Any) -> Attributes:
+    """A span's attributes; a failure to describe a call never fails the call."""
+    try:
+        return describe(*args)
+    except Exception:
+        log.debug("gsim telemetry: could not describe a call", exc_info=True)
+        return {}
 
 
 def _where(kind: str | None, service: str, country: str | None) -> Attributes:
