@@ -133,3 +133,12 @@ async def crash_safety(path: str) -> list[str]:
         del error
     Client(journal=False)
     return codes
+
+
+async def telemetry(tracer_provider: object, meter_provider: object) -> None:
+    Client(telemetry=False)
+    Client(telemetry=True)
+    only_metrics = gsim_async.Telemetry(meter_provider=meter_provider, traces=False)
+    async with Client(telemetry=only_metrics) as gsim:
+        await gsim.balance()
+    Client(telemetry=gsim_async.Telemetry(tracer_provider, meter_provider))
