@@ -229,6 +229,7 @@ class Instruments:
 _lock = threading.Lock()
 _global: Instruments | None = None
 _by_provider: weakref.WeakKeyDictionary[Any, Instruments] = weakref.WeakKeyDictionary()
+_kept: dict[int, tuple[Any, Instruments]] = {}
 
 
 def instruments(provider: Any) -> Instruments:
@@ -240,10 +241,17 @@ def instruments(provider: Any) -> Instruments:
                 # A proxy until the application sets its provider; real from then on.
                 _global = Instruments(metrics.get_meter(SCOPE, __version__, schema_url=SCHEMA_URL))
             return _global
-        found = _by_provider.get(provider)
+        try:
+            found = _by_provider.get(provider)
+        except TypeError:  # a provider that takes no weak reference: kept for good
+            found = _kept.get(id(provider), (None, None))[1]
         if found is None:
             meter = provider.get_meter(SCOPE, __version__, schema_url=SCHEMA_URL)
-            found = _by_provider[provider] = Instruments(meter)
+            found = Instruments(meter)
+            try:
+                _by_provider[provider] = found
+            except TypeError:
+                _kept[id(provider)] = (provider, found)
         return found
 
 
