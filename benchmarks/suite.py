@@ -24,7 +24,7 @@ from pathlib import Path
 
 import aiohttp
 
-from . import journal, limits, sandbox_throughput
+from . import journal, limits, sandbox_throughput, telemetry
 from ._common import Json, fmt, markdown_table, progress
 from .chaos import ChaosResult, chaos_line, run_chaos
 from .journal import JournalResult, burst_table, run_journal, waits_table
@@ -42,6 +42,7 @@ from .overhead import OverheadResult, overhead_table, run_overhead
 from .slow_get import SlowGetCase, run_slow_get, slow_get_table
 from .sync_threads import MAX_REQUESTS_RATIO, SyncResult, cpu_table, run_sync_threads
 from .sync_threads import waits_table as sync_waits_table
+from .telemetry import TelemetryResult, codes_table, requests_table, run_telemetry
 from .verification import (
     SDK_ONLY_FROM,
     ContenderResult,
@@ -64,6 +65,7 @@ SCENARIOS = (
     "chaos",
     "journal",
     "sync",
+    "telemetry",
 )
 
 #: design.md's targets.
@@ -96,6 +98,7 @@ class Results:
     activations: list[ActivationResult] = dataclasses.field(default_factory=list)
     steady: list[SteadyRun] = dataclasses.field(default_factory=list)
     sync: SyncResult | None = None
+    telemetry: TelemetryResult | None = None
     seconds: float = 0.0
     #: Scenarios that raised instead of finishing: name -> error.
     failed: dict[str, str] = dataclasses.field(default_factory=dict)
@@ -425,6 +428,7 @@ def targets(res: Results, small: int, big: int | None) -> list[Target]:
 
     rows.append(_journal_row(res))
     rows += _sync_rows(res)
+    rows.append(_telemetry_row(res))
 
     overall = next((r for r in res.throughput if r.scenario == "**all**"), None)
     what = "sandbox throughput (issue 2; not a design.md row)"
@@ -471,6 +475,37 @@ def _journal_row(res: Results) -> Target:
     )
     missed = [name for name, ok in j.checks() if not ok]
     return Target(what, goal, measured, baseline, j.met, "on " + ", ".join(missed))
+
+
+def _telemetry_row(res: Results) -> Target:
+    what = "tracing and metrics (`gsim-async[otel]`): client CPU with them off, and on"
+    goal = (
+        f"off: no measurable cost (its hooks ≤ {telemetry.MAX_OFF_SHARE:.0%} of a request); "
+        "on: reported beside off"
+    )
+    t = res.telemetry
+    if t is None or t.off_share is None:
+        return Target(what, goal, "-", "-", None)
+    what += f", {t.repeats} repeats"
+    measured = (
+        f"off: {fmt(t.hooks_us('off'), 2)} µs/request in the hooks ({t.off_share:.2%}), "
+        f"end to end {fmt(t.request_ratio('off'), 3)}x the floor; on: "
+        f"{fmt(t.request_ratio('noop'), 3)}x with no provider, "
+        f"{fmt(t.request_ratio('sdk'), 3)}x with the SDK per request"
+    )
+    if t.code_runs:
+        measured += (
+            f", {fmt(t.code_ratio('noop'), 3)}x / {fmt(t.code_ratio('sdk'), 3)}x per code "
+            f"({t.n:,} codes)"
+        )
+    baseline = f"floor {fmt(t.cpu_per_request('bare'), 0)} µs/request (no hook)"
+    if t.code_runs:
+        baseline += (
+            f"; not installed {fmt(t.median_of('absent', 'cpu_per_code_us'), 0)} µs/code, "
+            f"off {fmt(t.code_ratio('off'), 3)}x that"
+        )
+    missed = [name for name, ok in t.checks() if not ok]
+    return Target(what, goal, measured, baseline, t.met, "on " + ", ".join(missed))
 
 
 def _sync_rows(res: Results) -> list[Target]:
@@ -634,6 +669,19 @@ def report(res: Results, args: argparse.Namespace, rows: Sequence[Target]) -> st
             "",
             burst_table(res.journal),
         ]
+    if res.telemetry is not None:
+        out += [
+            "",
+            "### Tracing and metrics' cost",
+            "",
+            "CPU per request: the variants take turns in one process (OpenTelemetry blocked "
+            "in a second one); paired: the median of each round's variant/floor ratio. CPU "
+            "per code: each variant in its own process against its own sandbox.",
+            "",
+            requests_table(res.telemetry),
+        ]
+        if res.telemetry.code_runs:
+            out += ["", codes_table(res.telemetry)]
     if res.sync is not None:
         out += ["", "### SyncClient from 8 threads", "", sync_waits_table(res.sync)]
         if res.sync.cpu is not None:
@@ -699,6 +747,7 @@ def to_json(res: Results, args: argparse.Namespace, rows: Sequence[Target]) -> J
         "chaos": res.chaos.to_dict() if res.chaos else None,
         "journal": res.journal.to_dict() if res.journal else None,
         "sync": res.sync.to_dict() if res.sync else None,
+        "telemetry": res.telemetry.to_dict() if res.telemetry else None,
         "failed": res.failed,
     }
 
@@ -794,6 +843,16 @@ async def run(args: argparse.Namespace) -> Results:
             repeats=args.repeats,
         )
 
+    async def telemetry_cost() -> None:
+        res.telemetry = await run_telemetry(
+            requests=args.telemetry_requests,
+            rounds=args.telemetry_rounds,
+            repeats=args.telemetry_repeats,
+            n=args.telemetry_n,
+            scale=args.time_scale,
+            seed=args.seed,
+        )
+
     steps = {
         "scale": scale,
         "slow-get": slow_get,
@@ -806,6 +865,7 @@ async def run(args: argparse.Namespace) -> Results:
         "chaos": chaos,
         "journal": journal_cost,
         "sync": sync,
+        "telemetry": telemetry_cost,
     }
     for name, step in steps.items():
         if name not in args.only:
@@ -887,6 +947,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sync-m", type=int, default=10, help="codes per thread (sync)")
     parser.add_argument("--sync-calls", type=int, default=2000, help="calls per batch (sync)")
     parser.add_argument(
+        "--telemetry-requests", type=int, default=2000, help="GETs per variant per round"
+    )
+    parser.add_argument("--telemetry-rounds", type=int, default=5, help="rounds per repeat")
+    parser.add_argument("--telemetry-n", type=int, default=1000, help="codes per telemetry run")
+    parser.add_argument("--telemetry-repeats", type=int, default=3, help="telemetry repeats")
+    parser.add_argument(
         "--only", type=_scenarios, default=list(SCENARIOS), help=f"subset of {','.join(SCENARIOS)}"
     )
     parser.add_argument(
@@ -906,6 +972,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args.slow_get_clients, args.slow_get_repeats, args.slow_get_many = 2, 2, 10
         args.sync_m, args.sync_calls = 2, 100
         args.journal_n, args.journal_burst, args.journal_repeats = 20, 30, 1
+        args.telemetry_requests, args.telemetry_rounds = 250, 1
+        args.telemetry_n, args.telemetry_repeats = 20, 1
     if args.time_scale <= 0 or args.repeats < 1 or args.overhead_requests < 1:
         parser.error("--time-scale must be > 0; --repeats and --overhead-requests >= 1")
     for name in (
@@ -923,6 +991,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "journal_n",
         "journal_burst",
         "journal_repeats",
+        "telemetry_requests",
+        "telemetry_rounds",
+        "telemetry_n",
+        "telemetry_repeats",
     ):
         if not 1 <= getattr(args, name) <= 1_000_000:
             parser.error(f"--{name.replace('_', '-')} must be 1..1,000,000")

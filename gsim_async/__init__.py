@@ -69,6 +69,7 @@ from ._models import (
 from ._resources._orders import wait_for_code
 from ._retry import RetryEvent
 from ._sync import SyncActivation, SyncActivations, SyncClient
+from ._telemetry import Telemetry
 from ._types import NOT_GIVEN, NotGiven
 from ._version import __version__
 from ._waiting import Activation, WaitResult
@@ -132,6 +133,7 @@ __all__ = [
     "SyncActivation",
     "SyncActivations",
     "SyncClient",
+    "Telemetry",
     "UnauthorizedError",
     "ValidationError",
     "WaitResult",

@@ -27,6 +27,9 @@ from ._resources._recovery import Recovery
 from ._resources._rentals import RentalBook, Rentals
 from ._resources._shared import Shared as Bookkeeping
 from ._retry import RetryHook
+from ._telemetry import Hooks, Telemetry, resolve, traced
+from ._telemetry import catalogue_args as _catalogue_args
+from ._telemetry import count_result as _count
 from ._transport import Settings, Shared, Transport
 from ._types import NOT_GIVEN, NotGiven
 from ._watcher import OrderHook
@@ -79,6 +82,11 @@ class Client:
     the orders back with ``orders.recovered()``. One live client per journal file
     (``JournalInUseError``).
 
+    ``telemetry``: with ``pip install 'gsim-async[otel]'``, the client reports traces
+    and metrics to the OpenTelemetry providers the application configured (nothing to
+    write; a no-op when it configured none). ``False`` turns that off, as does
+    ``$GSIM_TELEMETRY=off`` when it is left out; a ``Telemetry`` names other providers.
+
     ``on_retry`` is called with a ``RetryEvent`` before each retry, ``on_order_update``
     with an ``Order`` whenever a waited-on order changes status or gets its code.
     """
@@ -106,6 +114,7 @@ class Client:
         reconcile_window: float | None = None,
         fleet: RedisFleet | Literal[False] | None = None,
         journal: str | os.PathLike[str] | Journal | Literal[False] | None = None,
+        telemetry: bool | Telemetry | None = None,
         on_retry: RetryHook | None = None,
         on_order_update: OrderHook | None = None,
     ) -> None:
@@ -145,7 +154,8 @@ class Client:
             ssl_context=ssl_context,
         )
         pacing = Pacing(max_requests_per_second, slow_start=v.boolean("slow_start", slow_start))
-        self._transport = Transport(settings, Shared(session_, pacing, on_retry))
+        hooks = _hooks(resolve(telemetry), settings.base_url)
+        self._transport = Transport(settings, Shared(session_, pacing, on_retry, hooks))
         self._books = Bookkeeping(self._transport, self.poll_interval, window)
         self._orders_book = OrderBook(self._books, on_order_update)
         self._rentals_book = RentalBook(self._books)
@@ -203,6 +213,8 @@ class Client:
             self._recovery.start()
 
         self._transport.shared.starter = start
+        if hooks is not None:
+            self._observe(hooks)
         root = self._transport
         # One copy per client (its views included): countries by ISO code or name.
         self._countries = CountryCatalogue(lambda: root.request("GET", "/countries", _COUNTRIES))
@@ -213,6 +225,16 @@ class Client:
         # refunds them, and this client (its file journal too) owes them no more.
         for order_id in order_ids:
             self._books.obligations.ended(order_id, "taken over by the fleet")
+
+    def _observe(self, hooks: Hooks) -> None:
+        """Report this client's gauges: waits, journal rows, fleet leadership, the gate."""
+        book, obligations, fleet = self._orders_book, self._books.obligations, self._fleet
+        hooks.observe(
+            waiting=lambda: book.watcher.watching,
+            rows=(lambda: obligations.open_rows) if obligations.active else None,
+            leading=(lambda: fleet.watcher.leading) if fleet is not None else None,
+            pacing=self._transport.pacing,
+        )
 
     def _bind(self, transport: Transport, poll_interval: float) -> None:
         self._transport = transport
@@ -346,6 +368,8 @@ class Client:
         await shared.session.aclose()
         if self._journal is not None:
             await self._journal.aclose()
+        if shared.telemetry is not None:
+            shared.telemetry.close()
 
     def _report_unrefunded(self, ids: list[str]) -> None:
         shown = ", ".join(ids[:50]) + (f" and {len(ids) - 50} more" if len(ids) > 50 else "")
@@ -369,14 +393,17 @@ class Client:
 
     # -- account and catalogue -------------------------------------------------------
 
+    @traced("gsim.balance")
     async def balance(self) -> Balance:
         """The account's balance."""
         return await self._transport.request("GET", "/balance", _BALANCE)
 
+    @traced("gsim.services", result=_count)
     async def services(self) -> list[Service]:
         """Every service numbers can be bought for, with the cheapest price and stock."""
         return await self._transport.request("GET", "/services", _SERVICES)
 
+    @traced("gsim.countries", _catalogue_args, _count)
     async def countries(self, service: str | None = None) -> list[Country]:
         """Countries with numbers (for ``service``, if given).
 
@@ -389,6 +416,7 @@ class Client:
             self._countries.load(found)
         return found
 
+    @traced("gsim.operators", _catalogue_args, _count)
     async def operators(self, service: str, country: str) -> list[Operator]:
         """Operators of ``country`` selling numbers for ``service``, with prices and stock.
 
@@ -400,6 +428,24 @@ class Client:
         v.text("country", country)
         params = {"service": service, "country": await self._countries.resolve(country)}
         return await self._transport.request("GET", "/operators", _OPERATORS, params=params)
+
+
+#: Set once ``opentelemetry`` proved not importable: not looked for again.
+_otel_missing = False
+
+
+def _hooks(config: Telemetry | None, base_url: str) -> Hooks | None:
+    """A new client's telemetry: ``None`` when off, or when OpenTelemetry is not installed."""
+    global _otel_missing
+    if config is None or _otel_missing:
+        return None
+    try:
+        from . import _otel
+    except ImportError:
+        # The extra is not installed (or the application blocked it): nothing reported.
+        _otel_missing = True
+        return None
+    return _otel.Hooks(config, base_url)
 
 
 __all__ = ["Client"]

@@ -125,6 +125,7 @@ class Purchase:
         if not owner.sinks:
             return
         self.ref = owner.new_ref()
+        owner.on_wire += 1
         self.sent = time.time()
         clock = owner.clock
         # Always kept, the first purchase's too: before our own purchases pin it, the
@@ -158,6 +159,7 @@ class Purchase:
         if self.ref is None:
             return
         self._owner.hold(self.ref, order, wire, expires, self._purpose, sent=self.sent)
+        self._owner.on_wire -= 1
         self.ref = None
 
     def bought_rental(self, rental_id: str, phone_number: str) -> None:
@@ -165,6 +167,7 @@ class Purchase:
         if self.ref is None:
             return
         self._owner.rented(self.ref, rental_id, phone_number, self.sent)
+        self._owner.on_wire -= 1
         self.ref = None
 
     def nothing(self, outcome: str) -> None:
@@ -173,6 +176,7 @@ class Purchase:
             return
         for sink in self._owner.sinks:
             sink.done(self.ref, outcome)
+        self._owner.on_wire -= 1
         self.ref = None
 
     async def refused(self, outcome: str) -> None:
@@ -201,11 +205,18 @@ class Obligations:
         self._tag = uuid.uuid4().hex[:12]
         self._count = 0
         self._foreign_noted = -1e18
+        #: Purchases whose intent is written and whose outcome is not (yet).
+        self.on_wire = 0
 
     @property
     def active(self) -> bool:
         """Whether anything is written (a journal or a fleet is attached)."""
         return bool(self.sinks)
+
+    @property
+    def open_rows(self) -> int:
+        """Rows that still need something: orders owed, purchases on the wire."""
+        return len(self._owed) + self.on_wire
 
     def new_ref(self) -> str:
         """A fresh row reference, unique across runs and processes."""

@@ -36,11 +36,18 @@ class CodeSightings:
     """When this client first saw each order's code, on the server's clock.
 
     Fed by the watcher's updates (every wait of the client goes through it); keeps the
-    latest ``limit`` sightings.
+    latest ``limit`` sightings. ``on_code(order, seconds)`` hears of each code once, with
+    the seconds since the order was made (``None`` when that is not known).
     """
 
-    def __init__(self, clock: ServerClock, limit: int = 100_000) -> None:
+    def __init__(
+        self,
+        clock: ServerClock,
+        on_code: Callable[[Order, float | None], None] | None = None,
+        limit: int = 100_000,
+    ) -> None:
         self._clock = clock
+        self._on_code = on_code
         self._limit = limit
         self._at: dict[str, datetime] = {}
 
@@ -51,6 +58,8 @@ class CodeSightings:
         self._at[order.id] = self._clock.now()
         if len(self._at) > self._limit:
             del self._at[next(iter(self._at))]
+        if self._on_code is not None:
+            self._on_code(order, self.seconds_to_code(order))
 
     def hook(self, then: OrderHook | None) -> OrderHook:
         """A watcher hook that notes sightings, then calls ``then`` (the user's hook)."""

@@ -9,6 +9,7 @@ by one table in ``gsim_async._http``, and the rate gate and the send rate live i
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import platform
 import random
@@ -39,6 +40,7 @@ from ._exceptions import (
 from ._http import Answer, NoAnswer, Session, classify, read_body
 from ._pacing import Pacing, Priority
 from ._retry import Action, Operation, RetryEvent, RetryHook, backoff, decide, parse_retry_after
+from ._telemetry import Hooks, Pending
 from ._version import __version__
 
 T = TypeVar("T")
@@ -74,11 +76,19 @@ class Settings:
 class Shared:
     """What every view of one client shares: session, pacing, clock, counters, hooks."""
 
-    def __init__(self, session: Session, pacing: Pacing, on_retry: RetryHook | None) -> None:
+    def __init__(
+        self,
+        session: Session,
+        pacing: Pacing,
+        on_retry: RetryHook | None,
+        telemetry: Hooks | None = None,
+    ) -> None:
         self.session = session
         self.pacing = pacing
         self.clock = ServerClock()
         self.on_retry = on_retry
+        #: Traces and metrics (``None``: off, or OpenTelemetry not installed).
+        self.telemetry = telemetry
         self.rng = random.Random()
         #: Requests put on the wire (attempts, retries included).
         self.requests_sent = 0
@@ -91,7 +101,11 @@ class Shared:
         if self.starter is None:
             return
         if self._starting is None:
-            self._starting = asyncio.get_running_loop().create_task(self.starter())
+            # In an empty context: what it starts (a fleet's loops, recovery) runs for the
+            # client's life, not inside the span of whichever call came first.
+            self._starting = contextvars.Context().run(
+                asyncio.get_running_loop().create_task, self.starter()
+            )
         await asyncio.shield(self._starting)
         self.starter = None
 
@@ -193,10 +207,14 @@ class Transport:
         body = dumps(json).encode() if json is not None else None
         retries = self.settings.max_retries if max_retries is None else max_retries
         pacing = shared.pacing
+        tel = shared.telemetry
+        pending: Pending | None = None  # events for the next attempt's span (polls)
         attempt = 0
         maybe_done = False  # an earlier attempt may have been carried out
         while True:
-            ticket = pacing.try_acquire(priority) or await pacing.acquire(priority)
+            ticket = pacing.try_acquire(priority) or await (
+                pacing.acquire(priority) if tel is None else tel.turn(pacing, priority)
+            )
             # Wall-clock send times are for purchases' bookkeeping only.
             sent = time.time() if op is not Operation.SAFE else 0.0
             sent_mono = ticket.sent_at
@@ -210,7 +228,13 @@ class Transport:
                     raise
                 before_send = None
             try:
-                answer = await self._send(session, method, path, params, body)
+                if tel is None:
+                    answer = await self._send(session, method, path, params, body)
+                else:
+                    notes, pending = pending, None
+                    answer = await tel.http(
+                        self._send, session, method, path, params, body, priority, attempt, notes
+                    )
             except NoAnswer as failure:
                 pacing.done(ticket, accepted=False)
                 error: GsimError = _no_answer_error(failure, method, C.API_PREFIX + path)
@@ -227,7 +251,10 @@ class Transport:
                 pause = 0.0
                 if action is Action.PAUSE:
                     assert isinstance(error, RateLimitedError)
+                    fresh = tel is not None and not pacing.paused_for
                     pause = pacing.throttled(ticket, self._pause(error.retry_after))
+                    if tel is not None:
+                        pending = tel.paused(pause, fresh, priority, pending)
                 maybe_happened = status >= 500 and error.code != "PROVIDER_ERROR"
             if action is Action.LOST:
                 raise self._lost(error, op, sent, sent_mono)
@@ -239,11 +266,15 @@ class Transport:
             maybe_done = maybe_done or maybe_happened
             if action is Action.PAUSE:
                 self._notify(method, path, attempt, pause, _reason(error))
+                if tel is not None:
+                    pending = tel.retried(method, path, attempt, pause, error, priority, pending)
             else:
                 delay = backoff(
                     attempt, self.settings.backoff_base, self.settings.backoff_cap, self.shared.rng
                 )
                 self._notify(method, path, attempt, delay, _reason(error))
+                if tel is not None:
+                    pending = tel.retried(method, path, attempt, delay, error, priority, pending)
                 if delay:
                     await anyio.sleep(delay)
 

@@ -34,6 +34,15 @@ from ._exceptions import (
     UnauthorizedError,
 )
 from ._models import Operator, Order, Refund
+from ._telemetry import (
+    Hooks,
+    settle_args,
+    settled_result,
+    traced,
+    via_ops,
+    wait_args,
+    waited_result,
+)
 from ._watcher import WatcherLike, is_settled
 
 log = logging.getLogger("gsim_async")
@@ -56,6 +65,10 @@ class OrderOps(Protocol):
     @property
     def poll_interval(self) -> float:
         """Seconds between polls."""
+
+    @property
+    def telemetry(self) -> Hooks | None:
+        """The client's traces and metrics (``None``: off)."""
 
     async def fetch(self, order_id: str, *, cleanup: bool = False) -> Order:
         """One order's current state (``cleanup``: retry until the cleanup deadline)."""
@@ -97,6 +110,7 @@ def check_wait_args(timeout: float | None, on_timeout: str, poll_interval: float
         v.positive_seconds("poll_interval", poll_interval)
 
 
+@traced("gsim.orders.wait_for_code", wait_args, waited_result, via=via_ops)
 async def wait(
     ops: OrderOps,
     order: Order,
@@ -196,6 +210,7 @@ class Settled:
     note: str
 
 
+@traced("gsim.orders.refund", settle_args, settled_result, via=via_ops)
 async def settle(ops: OrderOps, order: Order, action: str) -> Settled:
     """Ban or cancel ``order`` for a refund; never given up while the client is open.
 

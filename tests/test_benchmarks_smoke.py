@@ -18,14 +18,14 @@ def test_benchmark_suite_runs_every_scenario_and_reports_every_target(tmp_path: 
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=240,
         check=False,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "| target (design.md) |" in result.stdout
     report = json.loads((tmp_path / "bench.json").read_text())
     # Every design.md target has a measured figure.
-    assert len(report["targets"]) == 21
+    assert len(report["targets"]) == 22
     assert all(row["verdict"] != "not measured" for row in report["targets"])
     # Every contender got every code, each its own.
     for row in report["scale"] + report["rate_limit"] + report["activations"]:
@@ -68,3 +68,12 @@ def test_benchmark_suite_runs_every_scenario_and_reports_every_target(tmp_path: 
         assert run["codes"] == run["n"] and run["errors"] == 0 and run["wrong_codes"] == 0
         assert run["open_rows"] == (0 if run["variant"] == "journal" else None)
     assert all(b["purchases"] == b["n"] for b in journal["bursts"])
+    # Telemetry's cost: every variant measured, every code of every run.
+    tel = report["telemetry"]
+    assert set(tel["cpu_per_request_us"]) == {"bare", "absent", "off", "noop", "sdk"}
+    assert all(v is not None for v in tel["cpu_per_request_us"].values())
+    assert tel["hooks_us"]["off"] is not None and tel["hooks_us"]["sdk"] is not None
+    assert [r["variant"] for r in tel["code_runs"]] == ["absent", "off", "noop", "sdk"]
+    for run in tel["code_runs"]:
+        assert run["codes"] == run["n"] and run["errors"] == 0 and run["wrong_codes"] == 0
+    assert tel["code_runs"][-1]["spans"] > 0

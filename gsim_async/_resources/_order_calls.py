@@ -20,6 +20,7 @@ from .._obligations import expiry_wall
 from .._ownership import Key
 from .._pacing import Priority
 from .._reconcile import Baseline
+from .._telemetry import Hooks
 from .._transport import Transport
 from .._validation import path_id
 from .._watcher import OrderHook, Watcher, WatcherLike, is_settled
@@ -65,6 +66,11 @@ class OrderCalls:
         return self._shared.background
 
     @property
+    def telemetry(self) -> Hooks | None:
+        """The client's traces and metrics (``None``: off)."""
+        return self._transport.shared.telemetry
+
+    @property
     def poll_interval(self) -> float:
         """Seconds between polls."""
         return self._shared.poll_interval
@@ -99,7 +105,7 @@ class OrderCalls:
         oid = order.id if isinstance(order, Order) else order
         target = OrderStatus.BANNED if action == "ban" else OrderStatus.CANCELLED
         try:
-            return await self._transport.request(
+            refund = await self._transport.request(
                 "POST",
                 f"/orders/{oid}/{action}",
                 _REFUND,
@@ -113,10 +119,19 @@ class OrderCalls:
             current = await self._reread(oid, known, cleanup=cleanup)
             if current is not None and current.status == target and exc.after_lost_answer:
                 # An earlier attempt of ours went through and only its answer was lost.
-                return Refund(success=True, refunded=current.price)
+                refund = Refund(success=True, refunded=current.price)
+                self._refunded(current, action, refund)
+                return refund
             if isinstance(exc, ConflictError):
                 exc.order = current
             raise
+        self._refunded(order, action, refund)
+        return refund
+
+    def _refunded(self, order: Order | str, action: str, refund: Refund) -> None:
+        hooks = self._transport.shared.telemetry
+        if hooks is not None and refund.success:
+            hooks.refunded(order, action, refund.refunded)
 
     async def _reread(self, oid: str, known: Order | None, *, cleanup: bool) -> Order | None:
         try:

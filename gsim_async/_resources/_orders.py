@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import logging
+import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from collections.abc import Sequence as Seq
@@ -28,6 +29,17 @@ from .._pagination import make_page, walk_pages
 from .._reconcile import Reconciler
 from .._retry import Operation
 from .._stats import CodeSightings, ProgressHook, order_stats
+from .._telemetry import (
+    count_result,
+    order_arg,
+    order_result,
+    page_args,
+    page_result,
+    purchase,
+    refund_result,
+    stats_args,
+    traced,
+)
 from .._transport import Transport
 from .._waiting import (
     Activation,
@@ -69,7 +81,9 @@ class OrderBook:
         #: Across a fleet: which of some order ids a live member holds or waits on.
         self.fleet_claims: Callable[[builtins.list[str]], Awaitable[set[str]]] | None = None
         #: When this client saw each code arrive, for orders.stats()'s time to a code.
-        self.sightings = CodeSightings(shared.root.clock)
+        self.sightings = CodeSightings(
+            shared.root.clock, self._code_seen if shared.root.shared.telemetry else None
+        )
         #: The hook every watcher of this client calls (the caller's, and the sightings).
         self.on_update = self.sightings.hook(on_update)
         self.watcher: WatcherLike = root.make_watcher(self.on_update)
@@ -92,6 +106,15 @@ class OrderBook:
         #: An earlier run's orders found in the journal (set by the client).
         self.recovery: Recovery | None = None
         _registry.register_claims(self)
+
+    def _code_seen(self, order: Order, seconds: float | None) -> None:
+        """Report a code: the time to it from our purchase's send, when we bought it."""
+        hooks = self.shared.root.shared.telemetry
+        if hooks is None:
+            return
+        sent = self.shared.ownership.sent_at(order.id)
+        # Our own clock, exact; the server's (read from Date headers) only for another's.
+        hooks.code(order, max(time.time() - sent, 0.0) if sent is not None else seconds)
 
     def claims(self, order_id: str) -> bool:
         """Whether this client waits on ``order_id`` or an open activation uses it."""
@@ -143,6 +166,7 @@ class Orders:
         """
         return await self._create(service, country, operator, "order")
 
+    @traced("gsim.orders.create", purchase, order_result)
     async def _create(
         self, service: str, country: str, operator: str | None, purpose: str
     ) -> Order:
@@ -196,7 +220,11 @@ class Orders:
             journal=lambda: self._shared.obligations.purchase("order", purpose, body),
             record=self._record,
         )
-        return self._calls.remember(self._filled(order, country, operator))
+        order = self._filled(order, country, operator)
+        hooks = self._transport.shared.telemetry
+        if hooks is not None:
+            hooks.bought_order(order)
+        return self._calls.remember(order)
 
     @staticmethod
     def _filled(order: Order, country: str, operator: str | None) -> Order:
@@ -219,6 +247,7 @@ class Orders:
         # Like every refund: tried until it lands while the client is open.
         self._shared.background.spawn(settle(self._calls, order, "cancel"))
 
+    @traced("gsim.orders.recovered", result=count_result)
     async def recovered(self) -> builtins.list[Order]:
         """An earlier run's orders still owed, handed back to this program (each once).
 
@@ -238,11 +267,13 @@ class Orders:
 
     # -- reading ------------------------------------------------------------------------
 
+    @traced("gsim.orders.get", order_arg, order_result)
     async def get(self, order: OrderRef) -> Order:
         """The order's current state, with ``sms_code`` once the code arrived."""
         fresh = await self._calls.get(order_id(order))
         return self._calls.remember(order.merged(fresh) if isinstance(order, Order) else fresh)
 
+    @traced("gsim.orders.list", page_args, page_result)
     async def list(
         self, page: int = 1, limit: int = 20, status: OrderStatus | str | None = None
     ) -> Page[Order]:
@@ -263,6 +294,7 @@ class Orders:
 
     # -- ending -------------------------------------------------------------------------
 
+    @traced("gsim.orders.cancel", order_arg, refund_result)
     async def cancel(self, order: OrderRef) -> Refund:
         """Cancel a PENDING order; its price is refunded.
 
@@ -271,6 +303,7 @@ class Orders:
         """
         return await self._end(order, "cancel")
 
+    @traced("gsim.orders.ban", order_arg, refund_result)
     async def ban(self, order: OrderRef) -> Refund:
         """Report a PENDING order's number as not receiving; its price is refunded.
 
@@ -285,6 +318,7 @@ class Orders:
         self._shared.obligations.ended(oid, "banned" if action == "ban" else "cancelled")
         return refund
 
+    @traced("gsim.orders.cancel_stale", result=count_result)
     async def cancel_stale(
         self, older_than: float | timedelta = timedelta(minutes=5)
     ) -> builtins.list[tuple[Order, Refund]]:
@@ -514,6 +548,7 @@ class Orders:
 
     # -- what worked ----------------------------------------------------------------------
 
+    @traced("gsim.orders.stats", stats_args, count_result)
     async def stats(
         self,
         since: datetime | timedelta | None = None,

@@ -35,6 +35,17 @@ from .._obligations import Purchase
 from .._pagination import iterate_pages, make_page
 from .._reconcile import Baseline, Reconciler
 from .._retry import Operation
+from .._telemetry import (
+    count_result,
+    message_result,
+    page_args,
+    page_result,
+    rental_arg,
+    rental_purchase,
+    rental_result,
+    search_args,
+    traced,
+)
 from .._transport import Transport
 from .._types import NOT_GIVEN, NotGiven
 from ._buying import buy
@@ -126,6 +137,7 @@ class Rentals:
         self._reconciler = book.reconciler
         self._poll_interval = poll_interval
 
+    @traced("gsim.rentals.recovered", result=count_result)
     async def recovered(self) -> list[Rental]:
         """Rentals an earlier run bought while it died with the purchase on the wire.
 
@@ -137,6 +149,7 @@ class Rentals:
         recovery = self._book.recovery
         return [] if recovery is None else await recovery.rentals()
 
+    @traced("gsim.rentals.search", search_args, count_result)
     async def search(
         self,
         country: str,
@@ -169,6 +182,7 @@ class Rentals:
         data = await self._transport.request("GET", "/rentals/search", _SEARCH, params=params)
         return list(data.items)
 
+    @traced("gsim.rentals.create", rental_purchase, rental_result)
     async def create(
         self,
         phone_number: str,
@@ -214,15 +228,20 @@ class Rentals:
             record=_record_rental,
         )
         self._shared.ownership.stamp(rental.id, rental.created_at)
+        hooks = self._transport.shared.telemetry
+        if hooks is not None:
+            hooks.bought_rental(rental)
         return rental
 
     async def _get(self, rid: str) -> Rental:
         return await self._transport.request("GET", f"/rentals/{rid}", _RENTAL)
 
+    @traced("gsim.rentals.get", rental_arg, rental_result)
     async def get(self, rental: RentalRef) -> Rental:
         """The rental with its recent ``messages`` and ``calls``."""
         return await self._get(rental_id(rental))
 
+    @traced("gsim.rentals.list", page_args, page_result)
     async def list(
         self, page: int = 1, limit: int = 20, status: RentalStatus | str | None = None
     ) -> Page[Rental]:
@@ -255,6 +274,7 @@ class Rentals:
         data = await self._transport.request("GET", path, decode, params=params)
         return make_page(data, number, size)
 
+    @traced("gsim.rentals.update", rental_arg)
     async def update(
         self,
         rental: RentalRef,
@@ -289,6 +309,7 @@ class Rentals:
             )
         return await self._transport.request("PATCH", f"/rentals/{rid}", _UPDATE, json=body)
 
+    @traced("gsim.rentals.release", rental_arg)
     async def release(self, rental: RentalRef) -> None:
         """Give the number back at once; it cannot be recovered."""
         rid = rental_id(rental)
@@ -299,10 +320,12 @@ class Rentals:
             if not exc.after_lost_answer:
                 raise
 
+    @traced("gsim.rentals.messages", rental_arg, page_result)
     async def messages(self, rental: RentalRef, page: int = 1, limit: int = 50) -> Page[Message]:
         """One page of the rental's SMS, newest first."""
         return await self._page(f"/rentals/{rental_id(rental)}/sms", _MESSAGES, page, limit)
 
+    @traced("gsim.rentals.send_sms", rental_arg)
     async def send_sms(self, rental: RentalRef, to: str, body: str) -> SentMessage:
         """Send an SMS from the rental's number (a per-SMS fee is charged).
 
@@ -320,10 +343,12 @@ class Rentals:
             "the SMS was sent (and charged)",
         )
 
+    @traced("gsim.rentals.calls", rental_arg, page_result)
     async def calls(self, rental: RentalRef, page: int = 1, limit: int = 50) -> Page[Call]:
         """One page of the rental's calls, newest first."""
         return await self._page(f"/rentals/{rental_id(rental)}/calls", _CALLS, page, limit)
 
+    @traced("gsim.rentals.call", rental_arg)
     async def call(self, rental: RentalRef, to: str) -> PlacedCall:
         """Place a call from the rental's number; never repeated after a lost answer."""
         return await self._once(
@@ -358,6 +383,7 @@ class Rentals:
             exc.args = (str(exc),)
             raise
 
+    @traced("gsim.rentals.wait_for_sms", rental_arg, message_result)
     async def wait_for_sms(
         self,
         rental: RentalRef,

@@ -14,6 +14,7 @@ from .._exceptions import InvalidArgumentError
 from .._journal import Journal
 from .._models import Balance, Country, Operator, Service
 from .._retry import RetryHook
+from .._telemetry import Telemetry
 from .._types import NOT_GIVEN, NotGiven
 from .._watcher import OrderHook
 from ._orders import SyncOrders
@@ -37,6 +38,9 @@ class SyncClient:
     thread that runs an event loop (a notebook) may call it. Hooks (``on_retry``,
     ``on_order_update``, ``match`` callables) run in that thread: keep them quick, and
     do not call the client from them.
+
+    Its spans are children of the span current in the calling thread (OpenTelemetry's
+    context travels with each call), like ``Client``'s.
 
     ``session`` must stay ``None``: an aiohttp session belongs to one event loop, and
     this client's loop is its own (``connection_limit``, ``proxy`` and ``ssl_context``
@@ -71,6 +75,7 @@ class SyncClient:
         reconcile_window: float | None = None,
         fleet: RedisFleet | Literal[False] | None = None,
         journal: str | os.PathLike[str] | Journal | Literal[False] | None = None,
+        telemetry: bool | Telemetry | None = None,
         on_retry: RetryHook | None = None,
         on_order_update: OrderHook | None = None,
     ) -> None:
@@ -101,6 +106,7 @@ class SyncClient:
                 reconcile_window=reconcile_window,
                 fleet=fleet,
                 journal=journal,
+                telemetry=telemetry,
                 on_retry=on_retry,
                 on_order_update=on_order_update,
             )

@@ -158,3 +158,12 @@ async def fleets(url: str) -> None:
             where: str = exc.where
             del where
     Client(fleet=False)
+
+
+async def telemetry(tracer_provider: object, meter_provider: object) -> None:
+    Client(telemetry=False)
+    Client(telemetry=True)
+    only_metrics = gsim_async.Telemetry(meter_provider=meter_provider, traces=False)
+    async with Client(telemetry=only_metrics) as gsim:
+        await gsim.balance()
+    Client(telemetry=gsim_async.Telemetry(tracer_provider, meter_provider))

@@ -122,6 +122,7 @@ def setup() -> None:
         closed: bool = view.closed
         sent: int = view.requests_sent
         del closed, sent
+    SyncClient(telemetry=False).close()
     gsim = SyncClient(on_order_update=lambda o: print(o.status))
     try:
         gsim.balance()
