@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .._guard import Guard
 from .._journal import Entry
 from .._ownership import Ownership
 from .._pacing import Pacing
@@ -15,11 +16,13 @@ from ._gate import FleetGate
 from ._journal import FleetJournal
 from ._member import Member
 from ._settings import Settings
+from ._spend import FleetSpend
 from ._watch import FleetWatcher
 
 
 class Binding:
-    """One client's part in a fleet: its gate, its ownership records and its watcher."""
+    """One client's part in a fleet: its gate, its ownership records, its watcher, its
+    journal and its spend guard."""
 
     def __init__(
         self,
@@ -34,6 +37,7 @@ class Binding:
         told: float | None,
         slow_start: bool,
         take_over: Callable[[Sequence[Entry]], None],
+        guard: Guard | None = None,
     ) -> None:
         self.member = Member(settings)
         self.gate = FleetGate(self.member, pacing, told, slow_start)
@@ -47,6 +51,13 @@ class Binding:
         self.journal = FleetJournal(
             self.member, leading=lambda: self.watcher.leading, take_over=take_over
         )
+        #: The spend guard's counts, the fleet's (read by any member, kept by those
+        #: that configure a limit or a breaker).
+        self.spend = FleetSpend(
+            self.member, guard.limit if guard else None, guard.breaker if guard else None
+        )
+        if guard is not None:
+            guard.attach(self.spend)
 
     async def start(self) -> None:
         """Connect and join (alone, with a warning, if Redis cannot be reached)."""
@@ -55,6 +66,7 @@ class Binding:
         self.book.start()
         self.watcher.start()
         self.journal.start()
+        await self.spend.start()
 
     async def claimed(self, ids: Sequence[str]) -> set[str]:
         """Which of ``ids`` a live member holds or waits on."""
