@@ -226,7 +226,7 @@ class Activations:
         buy: Callable[[str, str, str | None], Awaitable[Order]],
         refund: Callable[[Order], Awaitable[Settled]],
         activation: Callable[[Callable[[], Awaitable[Order]], str], Activation],
-        admit: Callable[[str, str], Awaitable[None]] | None = None,
+        admit: Callable[[str, str | None], Awaitable[None]] | None = None,
     ) -> None:
         self._service = service
         self._admit = admit
@@ -284,6 +284,8 @@ class Activations:
             raise self._failure
         previous = self._current
         if previous is None:
+            if self._admit is not None:
+                await self._admit(self._service, None)  # no room at all: before any request
             await self._prepare()
         elif not any(b is previous for b in self._bought):
             if previous is not self._entered:

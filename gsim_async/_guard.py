@@ -227,15 +227,16 @@ class Guard:
 
     # -- before a purchase --------------------------------------------------------------
 
-    async def check(self, service: str, country: str) -> None:
+    async def check(self, service: str, country: str | None) -> None:
         """Raise what admitting a purchase of ``service`` in ``country`` would raise now,
-        without reserving anything (before requests a purchase makes first)."""
-        if not self.enabled:
+        without reserving anything (before requests a purchase makes first); without a
+        ``country``, only whether the spend limit leaves any room."""
+        if not self.enabled or (country is None and self.limit is None):
             return
-        key = (service, country) if self.breaker is not None else None
+        key = (service, country) if self.breaker is not None and country is not None else None
         verdict = await self.store.admit(Admission(next(self._tickets), 0, 0, key, dry=True))
         if not verdict.ok:
-            self._refuse(verdict, f"{service} in {country}")
+            self._refuse(verdict, f"{service} in {country}" if country else service)
 
     async def admit_order(
         self,

@@ -181,7 +181,10 @@ def spend_limit_from(value: object) -> SpendLimit | None:
         return None
     if value is None:
         text = os.environ.get("GSIM_SPEND_LIMIT", "").strip()
-        return SpendLimit.parse(text) if text else None
+        try:
+            return SpendLimit.parse(text) if text else None
+        except InvalidArgumentError as exc:
+            raise InvalidArgumentError(f"GSIM_SPEND_LIMIT: {exc}") from None
     if isinstance(value, SpendLimit):
         return value
     raise InvalidArgumentError(
@@ -198,7 +201,10 @@ def breaker_from(value: object) -> Breaker | None:
         text = os.environ.get("GSIM_BREAKER", "").strip()
         if not text:
             return None
-        return Breaker.parse(text, os.environ.get("GSIM_BREAKER_COOLDOWN"))
+        try:
+            return Breaker.parse(text, os.environ.get("GSIM_BREAKER_COOLDOWN"))
+        except InvalidArgumentError as exc:
+            raise InvalidArgumentError(f"GSIM_BREAKER/GSIM_BREAKER_COOLDOWN: {exc}") from None
     if isinstance(value, Breaker):
         return value
     raise InvalidArgumentError(

@@ -161,6 +161,9 @@ class Orders:
         v.text("country", country)
         if operator is not None:
             operator = v.text("operator", operator)
+        guard = self._shared.guard
+        if guard.enabled and self._countries.would_read(country):
+            await guard.check(service, None)  # no room at all: before the catalogue's read
         country = await self._countries.resolve(country)
         background = self._shared.background
         task = background.spawn(self._buy(service, country, operator, purpose, max_price))
@@ -479,8 +482,11 @@ class Orders:
 
         async def admit() -> None:
             # The guard speaks before the price check's request, as before the purchase's.
-            if self._shared.guard.enabled:
-                await self._shared.guard.check(service, await self._countries.resolve(country))
+            guard = self._shared.guard
+            if guard.enabled:
+                if self._countries.would_read(country):
+                    await guard.check(service, None)
+                await guard.check(service, await self._countries.resolve(country))
 
         return Activation(
             self._calls,
