@@ -349,7 +349,7 @@ class Guard:
             self._prices[service, country, operator or "any"] = order.price
             if order.operator:
                 self._prices[service, country, order.operator] = order.price
-        if ticket is None:
+        if ticket is None or self.limit is None:
             return False
         return await self.store.commit(ticket.id, _order_ref(order.id), to_micro(order.price))
 

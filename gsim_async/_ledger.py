@@ -283,7 +283,7 @@ class Ledger:
                     reserved=self.reserved,
                     retry_after=self._rolls(now, window_ms, limit, amount),
                 )
-        if not dry:
+        if not dry and limit is not None:
             self._add(ticket, now, amount, True)
         return Verdict(True, micro=amount, total=self.total, reserved=self.reserved, trial=trial)
 

@@ -65,19 +65,27 @@ local function now_ms()
   local t = redis.call('TIME')
   return t[1] * 1000 + math.floor(t[2] / 1000)
 end
+-- HINCRBY, but never by 0 (Lua writes -0 as "-0", which Redis refuses).
+local function incr(field, n)
+  if n ~= 0 then return redis.call('HINCRBY', KEYS[1], field, n) end
+  return tonumber(redis.call('HGET', KEYS[1], field)) or 0
+end
+-- Take an entry out of the amounts, the stamps and the totals.
+local function drop(ref, v)
+  local micro, ticket = string.match(v, '^(%d+):(%d)$')
+  incr('total', -tonumber(micro))
+  if ticket == '1' then incr('reserved', -tonumber(micro)) end
+  redis.call('HDEL', KEYS[3], ref)
+  redis.call('ZREM', KEYS[2], ref)
+end
 local function trim(now, window)
   local stored = tonumber(redis.call('HGET', KEYS[1], 'window')) or 0
   local w = math.max(window, stored)
+  if w <= 0 then return w end
   local old = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. (now - w))
   for _, ref in ipairs(old) do
     local v = redis.call('HGET', KEYS[3], ref)
-    if v then
-      local micro, ticket = string.match(v, '^(%d+):(%d)$')
-      redis.call('HINCRBY', KEYS[1], 'total', -tonumber(micro))
-      if ticket == '1' then redis.call('HINCRBY', KEYS[1], 'reserved', -tonumber(micro)) end
-      redis.call('HDEL', KEYS[3], ref)
-    end
-    redis.call('ZREM', KEYS[2], ref)
+    if v then drop(ref, v) else redis.call('ZREM', KEYS[2], ref) end
   end
   return w
 end
@@ -144,15 +152,14 @@ if limit >= 0 then
     return {1, now, members, amount, total, reserved, retry}
   end
 end
-if not dry then
+if not dry and limit >= 0 then
   if redis.call('HSETNX', KEYS[3], ARGV[1], amount .. ':1') == 1 then
     redis.call('ZADD', KEYS[2], now, ARGV[1])
-    total = redis.call('HINCRBY', KEYS[1], 'total', amount)
-    reserved = redis.call('HINCRBY', KEYS[1], 'reserved', amount)
+    total = incr('total', amount)
+    reserved = incr('reserved', amount)
   end
-  if limit >= 0 then redis.call('HSET', KEYS[1], 'limit', limit) end
-  redis.call('HSET', KEYS[1], 'window', window)
-  keep(w)
+  redis.call('HSET', KEYS[1], 'limit', limit, 'window', window)
+  keep(math.max(w, window))
 end
 return {0, now, members, amount, total, reserved, trial}
 """
@@ -168,16 +175,12 @@ local w = trim(now, tonumber(ARGV[5]))
 local at = now
 local v = redis.call('HGET', KEYS[3], ARGV[1])
 if v then
-  local micro = tonumber(string.match(v, '^(%d+)'))
   at = tonumber(redis.call('ZSCORE', KEYS[2], ARGV[1])) or now
-  redis.call('HDEL', KEYS[3], ARGV[1])
-  redis.call('ZREM', KEYS[2], ARGV[1])
-  redis.call('HINCRBY', KEYS[1], 'total', -micro)
-  redis.call('HINCRBY', KEYS[1], 'reserved', -micro)
+  drop(ARGV[1], v)
 end
 if redis.call('HSETNX', KEYS[3], ARGV[2], ARGV[3] .. ':0') == 1 then
   redis.call('ZADD', KEYS[2], at, ARGV[2])
-  redis.call('HINCRBY', KEYS[1], 'total', tonumber(ARGV[3]))
+  incr('total', tonumber(ARGV[3]))
 else
   at = tonumber(redis.call('ZSCORE', KEYS[2], ARGV[2])) or at
 end
@@ -193,22 +196,17 @@ return {now, at, total, over}
 # KEYS: spend, spend:at, spend:amt, breaker. ARGV: ref, kind ('1' ticket, '0' item).
 # A ticket that bought nothing, or an item refunded, stops counting; a ticket that held
 # the breaker's trial gives it back.
-_DROP = """
+_DROP = (
+    _TRIM
+    + """
 local v = redis.call('HGET', KEYS[3], ARGV[1])
-if v then
-  local micro, ticket = string.match(v, '^(%d+):(%d)$')
-  if ticket == ARGV[2] then
-    redis.call('HDEL', KEYS[3], ARGV[1])
-    redis.call('ZREM', KEYS[2], ARGV[1])
-    redis.call('HINCRBY', KEYS[1], 'total', -tonumber(micro))
-    if ticket == '1' then redis.call('HINCRBY', KEYS[1], 'reserved', -tonumber(micro)) end
-  end
-end
+if v and string.sub(v, -1) == ARGV[2] then drop(ARGV[1], v) end
 if ARGV[2] == '1' and redis.call('HGET', KEYS[4], 'trial_ticket') == ARGV[1] then
   redis.call('HSET', KEYS[4], 'trial_until', 0, 'trial_ticket', '')
 end
 return 1
 """
+)
 
 # KEYS: breaker, breakers. ARGV: name, failure ('' for a success), detail, failures,
 # cooldown ms, memory ms. Returns the state after it (see _state_of), {} when closed.
@@ -264,10 +262,8 @@ for i = 2, #ARGV - 1, 4 do
   local value = ARGV[i + 2] .. ':' .. ARGV[i + 3]
   if at >= now - w and redis.call('HSETNX', KEYS[3], ARGV[i], value) == 1 then
     redis.call('ZADD', KEYS[2], at, ARGV[i])
-    redis.call('HINCRBY', KEYS[1], 'total', tonumber(ARGV[i + 2]))
-    if ARGV[i + 3] == '1' then
-      redis.call('HINCRBY', KEYS[1], 'reserved', tonumber(ARGV[i + 2]))
-    end
+    incr('total', tonumber(ARGV[i + 2]))
+    if ARGV[i + 3] == '1' then incr('reserved', tonumber(ARGV[i + 2])) end
     added = added + 1
   end
 end
@@ -381,7 +377,7 @@ class FleetSpend:
             breaker=self._breaker,
             dry=admission.dry,
         )
-        if verdict.ok and not admission.dry:
+        if verdict.ok and not admission.dry and self._limit_micro is not None:
             self._mine[admission.ticket] = (now, verdict.micro, True)
         return verdict
 
@@ -439,7 +435,7 @@ class FleetSpend:
                 retry_after=retry / 1000 if retry >= 0 else None,
                 members=members,
             )
-        if not admission.dry:
+        if not admission.dry and self._limit_micro is not None:
             self._mine[admission.ticket] = (now, amount, True)
             self._prune(now)
         return Verdict(
