@@ -222,7 +222,7 @@ class Client:
         self.poll_interval = poll_interval
         self.orders = Orders(transport, self._orders_book, poll_interval, self._countries)
         self.rentals = Rentals(transport, self._rentals_book, poll_interval)
-        self.guard = SpendGuard(self._books.guard)
+        self.guard = SpendGuard(self._books.guard, self._countries.resolve)
 
     def with_options(
         self,

@@ -484,8 +484,11 @@ class SpendGuard:
     the state is the fleet's (read from Redis, whatever this client configured).
     """
 
-    def __init__(self, guard: Guard) -> None:
+    def __init__(
+        self, guard: Guard, resolve: Callable[[str], Awaitable[str]] | None = None
+    ) -> None:
         self._guard = guard
+        self._resolve = resolve
 
     @property
     def spend_limit(self) -> SpendLimit | None:
@@ -504,8 +507,9 @@ class SpendGuard:
     async def reset(self, service: str | None = None, country: str | None = None) -> int:
         """Close the breakers of ``service`` (in ``country``), or all of them; how many.
 
-        The spend limit is not reset: it frees up as its window rolls and as
-        refunds come. With a fleet, every member's purchases may go again at once.
+        ``country`` may be an id, an ISO code or a name. The spend limit is not
+        reset: it frees up as its window rolls and as refunds come. With a fleet,
+        every member's purchases may go again at once.
         """
         if service is not None and (not isinstance(service, str) or not service.strip()):
             raise InvalidArgumentError(f"service must be a non-empty string, got {service!r}")
@@ -513,6 +517,8 @@ class SpendGuard:
             raise InvalidArgumentError(f"country must be a non-empty string, got {country!r}")
         if country is not None and service is None:
             raise InvalidArgumentError("reset(country=...) needs the service too")
+        if country is not None and self._resolve is not None:
+            country = await self._resolve(country)
         return await self._guard.store.reset(
             service.strip() if service else None, country.strip() if country else None
         )
