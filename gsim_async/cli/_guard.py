@@ -40,7 +40,7 @@ def guard_lines(status: GuardStatus, *, configured: bool) -> list[str]:
 
 @click.group(cls=Group, no_args_is_help=True)
 def guard() -> None:
-    """The spend guard: the spend limit and the breakers, and closing a breaker.
+    """Show the spend limit and the breakers, or close a breaker.
 
     With a fleet (GSIM_FLEET_URL) they are the fleet's, shared by every program on
     the key; without one, each program counts its own.
@@ -50,7 +50,7 @@ def guard() -> None:
 @guard.command("status")
 @pass_app
 def status(app: App) -> None:
-    """Show net spend against the limit and every breaker with failures, and why."""
+    """Show net spend against the limit, and the breakers and why."""
 
     async def go(gsim: Client) -> None:
         found = await gsim.guard.status()
