@@ -344,7 +344,8 @@ class Guard:
         self, ticket: Ticket | None, order: Order, service: str, country: str, operator: str | None
     ) -> bool:
         """The order the ticket's purchase bought; whether it took spend past the limit."""
-        self._remember(order.id, (service, country))
+        if self.breaker is not None:
+            self._remember(order.id, (service, country))
         if self.limit is not None:
             self._prices[service, country, operator or "any"] = order.price
             if order.operator:

@@ -315,6 +315,7 @@ class FleetSpend:
         #: Changes not written yet, in order (kept while Redis is away).
         self._queue: collections.deque[tuple[str, Write]] = collections.deque(maxlen=_QUEUE)
         self._wake = asyncio.Event()
+        self._flushing = asyncio.Lock()
         #: Redis' clock minus ours (ms), from the last script's answer.
         self._offset = 0.0
         self._total = 0
@@ -361,6 +362,10 @@ class FleetSpend:
         # Once cut off, the share counts until the rejoin has written back what this
         # member did meanwhile (a restarted Redis is empty until then).
         if self._member.active and self._fallback is None:
+            if self._queue:
+                # This member's outcomes and refunds first: its own last failure must
+                # count against its next purchase, as it would in one process.
+                await self.flush()
             verdict = await self._member.call(lambda r: self._admit(r, admission), None)
             if verdict is not None:
                 return verdict
@@ -580,12 +585,14 @@ class FleetSpend:
 
     async def flush(self) -> None:
         """Write the queued changes, in order (they wait while Redis is away)."""
-        while self._queue and self._member.active:
-            _what, write = self._queue[0]
-            result = await self._member.call(write, None)
-            if result is None and not self._reachable():
-                return  # down: the rejoin writes it
-            self._queue.popleft()
+        # One writer at a time: a change written twice would count twice.
+        async with self._flushing:
+            while self._queue and self._member.active:
+                _what, write = self._queue[0]
+                result = await self._member.call(write, None)
+                if result is None and not self._reachable():
+                    return  # down: the rejoin writes it
+                self._queue.popleft()
 
     async def _rejoined(self) -> None:
         """Redis is back, maybe empty: write back what this member contributed and knew."""
