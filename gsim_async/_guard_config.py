@@ -170,7 +170,8 @@ def describe(span: timedelta) -> str:
     """``24h``, ``15m``, ``90s`` — a window or cooldown as people write it."""
     seconds = span.total_seconds()
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size and seconds % size == 0:
+        # A day reads as 24h; a week as 7d.
+        if seconds >= size and seconds % size == 0 and (unit != "d" or seconds > 86400):
             return f"{int(seconds // size)}{unit}"
     return f"{seconds:g}s"
 

@@ -31,6 +31,8 @@ from ._guard_config import MICRO, Breaker, Failure, SpendLimit
 
 BreakerKey = tuple[str, str]
 
+_CENT = Decimal("0.01")
+
 #: A breaker that heard nothing for this long (ms) is forgotten (unless it is open).
 BREAKER_MEMORY_MS = 24 * 3600 * 1000
 #: How long a trial purchase of a half-open breaker holds the trial (ms): an order's
@@ -44,8 +46,10 @@ def to_micro(amount: Decimal) -> int:
 
 
 def from_micro(micro: int) -> Decimal:
-    """Millionths of a USD as USD."""
-    return (Decimal(micro) * MICRO).normalize() if micro else Decimal(0)
+    """Millionths of a USD as USD, in cents when it is a whole number of them."""
+    value = Decimal(micro) * MICRO
+    cents = value.quantize(_CENT)
+    return cents if cents == value else value.normalize()
 
 
 @attrs.frozen

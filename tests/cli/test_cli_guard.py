@@ -51,11 +51,11 @@ def test_guard_status_reads_the_options_and_the_environment(served: Served) -> N
     env = {**served.env, "GSIM_SPEND_LIMIT": "2/6h", "GSIM_BREAKER": "4"}
     gsim = Gsim(env, served.api_key)
     status = gsim.json("guard", "status")
-    assert status["spend"]["limit"] == "2" and status["spend"]["available"] == "2"
+    assert status["spend"]["limit"] == "2" and status["spend"]["available"] == "2.00"
     assert status["spend"]["per"] == 6 * 3600
     assert status["breakers"] == [] and status["shared"] is False
     shown = gsim("guard", "status", "--spend-limit", "1/1h")
-    assert "0 of 1 USD per 1h counted, 1 USD left" in shown.stdout
+    assert "0.00 of 1 USD per 1h counted, 1.00 USD left" in shown.stdout
     assert "counted by this command alone" in shown.stdout
     off = Gsim({**served.env, "GSIM_SPEND_LIMIT": None, "GSIM_BREAKER": None}, served.api_key)
     assert "spend guard: off" in off("guard", "status").stdout
