@@ -3,8 +3,10 @@
 The rules are ``gsim_async._ledger``'s, applied by Lua scripts on Redis' clock so that
 every member's purchase is admitted atomically against the same counts:
 
-* ``spend`` (hash): ``total`` and ``reserved`` (millionths of a USD), and the
-  ``limit`` and ``window`` the last member configured (for a reader without its own);
+* ``spend`` (hash): ``total`` and ``reserved`` (millionths of a USD), the ``limit``
+  the last member configured (for a reader without its own) and the ``window``: the
+  longest a member asserted within it (entries leave by it, never earlier than a
+  member with a longer window would count them);
   ``spend:at`` (sorted set) stamps each entry, ``spend:amt`` (hash) holds its amount
   as ``<micro>:<1 for a ticket, 0 for an item>``. Entries older than the window
   leave both, and the total, in the next script that runs.
@@ -158,7 +160,14 @@ if not dry and limit >= 0 then
     total = incr('total', amount)
     reserved = incr('reserved', amount)
   end
-  redis.call('HSET', KEYS[1], 'limit', limit, 'window', window)
+  -- The fleet counts over the longest window a member asserted within that window:
+  -- a shorter one takes over only once no member has asserted the longer one for as
+  -- long (the counts never forget early what a member still counts).
+  local at = tonumber(redis.call('HGET', KEYS[1], 'window_at')) or 0
+  if window >= w or now - at > w then
+    redis.call('HSET', KEYS[1], 'window', window, 'window_at', now)
+  end
+  redis.call('HSET', KEYS[1], 'limit', limit)
   keep(math.max(w, window))
 end
 return {0, now, members, amount, total, reserved, trial}
