@@ -325,10 +325,11 @@ class Guard:
             if verdict.retry_after is not None
             else ""
         )
+        note = f" ({verdict.note})" if verdict.note else ""
         raise SpendLimitError(
             f"the spend guard refused a purchase of {what}: "
             f"{from_micro(verdict.total)} USD counted{held} against {where} limit of "
-            f"{self.limit.usd} USD per {describe(self.limit.per)}, and it needs "
+            f"{self.limit.usd} USD per {describe(self.limit.per)}{note}, and it needs "
             f"{needed or 'what is left'}{when}; nothing was bought",
             limit=self.limit.usd,
             per=self.limit.per,

@@ -145,6 +145,8 @@ class Verdict:
     breaker: BreakerStatus | None = None
     trial: bool = False
     members: int = 1
+    #: Why the counts are not the usual ones (a fleet member cut off from Redis).
+    note: str = ""
 
 
 @attrs.define

@@ -32,6 +32,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+import attrs
 import redis.asyncio as aioredis
 
 from .._guard import Admission
@@ -393,6 +394,15 @@ class FleetSpend:
         )
         if verdict.ok and not admission.dry and self._limit_micro is not None:
             self._mine[admission.ticket] = (now, verdict.micro, True)
+        if not verdict.ok and verdict.reason == "spend":
+            note = (
+                f"the fleet's Redis is unreachable: this member counts against its share "
+                f"({from_micro(self._share or 0)} USD) of the room left when it lost touch"
+                if self._heard
+                else "the fleet's Redis is unreachable and this member never read the "
+                "fleet's spend: it admits no purchase until Redis is back"
+            )
+            verdict = attrs.evolve(verdict, note=note)
         return verdict
 
     async def _admit(self, r: aioredis.Redis, admission: Admission) -> Verdict:

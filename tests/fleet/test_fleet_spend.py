@@ -221,6 +221,8 @@ async def test_a_member_cut_off_from_redis_spends_only_its_share(
         redis_server.stop()
         # 4 purchases of room left, 2 members: each may make 2 until Redis is back.
         assert await buy(one, 3) == (2, 1)
+        with pytest.raises(SpendLimitError, match="Redis is unreachable"):
+            await one.orders.create("telegram", "russia")
         assert await buy(two, 3) == (2, 1)
         redis_server.start()
         await until(lambda: _total_is(redis_server, sandbox, namespace, 6 * 180_000), timeout=15)
