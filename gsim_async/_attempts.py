@@ -16,6 +16,10 @@ try and looks at how the previous one ended before yielding the next.
 * A try that left its block with a code ends the loop.
 * Any other exception leaves the loop, after the activation refunded its number.
 
+With a spend guard (``Client(breaker=...)``), a candidate whose (service, country)
+breaker is open is left out without buying, like one sold out; when that leaves none,
+the loop raises the ``BreakerOpenError``. A ``SpendLimitError`` ends the loop.
+
 Candidates are every (country, operator) pair, countries in the order given and each
 with the operators in the order given (``None``: any operator). Each try takes the
 next candidate after the one the previous try bought from, wrapping around, so a
@@ -45,21 +49,22 @@ from typing import Literal
 
 import attrs
 
-from ._exceptions import GsimError, NoCodeError, NotFoundError, ProviderError
+from ._exceptions import BreakerOpenError, GsimError, NoCodeError, NotFoundError, ProviderError
 from ._models import Operator, Order
 from ._waiting import Activation, Settled
 
 log = logging.getLogger("gsim_async")
 
 #: Why a candidate was left out: no numbers now, not offered at all, dearer than
-#: ``max_price``, dearer than what is left of ``budget``.
-SkipReason = Literal["sold_out", "not_sold", "too_dear", "over_budget"]
+#: ``max_price``, dearer than what is left of ``budget``, its spend guard breaker open.
+SkipReason = Literal["sold_out", "not_sold", "too_dear", "over_budget", "breaker_open"]
 
 _REASONS: dict[str, str] = {
     "sold_out": "sold out",
     "not_sold": "not sold",
     "too_dear": "above max_price",
     "over_budget": "over budget",
+    "breaker_open": "held by the spend guard's breaker",
 }
 
 
@@ -221,8 +226,11 @@ class Activations:
         buy: Callable[[str, str, str | None], Awaitable[Order]],
         refund: Callable[[Order], Awaitable[Settled]],
         activation: Callable[[Callable[[], Awaitable[Order]], str], Activation],
+        admit: Callable[[str, str | None], Awaitable[None]] | None = None,
     ) -> None:
         self._service = service
+        self._admit = admit
+        self._held: BreakerOpenError | None = None
         self._names = tuple(countries)
         self._operators = tuple(operators)
         self._attempts = attempts
@@ -276,6 +284,8 @@ class Activations:
             raise self._failure
         previous = self._current
         if previous is None:
+            if self._admit is not None:
+                await self._admit(self._service, None)  # no room at all: before any request
             await self._prepare()
         elif not any(b is previous for b in self._bought):
             if previous is not self._entered:
@@ -341,6 +351,13 @@ class Activations:
             if candidate is None:
                 self._failure = self._none_left()
                 raise self._failure
+            if self._admit is not None:
+                # Before the quote's request: an open breaker leaves the candidate out.
+                try:
+                    await self._admit(self._service, candidate.country)
+                except BreakerOpenError as exc:
+                    self._breaker_open(candidate, exc)
+                    continue
             offers = quotes.get(candidate.country)
             if offers is None:
                 try:
@@ -360,6 +377,9 @@ class Activations:
                 continue
             try:
                 order = await self._buy(self._service, candidate.country, candidate.operator)
+            except BreakerOpenError as exc:  # it opened since the check
+                self._breaker_open(candidate, exc)
+                continue
             except (ProviderError, NotFoundError) as exc:
                 # The server had no number after all (the sandbox: 503 "no numbers").
                 self._skip(
@@ -411,6 +431,12 @@ class Activations:
             return "over_budget"
         return None
 
+    def _breaker_open(self, candidate: _Candidate, exc: BreakerOpenError) -> None:
+        self._held = exc
+        for other in self._candidates or ():
+            if other.country == candidate.country:
+                self._skip(other, "breaker_open", None, f"{exc.failures} failures in a row")
+
     def _skip(
         self, candidate: _Candidate, reason: SkipReason, price: Decimal | None, detail: str = ""
     ) -> None:
@@ -434,8 +460,10 @@ class Activations:
             refunded=refunded,
         )
 
-    def _none_left(self) -> NoNumberAvailableError:
+    def _none_left(self) -> GsimError:
         skipped = self.skipped
+        if self._held is not None and all(s.reason == "breaker_open" for s in skipped):
+            return self._held  # the guard alone holds every candidate back
         why = "; ".join(s.describe() for s in skipped)
         before = (
             f"; {self.tries} number{'s' if self.tries != 1 else ''} tried before, none got a code"

@@ -18,6 +18,8 @@ from . import _validation as v
 from ._converter import Decoder, decoder
 from ._countries import CountryCatalogue
 from ._exceptions import InvalidArgumentError
+from ._guard import Guard, SpendGuard
+from ._guard_config import Breaker, SpendLimit, breaker_from, spend_limit_from
 from ._http import Session, check_base_url
 from ._journal import FileJournal, Journal, accounts, normal_base_url
 from ._models import Balance, Country, Operator, Service
@@ -86,6 +88,13 @@ class Client:
     and metrics to the OpenTelemetry providers the application configured (nothing to
     write; a no-op when it configured none). ``False`` turns that off, as does
     ``$GSIM_TELEMETRY=off`` when it is left out; a ``Telemetry`` names other providers.
+    ``spend_limit`` (a ``SpendLimit``; default from ``$GSIM_SPEND_LIMIT``, e.g.
+    ``20/24h``) caps net spend (bought minus refunded) over a rolling window, and
+    ``breaker`` (a ``Breaker``; default from ``$GSIM_BREAKER``) holds purchases of a
+    service in a country whose verifications keep failing: a purchase they refuse
+    raises ``SpendLimitError`` or ``BreakerOpenError`` before any request. ``False``
+    turns either off whatever the environment says; with a fleet both are fleet-wide.
+    ``client.guard`` shows their state (docs/guides/spend-guard.md).
 
     ``on_retry`` is called with a ``RetryEvent`` before each retry, ``on_order_update``
     with an ``Order`` whenever a waited-on order changes status or gets its code.
@@ -115,6 +124,8 @@ class Client:
         fleet: RedisFleet | Literal[False] | None = None,
         journal: str | os.PathLike[str] | Journal | Literal[False] | None = None,
         telemetry: bool | Telemetry | None = None,
+        spend_limit: SpendLimit | Literal[False] | None = None,
+        breaker: Breaker | Literal[False] | None = None,
         on_retry: RetryHook | None = None,
         on_order_update: OrderHook | None = None,
     ) -> None:
@@ -154,9 +165,12 @@ class Client:
             ssl_context=ssl_context,
         )
         pacing = Pacing(max_requests_per_second, slow_start=v.boolean("slow_start", slow_start))
+        # Checked before anything is made: a bad limit fails here, not at a purchase.
+        guard = Guard(spend_limit_from(spend_limit), breaker_from(breaker))
         hooks = _hooks(resolve(telemetry), settings.base_url)
         self._transport = Transport(settings, Shared(session_, pacing, on_retry, hooks))
         self._books = Bookkeeping(self._transport, self.poll_interval, window)
+        self._books.guard = guard
         self._orders_book = OrderBook(self._books, on_order_update)
         self._rentals_book = RentalBook(self._books)
         self._recovery = Recovery(
@@ -186,6 +200,7 @@ class Client:
                 slow_start=slow_start,
                 take_over=self._recovery.take_over,
                 released=self._released,
+                guard=guard,
             )
             self._books.obligations.sinks.append(self._fleet.journal)
             self._orders_book.watcher = self._fleet.watcher
@@ -241,6 +256,7 @@ class Client:
         self.poll_interval = poll_interval
         self.orders = Orders(transport, self._orders_book, poll_interval, self._countries)
         self.rentals = Rentals(transport, self._rentals_book, poll_interval)
+        self.guard = SpendGuard(self._books.guard, self._countries.resolve)
 
     def with_options(
         self,

@@ -51,6 +51,16 @@ class CountryCatalogue:
         """Whether the catalogue was read."""
         return self._keys is not None
 
+    def would_read(self, value: str, *, read: bool = False) -> bool:
+        """Whether looking ``value`` up now would read the catalogue (a request)."""
+        text = value.strip()
+        key = text.casefold()
+        if _ID_SHAPED.fullmatch(text):
+            return self._keys is None and (read or len(text) == 2)
+        return self._keys is None or (
+            key not in self._keys and time.monotonic() - self._loaded_at >= REFRESH_AFTER
+        )
+
     def load(self, countries: Iterable[Country]) -> None:
         """Take ``countries`` (the whole catalogue, as ``GET /countries`` lists it)."""
         listed = list(countries)

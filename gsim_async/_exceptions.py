@@ -20,6 +20,9 @@ GsimError
 │   └── OutcomeUnknownError             a charging request may have gone
 │                                       through (.candidates: what it bought)
 ├── PriceTooHighError                   activation(max_price=...) refused it
+├── GuardError                          the spend guard refused a purchase
+│   ├── SpendLimitError                 ... it would pass the spend limit
+│   └── BreakerOpenError                ... verifications keep failing there
 ├── JournalError                        the journal cannot be opened or written
 │   └── JournalInUseError               another live client has it open
 ├── FleetError                          the fleet's Redis cannot be used (when
@@ -37,6 +40,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -50,12 +54,14 @@ __all__ = [
     "APIError",
     "APIResponseValidationError",
     "APITimeoutError",
+    "BreakerOpenError",
     "ClientClosedError",
     "CodeTimeoutError",
     "ConflictError",
     "FleetError",
     "ForbiddenError",
     "GsimError",
+    "GuardError",
     "InsufficientBalanceError",
     "InvalidArgumentError",
     "JournalError",
@@ -67,6 +73,7 @@ __all__ = [
     "PriceTooHighError",
     "ProviderError",
     "RateLimitedError",
+    "SpendLimitError",
     "UnauthorizedError",
     "ValidationError",
 ]
@@ -330,6 +337,101 @@ class PriceTooHighError(GsimError):
         self.order = order
         self.code = code
         super().__init__(message)
+
+
+class GuardError(GsimError):
+    """The client's spend guard refused a purchase; nothing was sent, nothing was spent.
+
+    ``retry_after`` is how many seconds until the guard would let it through as things
+    stand (``None``: not before something else changes, e.g. a refund or a reset).
+    See [`SpendLimit`][gsim_async.SpendLimit] and [`Breaker`][gsim_async.Breaker].
+    """
+
+    retry_after: float | None
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
+class SpendLimitError(GuardError):
+    """The purchase would take net spend over the window past the spend limit.
+
+    ``limit`` and ``per`` are the limit; ``spent`` is what the client (the fleet, with
+    one) spent in the window minus what was refunded, ``reserved`` what purchases in
+    flight hold, ``needed`` what this purchase would have reserved. ``order`` is set
+    when an order came back dearer than reserved and past the limit: it was cancelled
+    (refunded) unless its code won that race, in which case ``code`` is set (it was
+    charged; the code is yours to use).
+    """
+
+    limit: Decimal
+    per: timedelta
+    spent: Decimal
+    reserved: Decimal
+    needed: Decimal
+    order: Order | None
+    code: str | None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        limit: Decimal,
+        per: timedelta,
+        spent: Decimal,
+        reserved: Decimal,
+        needed: Decimal,
+        retry_after: float | None = None,
+        order: Order | None = None,
+        code: str | None = None,
+    ) -> None:
+        self.limit = limit
+        self.per = per
+        self.spent = spent
+        self.reserved = reserved
+        self.needed = needed
+        self.order = order
+        self.code = code
+        super().__init__(message, retry_after=retry_after)
+
+
+class BreakerOpenError(GuardError):
+    """Verifications of ``service`` in ``country`` kept failing: purchases there are held.
+
+    ``failures`` in a row ended without a code (``no_code``) or left an
+    ``activation()`` block by an exception after the code came (``after_code``);
+    ``last_error`` names the last such exception's type. The breaker lets a trial
+    purchase through ``retry_after`` seconds from now (its cooldown), closes on a
+    verification that succeeds, and ``client.guard.reset()`` closes it at once.
+    """
+
+    service: str
+    country: str | None
+    failures: int
+    no_code: int
+    after_code: int
+    last_error: str | None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        service: str,
+        country: str | None,
+        failures: int,
+        no_code: int = 0,
+        after_code: int = 0,
+        last_error: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        self.service = service
+        self.country = country
+        self.failures = failures
+        self.no_code = no_code
+        self.after_code = after_code
+        self.last_error = last_error
+        super().__init__(message, retry_after=retry_after)
 
 
 class MessageTimeoutError(GsimError, TimeoutError):

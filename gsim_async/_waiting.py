@@ -33,6 +33,7 @@ from ._exceptions import (
     PriceTooHighError,
     UnauthorizedError,
 )
+from ._guard_config import Failure
 from ._models import Operator, Order, Refund
 from ._telemetry import (
     Hooks,
@@ -99,6 +100,12 @@ class OrderOps(Protocol):
 
     def refund_over(self, order_id: str) -> None:
         """That refund ended, whichever way."""
+
+    def verified(self, order: Order, *, block: bool = False) -> None:
+        """The order's code came (``block``: and its ``activation()`` block ended well)."""
+
+    def failed(self, order: Order, failure: Failure, detail: str = "") -> None:
+        """The order's verification failed: no code, or the step after it raised."""
 
 
 def check_wait_args(timeout: float | None, on_timeout: str, poll_interval: float | None) -> None:
@@ -339,9 +346,20 @@ class AsCompleted:
             try:
                 final = await give_up(self._ops, order, self._on_timeout, self._waited(order))
             except GsimError as exc:
-                return WaitResult(order=getattr(exc, "order", order), error=exc)
-            return WaitResult(order=final, code=final.sms_code)
-        return WaitResult(order=order, code=code, error=error)
+                return self._judged(WaitResult(order=getattr(exc, "order", order), error=exc))
+            return self._judged(WaitResult(order=final, code=final.sms_code))
+        return self._judged(WaitResult(order=order, code=code, error=error))
+
+    def _judged(self, result: WaitResult) -> WaitResult:
+        """Tell the spend guard's breaker how the order's verification went."""
+        error = result.error
+        if result.code is not None:
+            self._ops.verified(result.order)
+        elif isinstance(error, NoCodeError) and not (
+            isinstance(error, CodeTimeoutError) and self._on_timeout == "keep"
+        ):
+            self._ops.failed(result.order, "no_code")
+        return result
 
     def _waited(self, order: Order) -> float:
         return self._timeout if self._timeout is not None else self._ops.seconds_left(order)
@@ -413,8 +431,13 @@ class Activation:
         max_price: Decimal | None,
         register: Callable[[Activation], None],
         swallow_no_code: bool = False,
+        admit: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._ops = ops
+        # The spend guard's check, before any request (the price check's included).
+        self._admit = admit
+        #: Whether the breaker was told how this order's verification went.
+        self._judged = False
         # orders.activations(): a wait of this order that ends without a code ends the
         # try, not the loop, once the order was refunded.
         self._swallow_no_code = swallow_no_code
@@ -445,6 +468,8 @@ class Activation:
         return self.order.phone_number
 
     async def __aenter__(self) -> Activation:
+        if self._admit is not None:
+            await self._admit()
         if self._max_price is not None:
             await self._check_price()
         order = await self._buy()
@@ -520,6 +545,9 @@ class Activation:
                 self._cleanup = exc.refund_task
             # on_timeout="keep" keeps the order, leaving the block included.
             self._kept = isinstance(exc, CodeTimeoutError) and on_timeout == "keep"
+            if not self._kept and not self._judged:
+                self._judged = True
+                self._ops.failed(exc.order, "no_code")
             raise
         self._order = final
         self.code = final.sms_code
@@ -538,9 +566,30 @@ class Activation:
         finished = order is None or self.code is not None or self._kept
         if not finished and not (order is not None and is_settled(order) and self._cleanup is None):
             await self._refund()
+        self._judge(exc)
         if self._swallow_no_code and isinstance(exc, NoCodeError) and order is not None:
             return exc.order.id == order.id
         return None
+
+    def _judge(self, exc: BaseException | None) -> None:
+        """Tell the spend guard's breaker how the block's verification went.
+
+        A block left by cancellation, an interrupt or the client closing is no verdict
+        on the number; one left by an exception after its code came is a failure (the
+        step after the code failed), as is one left without a code.
+        """
+        if self._order is None or self._judged or self._kept:
+            return
+        if isinstance(exc, ClientClosedError) or not isinstance(exc, (Exception, type(None))):
+            return
+        self._judged = True
+        if self.code is not None or self._order.sms_code is not None:
+            if exc is None:
+                self._ops.verified(self._order, block=True)
+            else:
+                self._ops.failed(self._order, "after_code", type(exc).__name__)
+        else:
+            self._ops.failed(self._order, "no_code")
 
     async def _refund(self) -> Settled | None:
         """Cancel the order (once, whoever asks first) and record what came back.

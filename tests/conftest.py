@@ -31,6 +31,13 @@ class _Capture(logging.Handler):
 
 
 @pytest.fixture(autouse=True)
+def no_spend_guard_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A spend guard set in the developer's shell must not change what the tests buy."""
+    for name in ("GSIM_SPEND_LIMIT", "GSIM_BREAKER", "GSIM_BREAKER_COOLDOWN"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(autouse=True)
 def no_key_in_logs() -> Iterator[list[str]]:
     """Capture the gsim_async logger at DEBUG and check no API key was ever logged."""
     logger = logging.getLogger("gsim_async")

@@ -15,6 +15,7 @@ from .._background import Background
 from .._converter import Decoder, Listing, decoder, listing, order_to_wire
 from .._enums import OrderStatus
 from .._exceptions import ConflictError, NotFoundError
+from .._guard_config import Failure
 from .._models import Order, Refund
 from .._obligations import expiry_wall
 from .._ownership import Key
@@ -153,6 +154,7 @@ class OrderCalls:
     def settled(self, order: Order) -> None:
         """``order`` will get no (other) code: the registry may forget it."""
         OWNERS.forget(order.id)
+        self._shared.guard.ended(order)
         obligations = self._shared.obligations
         if obligations.active:
             obligations.ended(order.id, _outcome(order))
@@ -186,6 +188,20 @@ class OrderCalls:
         """That refund ended, whichever way."""
         self._shared.refunding.discard(order_id)
 
+    def verified(self, order: Order, *, block: bool = False) -> None:
+        """The order's code came (for the spend guard's breaker).
+
+        An order an open ``activation()`` block holds is judged when the block ends
+        (``block=True``): the step after the code may still fail.
+        """
+        guard = self._shared.guard
+        if guard.breaker is not None and (block or not self._shared.activations.holds(order.id)):
+            guard.verified(order)
+
+    def failed(self, order: Order, failure: Failure, detail: str = "") -> None:
+        """The order's verification failed (for the spend guard's breaker)."""
+        self._shared.guard.failed(order, failure, detail)
+
     # -- OrderSource ----------------------------------------------------------------------
 
     async def scan(self, status: OrderStatus, page: int, limit: int) -> Listing[Order]:
@@ -197,6 +213,7 @@ class OrderCalls:
 
     def seen(self, order: Order) -> None:
         """An order the API showed: pin the server's clock, spot other buyers."""
+        self._shared.guard.seen(order)
         ownership = self._ownership
         if not ownership.seen(order.id, order.created_at) and order.status == OrderStatus.PENDING:
             ownership.consider(order.id, order_key(order.service, order.country), order.created_at)
@@ -264,6 +281,7 @@ class OrderCalls:
         if is_settled(order):
             OWNERS.forget(order.id)  # no code will come: nothing to wait for through it
             self._shared.obligations.ended(order.id, _outcome(order))
+            self._shared.guard.ended(order)
         elif ref is not None and not OWNERS.knows(order.id, ref):
             OWNERS.remember(order.id, ref, self.seconds_left(order))
         return order

@@ -22,7 +22,13 @@ from .._attempts import Activations, Quotes
 from .._converter import Decoder, decoder, format_datetime, order_to_wire
 from .._countries import CountryCatalogue
 from .._enums import OrderStatus
-from .._exceptions import ConflictError, GsimError, InvalidArgumentError
+from .._exceptions import (
+    CodeTimeoutError,
+    ConflictError,
+    GsimError,
+    InvalidArgumentError,
+    NoCodeError,
+)
 from .._models import Country, Operator, Order, OrderStats, Page, Refund
 from .._obligations import Purchase, expiry_wall
 from .._pagination import make_page, walk_pages
@@ -168,15 +174,23 @@ class Orders:
 
     @traced("gsim.orders.create", purchase, order_result)
     async def _create(
-        self, service: str, country: str, operator: str | None, purpose: str
+        self,
+        service: str,
+        country: str,
+        operator: str | None,
+        purpose: str,
+        max_price: Decimal | None = None,
     ) -> Order:
         service = v.text("service", service)
         v.text("country", country)
         if operator is not None:
             operator = v.text("operator", operator)
+        guard = self._shared.guard
+        if guard.enabled and self._countries.would_read(country):
+            await guard.check(service, None)  # no room at all: before the catalogue's read
         country = await self._countries.resolve(country)
         background = self._shared.background
-        task = background.spawn(self._buy(service, country, operator, purpose))
+        task = background.spawn(self._buy(service, country, operator, purpose, max_price))
         try:
             return await asyncio.shield(task)
         except asyncio.CancelledError:
@@ -184,7 +198,48 @@ class Orders:
             task.add_done_callback(self._refund_orphan)
             raise
 
-    async def _buy(self, service: str, country: str, operator: str | None, purpose: str) -> Order:
+    async def _buy(
+        self,
+        service: str,
+        country: str,
+        operator: str | None,
+        purpose: str,
+        max_price: Decimal | None,
+    ) -> Order:
+        guard = self._shared.guard
+        # Before any purchase request: refused here, nothing is sent (GuardError).
+        ticket = await guard.admit_order(
+            service,
+            country,
+            operator,
+            max_price=max_price,
+            quote=lambda: self._book.quotes.get(service, country, self._operators),
+        )
+        try:
+            order = await self._send_purchase(service, country, operator, purpose)
+        except BaseException as exc:
+            guard.abandoned(ticket, exc)
+            raise
+        if await guard.bought_order(ticket, order, service, country, operator):
+            return await self._over_limit(order)
+        return order
+
+    async def _over_limit(self, order: Order) -> Order:
+        """An order dearer than reserved took spend past the limit: cancel it at once."""
+        settled = await self._give_back(order)
+        if settled.order.sms_code is not None:
+            log.warning(
+                "order %s came back at %s, past the spend limit, but its code arrived before "
+                "it could be cancelled: it was charged and is returned",
+                order.id,
+                order.price,
+            )
+            return settled.order
+        raise await self._shared.guard.overshoot(settled.order, settled.refunded)
+
+    async def _send_purchase(
+        self, service: str, country: str, operator: str | None, purpose: str
+    ) -> Order:
         body = {"service": service, "country": country}
         if operator is not None:
             body["operator"] = operator
@@ -316,6 +371,7 @@ class Orders:
         refund = await self._calls.finish(order if isinstance(order, Order) else oid, action)
         OWNERS.forget(oid)
         self._shared.obligations.ended(oid, "banned" if action == "ban" else "cancelled")
+        self._shared.guard.refunded(oid)
         return refund
 
     @traced("gsim.orders.cancel_stale", result=count_result)
@@ -391,13 +447,19 @@ class Orders:
         check_wait_args(timeout, on_timeout, poll_interval)
         current = order if isinstance(order, Order) else await self.get(order)
         order_id(current)
-        final = await wait(
-            self._calls,
-            current,
-            timeout=timeout,
-            on_timeout=on_timeout,
-            poll_interval=poll_interval or self._poll_interval,
-        )
+        try:
+            final = await wait(
+                self._calls,
+                current,
+                timeout=timeout,
+                on_timeout=on_timeout,
+                poll_interval=poll_interval or self._poll_interval,
+            )
+        except NoCodeError as exc:
+            if not (isinstance(exc, CodeTimeoutError) and on_timeout == "keep"):
+                self._calls.failed(exc.order, "no_code")
+            raise
+        self._calls.verified(final)
         assert final.sms_code is not None
         return final.sms_code
 
@@ -452,19 +514,30 @@ class Orders:
         async def quote() -> builtins.list[Operator]:
             return await self._operators(service, await self._countries.resolve(country))
 
+        async def admit() -> None:
+            # The guard speaks before the price check's request, as before the purchase's.
+            guard = self._shared.guard
+            if guard.enabled:
+                if self._countries.would_read(country):
+                    await guard.check(service, None)
+                await guard.check(service, await self._countries.resolve(country))
+
         return Activation(
             self._calls,
-            lambda: self._create(service, country, operator, "activation"),
+            lambda: self._create(service, country, operator, "activation", price),
             quote,
             what=f"{service}/{country}",
             operator=operator,
             max_price=price,
             register=self._shared.activations.add,
+            admit=admit,
         )
 
     async def _operators(self, service: str, country: str) -> builtins.list[Operator]:
         params = {"service": service, "country": country}
-        return await self._transport.request("GET", "/operators", _OPERATORS, params=params)
+        found = await self._transport.request("GET", "/operators", _OPERATORS, params=params)
+        self._shared.guard.saw_quote(service, country, found)
+        return found
 
     # -- attempts with fresh numbers ------------------------------------------------------
 
@@ -531,13 +604,13 @@ class Orders:
             budget=cap,
             resolve=lambda name: self._countries.lookup(name, read=True),
             quote=lambda service, country: self._book.quotes.get(service, country, self._operators),
-            buy=self._buy_for_activation,
+            buy=lambda service, country, operator: self._create(
+                service, country, operator, "activation", price
+            ),
             refund=self._give_back,
             activation=activation,
+            admit=self._shared.guard.check if self._shared.guard.enabled else None,
         )
-
-    async def _buy_for_activation(self, service: str, country: str, operator: str | None) -> Order:
-        return await self._create(service, country, operator, "activation")
 
     async def _give_back(self, order: Order) -> Settled:
         """Cancel an order nobody will use, shielded from the caller's cancellation."""

@@ -194,15 +194,15 @@ class Rentals:
 
         ``monthly_price`` is the base price ``search`` showed; the rental's own
         ``monthly_price`` includes the provider's markup. A purchase whose answer is
-        lost is reconciled by phone number, never blindly repeated.
+        lost is reconciled by phone number, never blindly repeated. With a spend limit
+        (``Client(spend_limit=...)``), ``SpendLimitError`` before any request when the
+        rental would pass it.
         """
         number = v.e164("phone_number", phone_number)
-        body = {
-            "phoneNumber": number,
-            "numberType": v.number_type(number_type).value,
-            "country": v.iso_country(country),
-            "monthlyPrice": v.price("monthly_price", monthly_price),
-        }
+        kind = v.number_type(number_type).value
+        iso = v.iso_country(country)
+        base = v.price("monthly_price", monthly_price)
+        body = {"phoneNumber": number, "numberType": kind, "country": iso, "monthlyPrice": base}
 
         async def send(sent_log: list[float], before: Callable[[], Awaitable[None]]) -> Rental:
             return await self._transport.request(
@@ -215,19 +215,27 @@ class Rentals:
                 before_send=before,
             )
 
-        rental = await buy(
-            reconciler=self._reconciler,
-            key=("rental", number),
-            what=number,
-            matches=lambda r: r.phone_number == number,
-            send=send,
-            reread=self._get,
-            retries=self._transport.settings.max_retries,
-            path=C.API_PREFIX + "/rentals",
-            journal=lambda: self._shared.obligations.purchase("rental", "rental", body),
-            record=_record_rental,
-        )
+        guard = self._shared.guard
+        # Before the purchase request: refused here (SpendLimitError), nothing is sent.
+        ticket = await guard.admit_rental(iso, kind, base)
+        try:
+            rental = await buy(
+                reconciler=self._reconciler,
+                key=("rental", number),
+                what=number,
+                matches=lambda r: r.phone_number == number,
+                send=send,
+                reread=self._get,
+                retries=self._transport.settings.max_retries,
+                path=C.API_PREFIX + "/rentals",
+                journal=lambda: self._shared.obligations.purchase("rental", "rental", body),
+                record=_record_rental,
+            )
+        except BaseException as exc:
+            guard.abandoned(ticket, exc)
+            raise
         self._shared.ownership.stamp(rental.id, rental.created_at)
+        await guard.bought_rental(ticket, rental.id, rental.monthly_price, iso, kind, base)
         hooks = self._transport.shared.telemetry
         if hooks is not None:
             hooks.bought_rental(rental)

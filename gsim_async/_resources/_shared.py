@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import _registry
 from .._background import Background
+from .._guard import Guard
 from .._obligations import Obligations
 from .._ownership import Ownership
 from .._waiting import OpenActivations
@@ -20,7 +21,8 @@ OWNERS: _registry.Owners[Any] = _registry.Owners()
 
 
 class Shared:
-    """Ownership, obligations, background tasks, open activations and shared settings."""
+    """Ownership, obligations, background tasks, open activations, the spend guard and
+    shared settings."""
 
     def __init__(self, transport: Transport, poll_interval: float, reconcile_window: float) -> None:
         self.root = transport
@@ -36,3 +38,5 @@ class Shared:
         self.refunding: set[str] = set()
         #: Set by the orders namespace: the weak reference OWNERS keeps per order.
         self.owner_ref: weakref.ref[Any] | None = None
+        #: The spend limit and breaker every purchase asks first (off unless configured).
+        self.guard = Guard(None, None)

@@ -11,12 +11,14 @@ from typing import TYPE_CHECKING, Literal
 from .. import _constants as C
 from .._client import Client
 from .._exceptions import InvalidArgumentError
+from .._guard_config import Breaker, SpendLimit
 from .._journal import Journal
 from .._models import Balance, Country, Operator, Service
 from .._retry import RetryHook
 from .._telemetry import Telemetry
 from .._types import NOT_GIVEN, NotGiven
 from .._watcher import OrderHook
+from ._guard import SyncSpendGuard
 from ._orders import SyncOrders
 from ._portal import Runner
 from ._rentals import SyncRentals
@@ -76,6 +78,8 @@ class SyncClient:
         fleet: RedisFleet | Literal[False] | None = None,
         journal: str | os.PathLike[str] | Journal | Literal[False] | None = None,
         telemetry: bool | Telemetry | None = None,
+        spend_limit: SpendLimit | Literal[False] | None = None,
+        breaker: Breaker | Literal[False] | None = None,
         on_retry: RetryHook | None = None,
         on_order_update: OrderHook | None = None,
     ) -> None:
@@ -107,6 +111,8 @@ class SyncClient:
                 fleet=fleet,
                 journal=journal,
                 telemetry=telemetry,
+                spend_limit=spend_limit,
+                breaker=breaker,
                 on_retry=on_retry,
                 on_order_update=on_order_update,
             )
@@ -120,6 +126,7 @@ class SyncClient:
         self.poll_interval = client.poll_interval
         self.orders = SyncOrders(runner, client.orders)
         self.rentals = SyncRentals(runner, client.rentals)
+        self.guard = SyncSpendGuard(runner, client.guard)
 
     def with_options(
         self,

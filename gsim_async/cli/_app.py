@@ -8,8 +8,10 @@ from typing import Any
 
 import click
 
+from .._exceptions import InvalidArgumentError
+from .._guard_config import SpendLimit
 from .._version import __version__
-from . import _catalogue, _get_code, _orders, _rentals, _sandbox_cmd, _stats
+from . import _catalogue, _get_code, _guard, _orders, _rentals, _sandbox_cmd, _stats
 from ._context import INTERRUPTED, POSITIVE_DURATION, App, Group, positive_duration
 from ._output import error_line
 
@@ -87,6 +89,37 @@ _FLEET: dict[str, Any] = {
     "help": "Join the fleet on this Redis (redis://, rediss://, unix://, redis+sentinel://; "
     "default: GSIM_FLEET_URL, which --sandbox ignores).",
 }
+
+
+def spend_limit_option(
+    ctx: click.Context, param: click.Parameter, value: str | None
+) -> SpendLimit | None:
+    """``--spend-limit``: ``USD[/WINDOW]`` (``20/24h``, ``5/1h``; the window defaults to 24h)."""
+    if value is None or not value.strip():
+        return None
+    try:
+        return SpendLimit.parse(value)
+    except InvalidArgumentError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+_SPEND_LIMIT: dict[str, Any] = {
+    "metavar": "USD[/WINDOW]",
+    "callback": spend_limit_option,
+    "help": "Refuse purchases that would take net spend (bought minus refunded) over "
+    "the rolling WINDOW past USD, e.g. 20/24h (default window 24h); fleet-wide with "
+    "GSIM_FLEET_URL.",
+}
+_BREAKER: dict[str, Any] = {
+    "type": click.IntRange(1, 1000),
+    "metavar": "N",
+    "help": "Hold purchases of a service in a country after N failed verifications in a "
+    "row (no code, or the step after the code failed).",
+}
+_BREAKER_COOLDOWN: dict[str, Any] = {
+    **POSITIVE_DURATION,
+    "help": "With --breaker: how long it holds purchases before a trial one (default 15m).",
+}
 _VERBOSE: dict[str, Any] = {
     "count": True,
     "help": "DEBUG logs on stderr (-vv adds aiohttp's).",
@@ -102,6 +135,11 @@ _VERBOSE: dict[str, Any] = {
 @click.option("--journal", envvar="GSIM_JOURNAL", show_envvar=True, **_JOURNAL)
 @click.option("--no-journal", **_NO_JOURNAL)
 @click.option("--fleet", **_FLEET)
+@click.option("--spend-limit", envvar="GSIM_SPEND_LIMIT", show_envvar=True, **_SPEND_LIMIT)
+@click.option("--breaker", envvar="GSIM_BREAKER", show_envvar=True, **_BREAKER)
+@click.option(
+    "--breaker-cooldown", envvar="GSIM_BREAKER_COOLDOWN", show_envvar=True, **_BREAKER_COOLDOWN
+)
 @click.option("-v", "--verbose", **_VERBOSE)
 @click.version_option(__version__, "-V", "--version", prog_name="gsim")
 @click.pass_context
@@ -115,6 +153,9 @@ def cli(
     journal: str | None,
     no_journal: bool,
     fleet: str | None,
+    spend_limit: SpendLimit | None,
+    breaker: int | None,
+    breaker_cooldown: float | None,
     verbose: int,
 ) -> None:
     """gsim: SMS verification numbers and virtual number rentals.
@@ -123,7 +164,8 @@ def cli(
 
     The options below may also follow the command (gsim balance --json).
 
-    Exit status: 0 ok, 1 API error, 2 usage, 3 no code, 130 interrupted.
+    Exit status: 0 ok, 1 API error, 2 usage, 3 no code, 4 refused by the spend guard,
+    130 interrupted.
     """
     ctx.obj = App(
         api_key=api_key,
@@ -135,6 +177,9 @@ def cli(
         journal=journal,
         no_journal=no_journal,
         fleet=fleet,
+        spend_limit=spend_limit,
+        breaker=breaker,
+        breaker_cooldown=breaker_cooldown,
     )
 
 
@@ -152,6 +197,7 @@ for _command in (
     _orders.orders,
     _orders.sweep,
     _stats.stats,
+    _guard.guard,
     _rentals.rentals,
     _sandbox_cmd.sandbox,
 ):
@@ -163,8 +209,10 @@ def _late(name: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
     """The callback of an option given after the command: it overrides the App's ``name``."""
 
     def callback(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
-        if name == "poll_interval":
+        if name in ("poll_interval", "breaker_cooldown"):
             value = positive_duration(ctx, param, value)
+        elif name == "spend_limit":
+            value = spend_limit_option(ctx, param, value)
         app = ctx.find_object(App)
         if app is None or not value:  # not given (or empty): what came before stands
             return value
@@ -188,6 +236,9 @@ def _late_options(*names: str) -> list[click.Option]:
         "journal": (["--journal"], _JOURNAL),
         "no_journal": (["--no-journal"], _NO_JOURNAL),
         "fleet": (["--fleet"], _FLEET),
+        "spend_limit": (["--spend-limit"], _SPEND_LIMIT),
+        "breaker": (["--breaker"], _BREAKER),
+        "breaker_cooldown": (["--breaker-cooldown"], _BREAKER_COOLDOWN),
         "json": (["--json"], _JSON),
         "verbose": (["-v", "--verbose"], _VERBOSE),
     }
@@ -210,7 +261,16 @@ def _leaves(group: click.Group) -> list[click.Command]:
 for _command in _leaves(cli):
     if _command is not _sandbox_cmd.sandbox:  # it serves an API: no key, no client
         _command.params += _late_options(
-            "api_key", "base_url", "sandbox", "poll_interval", "journal", "no_journal", "fleet"
+            "api_key",
+            "base_url",
+            "sandbox",
+            "poll_interval",
+            "journal",
+            "no_journal",
+            "spend_limit",
+            "breaker",
+            "breaker_cooldown",
+            "fleet",
         )
     _command.params += _late_options("json", "verbose")
 del _command

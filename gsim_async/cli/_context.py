@@ -19,6 +19,7 @@ from .._client import Client
 from .._constants import DEFAULT_POLL_INTERVAL
 from .._exceptions import (
     GsimError,
+    GuardError,
     InvalidArgumentError,
     JournalInUseError,
     MessageTimeoutError,
@@ -26,6 +27,7 @@ from .._exceptions import (
     NotFoundError,
     ValidationError,
 )
+from .._guard_config import Breaker, SpendLimit
 from .._journal import Journal, open_rows
 from ._output import Output
 
@@ -39,6 +41,7 @@ OK = 0
 API_ERROR = 1
 USAGE = 2
 NO_CODE = 3
+GUARD = 4  # the spend guard refused a purchase (a limit reached, a breaker open)
 INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
 #: Default journal files (``journal.db``, ``journal-2.db``, ...): commands running at
@@ -69,10 +72,16 @@ class App:
         journal: str | None = None,
         no_journal: bool = False,
         fleet: str | None = None,
+        spend_limit: SpendLimit | None = None,
+        breaker: int | None = None,
+        breaker_cooldown: float | None = None,
     ) -> None:
         self.api_key = api_key
         #: The fleet's Redis named by --fleet (GSIM_FLEET_URL is the Client's own default).
         self.fleet = fleet
+        self.spend_limit = spend_limit
+        self.breaker = breaker
+        self.breaker_cooldown = breaker_cooldown
         self.journal = journal
         self.no_journal = no_journal
         self.base_url = base_url
@@ -88,6 +97,17 @@ class App:
     def __repr__(self) -> str:
         # Never the key, whatever prints this.
         return f"<gsim App base_url={self.base_url!r} sandbox={self.sandbox}>"
+
+    def guard_options(self) -> dict[str, Any]:
+        """The client's spend guard, as the options (or their environment) say."""
+        breaker = None
+        if self.breaker:
+            breaker = (
+                Breaker(self.breaker, self.breaker_cooldown)
+                if self.breaker_cooldown
+                else Breaker(self.breaker)
+            )
+        return {"spend_limit": self.spend_limit, "breaker": breaker}
 
     def run(self, command: Command, *, hint: Hint | None = None) -> NoReturn:
         """Run ``command(client)`` in a fresh event loop and exit with its status.
@@ -123,6 +143,7 @@ class App:
                     poll_interval=self.poll_interval or SANDBOX_POLL_INTERVAL,
                     journal=False if self.no_journal or not self.journal else self.journal,
                     fleet=self._fleet() or False,
+                    **self.guard_options(),
                 )
             else:
                 if not self.api_key:
@@ -134,6 +155,7 @@ class App:
                     base_url=self.base_url or None,
                     poll_interval=self.poll_interval or DEFAULT_POLL_INTERVAL,
                     fleet=self._fleet(),
+                    **self.guard_options(),
                 )
             await stack.enter_async_context(client)
             return await command(client)
@@ -215,7 +237,23 @@ def exit_status(exc: GsimError) -> int:
         return NO_CODE
     if isinstance(exc, InvalidArgumentError):
         return USAGE
+    if isinstance(exc, GuardError):
+        return GUARD
     return API_ERROR
+
+
+def worst_status(errors: list[GsimError]) -> int:
+    """The exit status of a run that ended with ``errors`` (no codes among them)."""
+    if errors and all(isinstance(e, GuardError) for e in errors):
+        return GUARD
+    return API_ERROR if errors else OK
+
+
+#: What to do about a purchase the spend guard refused.
+GUARD_HINT = (
+    "`gsim guard` shows the spend limit and the breakers; `gsim guard reset` closes a "
+    "breaker (the limit frees up as its window rolls and as refunds come)"
+)
 
 
 def catalogue_hint(service: str | None, country: str | None = None) -> Hint:
@@ -226,6 +264,8 @@ def catalogue_hint(service: str | None, country: str | None = None) -> Hint:
     """
 
     def hint(exc: GsimError) -> str | None:
+        if isinstance(exc, GuardError):
+            return GUARD_HINT
         if not isinstance(exc, (NotFoundError, ValidationError)):
             return None
         said = exc.message.lower()

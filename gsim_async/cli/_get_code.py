@@ -19,7 +19,16 @@ from .._client import Client
 from .._exceptions import CodeTimeoutError, GsimError, NoCodeError
 from .._models import Order
 from .._waiting import Activation, OnTimeout
-from ._context import API_ERROR, NO_CODE, POSITIVE_DURATION, App, Hint, catalogue_hint, pass_app
+from ._context import (
+    NO_CODE,
+    POSITIVE_DURATION,
+    App,
+    Hint,
+    catalogue_hint,
+    exit_status,
+    pass_app,
+    worst_status,
+)
 from ._live import live_progress, run_all
 from ._output import money, to_data
 
@@ -243,7 +252,7 @@ class GetCode:
             # On stderr like every error (JSON with --json), once for many alike.
             if str(slot.error) not in self.shown:
                 self.shown.add(str(slot.error))
-                self.out.failure(slot.error, API_ERROR, hint=self.hint(slot.error))
+                self.out.failure(slot.error, exit_status(slot.error), hint=self.hint(slot.error))
         elif not self.out.json:
             self.out.console.print(f"[bold]{number or '(no number)'}[/]  {text}")
         if self.progress is not None and slot.task is not None:
@@ -277,6 +286,7 @@ class GetCode:
             if kept:
                 text += f"; {kept} kept waiting"
             self.out.console.print(("interrupted: " if interrupted else "") + text)
-        if any(s.error is not None and not isinstance(s.error, NoCodeError) for s in failed):
-            return API_ERROR
+        errors = [s.error for s in failed if s.error and not isinstance(s.error, NoCodeError)]
+        if errors:
+            return worst_status(errors)
         return NO_CODE if failed else 0

@@ -23,7 +23,7 @@ from .._client import Client
 from .._exceptions import GsimError, InvalidArgumentError, NoCodeError
 from .._models import Order
 from .._waiting import Activation, OnTimeout
-from ._context import API_ERROR, NO_CODE, App, Hint, catalogue_hint
+from ._context import NO_CODE, App, Hint, catalogue_hint, exit_status, worst_status
 from ._live import live_progress, run_all
 from ._output import money, to_data
 
@@ -284,7 +284,7 @@ class GetCodeAttempts:
         # every error (JSON with --json), once for many alike.
         if str(error) not in self.shown:
             self.shown.add(str(error))
-            status = NO_CODE if isinstance(error, NoNumberAvailableError) else API_ERROR
+            status = NO_CODE if isinstance(error, NoNumberAvailableError) else exit_status(error)
             self.out.failure(error, status, hint=self.hint(error))
 
     def _interrupted(self, loops: list[Loop]) -> None:
@@ -316,12 +316,14 @@ class GetCodeAttempts:
             if refunded:
                 text += f"; {money(refunded)} refunded"
             self.out.console.print(("interrupted: " if interrupted else "") + text)
-        if any(
-            loop.error is not None
-            and not isinstance(loop.error, (NoCodeError, NoNumberAvailableError))
+        errors = [
+            loop.error
             for loop in failed
-        ):
-            return API_ERROR
+            if loop.error is not None
+            and not isinstance(loop.error, (NoCodeError, NoNumberAvailableError))
+        ]
+        if errors:
+            return worst_status(errors)
         return NO_CODE if failed else 0
 
 

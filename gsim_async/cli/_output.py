@@ -7,7 +7,7 @@ import json
 import os
 import sys
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -25,13 +25,16 @@ _WRAPPED = frozenset({"body", "name"})
 
 
 def to_data(value: object) -> Any:
-    """``value`` as plain JSON data: snake_case keys, money as exact decimal strings."""
+    """``value`` as plain JSON data: snake_case keys, money as exact decimal strings,
+    durations in seconds."""
     if isinstance(value, enum.Enum):
         return value.value
     if isinstance(value, Decimal):
         return str(value)
     if isinstance(value, datetime):
         return iso(value)
+    if isinstance(value, timedelta):
+        return value.total_seconds()  # a window or a cooldown, in seconds
     if attrs.has(type(value)):
         return {
             # Message.from_ / Call.from_: the trailing underscore only dodges the keyword.

@@ -13,6 +13,7 @@ from rich.status import Status
 from .._client import Client
 from .._models import OrderStats, StatsProgress
 from ._context import App, catalogue_hint, duration, pass_app
+from ._guard import guard_lines
 from ._output import amount
 
 COLUMNS = [
@@ -88,7 +89,9 @@ def stats(
 
     Codes, success rate, money spent and refunded, and cost per code, from the
     account's own orders (read 100 a request). The time to a code is only known for
-    codes a running program saw arrive, so it stays empty here.
+    codes a running program saw arrive, so it stays empty here. With a spend guard
+    (--spend-limit, --breaker, or a fleet's), it says why purchases are refused:
+    `gsim guard` shows the same alone.
     """
 
     async def go(gsim: Client) -> None:
@@ -110,6 +113,13 @@ def stats(
                 f"{'s' if codes != 1 else ''}: {spent} USD spent, {refunded} refunded, "
                 f"{spent - refunded} paid"
             )
+        # Why purchases may be refused: the spend guard, when one is configured or the
+        # fleet keeps one (its counts are not in the order history).
+        configured = gsim.guard.spend_limit is not None or gsim.guard.breaker is not None
+        status = await gsim.guard.status()
+        if configured or status.spend is not None or status.breakers:
+            for line in guard_lines(status, configured=configured):
+                app.out.console.print(line)
 
     app.run(go, hint=catalogue_hint(service, country))
 

@@ -7,6 +7,7 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .._guard import Guard
 from .._journal import Entry
 from .._ownership import Ownership
 from .._pacing import Pacing
@@ -17,11 +18,13 @@ from ._gate import FleetGate
 from ._journal import FleetJournal
 from ._member import Member, Revocation
 from ._settings import Settings
+from ._spend import FleetSpend
 from ._watch import FleetWatcher
 
 
 class Binding:
-    """One client's part in a fleet: its gate, its ownership records and its watcher."""
+    """One client's part in a fleet: its gate, its ownership records, its watcher, its
+    journal and its spend guard."""
 
     def __init__(
         self,
@@ -37,6 +40,7 @@ class Binding:
         slow_start: bool,
         take_over: Callable[[Sequence[Entry]], None],
         released: Callable[[Sequence[str]], None],
+        guard: Guard | None = None,
     ) -> None:
         self.member = Member(settings)
         self.gate = FleetGate(self.member, pacing, told, slow_start)
@@ -50,6 +54,13 @@ class Binding:
         self.journal = FleetJournal(
             self.member, leading=lambda: self.watcher.leading, take_over=take_over
         )
+        #: The spend guard's counts, the fleet's (read by any member, kept by those
+        #: that configure a limit or a breaker).
+        self.spend = FleetSpend(
+            self.member, guard.limit if guard else None, guard.breaker if guard else None
+        )
+        if guard is not None:
+            guard.attach(self.spend)
         self._released = released
         self.member.on_revoked(self._revoked)
 
@@ -70,6 +81,7 @@ class Binding:
         self.book.start()
         self.watcher.start()
         self.journal.start()
+        await self.spend.start()
 
     async def claimed(self, ids: Sequence[str]) -> set[str]:
         """Which of ``ids`` a live member holds or waits on."""

@@ -15,6 +15,7 @@ import pytest
 
 import gsim_async
 from gsim_async import Activation, Activations, Client
+from gsim_async._guard import SpendGuard
 from gsim_async._resources._orders import Orders
 from gsim_async._resources._rentals import Rentals
 from gsim_async._sync import (
@@ -23,6 +24,7 @@ from gsim_async._sync import (
     SyncClient,
     SyncOrders,
     SyncRentals,
+    SyncSpendGuard,
 )
 
 PAIRS = [
@@ -31,6 +33,7 @@ PAIRS = [
     (Rentals, SyncRentals),
     (Activation, SyncActivation),
     (Activations, SyncActivations),
+    (SpendGuard, SyncSpendGuard),
 ]
 #: Async names whose blocking twin is spelled otherwise.
 RENAMED = {
@@ -81,7 +84,7 @@ def test_every_async_name_has_a_blocking_twin(async_cls: type, sync_cls: type, n
 def test_attributes_have_twins() -> None:
     client = Client("2s_" + "a" * 40)
     attributes = {n for n in vars(client) if not n.startswith("_")}
-    assert attributes == {"poll_interval", "orders", "rentals"}
+    assert attributes == {"poll_interval", "orders", "rentals", "guard"}
     with SyncClient("2s_" + "a" * 40) as gsim:
         assert {n for n in vars(gsim) if not n.startswith("_")} == attributes
     activation = client.orders.activation("telegram", "russia")

@@ -167,3 +167,32 @@ async def telemetry(tracer_provider: object, meter_provider: object) -> None:
     async with Client(telemetry=only_metrics) as gsim:
         await gsim.balance()
     Client(telemetry=gsim_async.Telemetry(tracer_provider, meter_provider))
+
+
+async def spend_guard() -> Decimal | None:
+    limit = gsim_async.SpendLimit(Decimal("20"), per=timedelta(hours=24))
+    breaker = gsim_async.Breaker(5, cooldown=timedelta(minutes=15))
+    async with Client(spend_limit=limit, breaker=breaker) as gsim:
+        try:
+            async with gsim.orders.activation("telegram", "russia", max_price="0.50") as act:
+                await act.wait_for_code(timeout=120)
+        except gsim_async.SpendLimitError as exc:
+            spent: Decimal = exc.spent + exc.reserved + exc.needed
+            window: timedelta = exc.per
+            del spent, window
+        except gsim_async.BreakerOpenError as exc:
+            why: str | None = exc.last_error
+            failures: int = exc.failures + exc.no_code + exc.after_code
+            del why, failures
+        except gsim_async.GuardError as exc:
+            wait: float | None = exc.retry_after
+            del wait
+        status: gsim_async.GuardStatus = await gsim.guard.status()
+        lines = [b.describe() for b in status.breakers if b.open]
+        closed: int = await gsim.guard.reset("telegram", "RU")
+        del lines, closed
+        spend: gsim_async.SpendStatus | None = status.spend
+        set_limit: gsim_async.SpendLimit | None = gsim.guard.spend_limit
+        del set_limit
+    Client(spend_limit=gsim_async.SpendLimit.parse("5/1h"), breaker=False)
+    return spend.available if spend is not None else None

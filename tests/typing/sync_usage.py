@@ -128,3 +128,12 @@ def setup() -> None:
         gsim.balance()
     finally:
         gsim.close()
+
+
+def spend_guard() -> int:
+    limit = gsim_async.SpendLimit(20, per=3600)
+    with SyncClient(spend_limit=limit, breaker=gsim_async.Breaker(3)) as gsim:
+        status: gsim_async.GuardStatus = gsim.guard.status()
+        breakers: tuple[gsim_async.BreakerStatus, ...] = status.breakers
+        del breakers
+        return gsim.guard.reset()
