@@ -136,6 +136,8 @@ class Waits:
         self.stopped = False
         #: Whether the program asked for the stop (``stop()``, a stop signal), not a close.
         self.asked = False
+        #: Set once the client is closed: nothing can be sent, nor given up, any more.
+        self.closed = False
         self.keeper: str | None = None
 
     def __len__(self) -> int:
@@ -143,6 +145,8 @@ class Waits:
 
     def start(self, ops: OrderOps, order: Order, action: OnTimeout) -> Running:
         """A wait on ``order`` begins (already stopped, on a stopped client)."""
+        if self.closed:
+            raise ClientClosedError("the gsim Client was closed; it cannot wait for codes")
         running = Running(order, action)
         if self.stopped:
             self._give_up(ops, running)
@@ -191,6 +195,8 @@ class Waits:
 
     def refuse(self, what: str) -> None:
         """Raise ``ClientClosedError`` if the client has stopped: ``what`` is not begun."""
+        if self.closed:
+            raise ClientClosedError("this gsim Client is closed; create a new one")
         if self.stopped:
             raise ClientClosedError(f"the gsim Client is stopping: {what} was not begun")
 
