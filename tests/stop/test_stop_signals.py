@@ -39,7 +39,7 @@ PROGRAMS = {
 }
 
 
-@pytest.mark.parametrize(("kind", "mode"), list(PROGRAMS), ids="-".join)
+@pytest.mark.parametrize(("kind", "mode"), list(PROGRAMS), ids=[f"{k}-{m}" for k, m in PROGRAMS])
 def test_sigterm_refunds_every_wait_and_exits_within_the_grace(
     sandbox: ThreadedSandbox, kind: str, mode: str
 ) -> None:
