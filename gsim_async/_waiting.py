@@ -319,6 +319,10 @@ async def give_up(ops: OrderOps, order: Order, action: OnTimeout, waited: float)
     task = ops.background.spawn(settle(ops, order, action))
     paused = ops.paused_for()
     done = await ops.background.wait_for(task, paused + C.CLEANUP_GRACE)
+    if done and task.cancelled():  # the client closed past its deadline meanwhile
+        raise CodeTimeoutError(
+            f"{what}; the {action} did not land before the client closed", order=order
+        )
     if not done:
         why = f"the server paused this client for {paused:.0f} s" if paused else "it failed"
         raise CodeTimeoutError(
@@ -352,7 +356,12 @@ async def stopped(ops: OrderOps, running: Running) -> Order:
         else:
             how = f"the order is {order.status}"
         raise ClientClosedError(f"{what}; {how}", order=order)
-    if not await ops.background.wait_for(task, ops.paused_for() + C.CLEANUP_GRACE):
+    done = await ops.background.wait_for(task, ops.paused_for() + C.CLEANUP_GRACE)
+    if done and task.cancelled():  # the client closed past its deadline meanwhile
+        raise ClientClosedError(
+            f"{what}; its {running.action} did not land before the client closed", order=order
+        )
+    if not done:
         raise ClientClosedError(
             f"{what}; its {running.action} is still under way and is tried until the client "
             "closes (aclose() waits for it)",
@@ -746,7 +755,7 @@ class Activation:
             if task.done() and not task.cancelled() and task.exception() is None:
                 self._record(task.result())
             raise
-        if not done:
+        if not done or task.cancelled():  # cancelled: the client closed past its deadline
             log.warning(
                 "the refund of order %s did not land within %.0f s; it is tried again "
                 "until it lands while the client is open",
