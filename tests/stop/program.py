@@ -36,9 +36,15 @@ from typing import Any
 
 import gsim_async
 
+_said = threading.Lock()
+
 
 def say(event: str, **fields: Any) -> None:
-    print(json.dumps({"event": event, **fields}), flush=True)
+    # One whole line at a time: print() from several threads may interleave halves.
+    line = json.dumps({"event": event, **fields}) + "\n"
+    with _said:
+        sys.stdout.write(line)
+        sys.stdout.flush()
 
 
 def options(config: dict[str, Any]) -> dict[str, Any]:
