@@ -73,6 +73,7 @@ from ._models import (
 )
 from ._resources._orders import wait_for_code
 from ._retry import RetryEvent
+from ._run import run
 from ._sync import SyncActivation, SyncActivations, SyncClient
 from ._telemetry import Telemetry
 from ._types import NOT_GIVEN, NotGiven
@@ -152,6 +153,7 @@ __all__ = [
     "WaitResult",
     "__version__",
     "extract_code",
+    "run",
     "wait_for_code",
 ]
 

@@ -24,6 +24,7 @@ from .._reconcile import Baseline
 from .._telemetry import Hooks
 from .._transport import Transport
 from .._validation import path_id
+from .._waiting import Waits
 from .._watcher import OrderHook, Watcher, WatcherLike, is_settled
 from ._shared import OWNERS, Shared
 
@@ -70,6 +71,11 @@ class OrderCalls:
     def telemetry(self) -> Hooks | None:
         """The client's traces and metrics (``None``: off)."""
         return self._transport.shared.telemetry
+
+    @property
+    def waits(self) -> Waits:
+        """The client's waits in progress, and its stop."""
+        return self._shared.waits
 
     @property
     def poll_interval(self) -> float:

@@ -23,6 +23,7 @@ from .._converter import Decoder, decoder, format_datetime, order_to_wire
 from .._countries import CountryCatalogue
 from .._enums import OrderStatus
 from .._exceptions import (
+    ClientClosedError,
     CodeTimeoutError,
     ConflictError,
     GsimError,
@@ -185,18 +186,31 @@ class Orders:
         v.text("country", country)
         if operator is not None:
             operator = v.text("operator", operator)
+        waits = self._shared.waits
+        waits.refuse("the purchase")
         guard = self._shared.guard
         if guard.enabled and self._countries.would_read(country):
             await guard.check(service, None)  # no room at all: before the catalogue's read
         country = await self._countries.resolve(country)
+        waits.refuse("the purchase")
         background = self._shared.background
         task = background.spawn(self._buy(service, country, operator, purpose, max_price))
         try:
-            return await asyncio.shield(task)
+            order = await asyncio.shield(task)
         except asyncio.CancelledError:
             # The purchase goes on; if it bought an order, nobody will use it: refund it.
             task.add_done_callback(self._refund_orphan)
             raise
+        if waits.stopped and waits.keeper is None:
+            # Bought as the client stopped: the program is going, nobody will wait on it.
+            result = await self._give_back(order)
+            raise ClientClosedError(
+                f"the gsim Client stopped while buying: order {order.id} was cancelled "
+                f"({result.note})",
+                order=result.order,
+                refunded=result.refunded,
+            )
+        return order
 
     async def _buy(
         self,

@@ -203,6 +203,7 @@ class Rentals:
         iso = v.iso_country(country)
         base = v.price("monthly_price", monthly_price)
         body = {"phoneNumber": number, "numberType": kind, "country": iso, "monthlyPrice": base}
+        self._shared.waits.refuse("the rental")
 
         async def send(sent_log: list[float], before: Callable[[], Awaitable[None]]) -> Rental:
             return await self._transport.request(

@@ -83,6 +83,16 @@ class Binding:
         self.journal.start()
         await self.spend.start()
 
+    @property
+    def carries(self) -> bool:
+        """Whether the fleet keeps what this member owes if it stops now.
+
+        Only another live member can act on it: the last member of a fleet (or one cut
+        off from Redis) refunds what it owes itself, like a client alone.
+        """
+        member = self.member
+        return member.active and member.peers - len(member.proven_dead) > 1
+
     async def claimed(self, ids: Sequence[str]) -> set[str]:
         """Which of ``ids`` a live member holds or waits on."""
         if not self.member.active:
@@ -91,7 +101,11 @@ class Binding:
         return await self.book.claimed(ids, watched)
 
     async def aclose(self) -> None:
-        """Leave the fleet (what this member still owes stays in Redis for the leader)."""
+        """Leave the fleet at once: what this member still owes is the leader's to take.
+
+        Its heartbeat goes as it leaves, so the leader takes its rows over without
+        waiting out ``dead_after``.
+        """
         await self.journal.flush()
         await self.watcher.aclose()
         await self.member.aclose()

@@ -56,11 +56,12 @@ return {1, now, counter, redis.call('ZCOUNT', KEYS[1], now - dead, '+inf')}
 
 # Joining (again). KEYS: epoch counter, epochs, members, info, taken:<member>,
 # revoked:<member>. ARGV: member, its epoch ('' if it has none), the highest epoch it
-# has seen, what it is (JSON). The counter is first raised above every epoch the member
+# has seen, what it is (JSON), dead_after (ms). The counter is first raised above every epoch the member
 # has seen: after Redis lost its data (a restart, a failover to a replica that lagged)
-# epochs never go backwards. Returns {status, epoch, revocation, taken rows}: 'same'
-# (Redis kept the membership), 'new', 'lost' (Redis forgot it) or 'revoked' (the fleet
-# took over what the member owed while it was silent; the rows it took come back).
+# epochs never go backwards. Returns {status, epoch, revocation, taken rows, live
+# members}; the status is 'same' (Redis kept the membership), 'new', 'lost' (Redis
+# forgot it) or 'revoked' (the fleet took over what the member owed while it was
+# silent; the rows it took come back).
 _JOIN = """
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
@@ -86,7 +87,8 @@ if revoked then
 end
 redis.call('ZADD', KEYS[3], now, ARGV[1])
 redis.call('HSET', KEYS[4], ARGV[1], ARGV[4])
-return {status, epoch, revoked or '', taken}
+local live = redis.call('ZCOUNT', KEYS[3], now - tonumber(ARGV[5]), '+inf')
+return {status, epoch, revoked or '', taken, live}
 """
 
 # Leaving: the heartbeat, the epoch and what the member said of itself go at once, so
@@ -224,12 +226,17 @@ class Member:
                 self.key("revoked", self.id),
             )
             info = json.dumps(identity(), separators=(",", ":"))
-            status, epoch, revocation, taken = await asyncio.wait_for(
-                redis.eval(_JOIN, len(keys), *keys, self.id, self.token, self.highest_epoch, info),
+            dead_after = int(self.settings.dead_after * 1000)
+            status, epoch, revocation, taken, live = await asyncio.wait_for(
+                redis.eval(
+                    _JOIN, len(keys), *keys,
+                    self.id, self.token, self.highest_epoch, info, dead_after,
+                ),
                 _CALL_TIMEOUT,
-            )
+            )  # fmt: skip
         except FAILURES:
             return False
+        self.peers = max(1, int(live))
         self.epoch = int(epoch)
         self.highest_epoch = max(self.highest_epoch, self.epoch)
         self._last_beat = time.monotonic()
