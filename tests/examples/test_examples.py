@@ -77,10 +77,9 @@ async def test_the_bot_answers_number_with_a_number_then_its_code(
 ) -> None:
     telegram = FakeTelegram()
     bot = Bot("123456:" + "A" * 35, session=telegram)
-    dispatcher = Dispatcher()
-    dispatcher.include_router(
-        telegram_bot.make_router(telegram_bot.NumberDesk(gsim_sandbox.client))
-    )
+    # Handlers get the desk by name from the dispatcher's workflow data.
+    dispatcher = Dispatcher(desk=telegram_bot.NumberDesk(gsim_sandbox.client))
+    dispatcher.include_router(telegram_bot.make_router())
 
     await dispatcher.feed_update(bot, update("/start"))
     await dispatcher.feed_update(bot, update("/number whatsapp india"))
