@@ -113,8 +113,8 @@ class Service:
     """A recipe's real process (a server, a worker, a bot), started the way its users do.
 
     A module's tests share one (``running()`` starts it, or starts it again after a
-    test stopped it). Its output goes to a file, read for readiness and shown when a
-    test fails.
+    test stopped it). It is ready once its output shows ``ready`` (or ``ready()`` is
+    true). Its output goes to a file, shown when a test fails.
     """
 
     def __init__(
@@ -122,7 +122,7 @@ class Service:
         argv: Sequence[str],
         *,
         env: dict[str, str],
-        ready: str,
+        ready: str | Callable[[], object],
         cwd: Path = EXAMPLES,
         name: str = "service",
     ) -> None:
@@ -135,6 +135,7 @@ class Service:
         self._directory = tempfile.TemporaryDirectory(prefix=f"gsim-{name}-")
         self.directory = Path(self._directory.name)
         self._starts = 0
+        self._signalled = (signal.SIGTERM, time.monotonic())
         self.log_path = self.directory / "output-0.log"
 
     def running(self, timeout: float = 30.0) -> Service:
@@ -155,10 +156,16 @@ class Service:
                 stdout=output,
                 stderr=subprocess.STDOUT,
             )
-        until(lambda: self.ready in self.log() or self.process.poll() is not None, "start")  # type: ignore[union-attr]
-        if self.ready not in self.log():
+        process = self.process
+        until(lambda: self._is_ready() or process.poll() is not None, f"{self.name} to start")
+        if not self._is_ready():
             raise AssertionError(f"{self.name} did not start:\n{self.log()}")
         return self
+
+    def _is_ready(self) -> bool:
+        if isinstance(self.ready, str):
+            return self.ready in self.log()
+        return bool(self.ready())
 
     @property
     def pid(self) -> int:
@@ -174,9 +181,19 @@ class Service:
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> tuple[int, float]:
         """Send ``sig`` and wait for the exit: its status, and the seconds it took."""
+        self.signal(sig)
+        return self.exited(timeout)
+
+    def signal(self, sig: int = signal.SIGTERM) -> None:
+        """Send ``sig``; ``exited()`` then says how the process ended."""
         assert self.process is not None
-        started = time.monotonic()
+        self._signalled = (sig, time.monotonic())
         self.process.send_signal(sig)
+
+    def exited(self, timeout: float = 30.0) -> tuple[int, float]:
+        """The exit status, and the seconds since the last signal."""
+        assert self.process is not None
+        sig, sent = self._signalled
         try:
             status = self.process.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -185,7 +202,7 @@ class Service:
                 f"{self.name} did not exit within {timeout} s of {signal.Signals(sig).name}:\n"
                 + self.log()
             ) from None
-        return status, time.monotonic() - started
+        return status, time.monotonic() - sent
 
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:

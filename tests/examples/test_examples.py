@@ -148,25 +148,28 @@ async def test_verify_many_refunds_what_is_still_waiting_when_interrupted(
     assert ledger.refunded == 9 * ledger.orders[0].price
 
 
-async def test_arq_jobs_share_one_fleet_client(redis_server: RedisServer) -> None:
+async def test_arq_jobs_share_one_fleet_client(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import arq_worker
 
     from gsim_async.sandbox import Sandbox
 
     async with Sandbox(seed=3, code_delay=(0.05, 0.2)) as sb:
-        os.environ["GSIM_API_KEY"], os.environ["GSIM_BASE_URL"] = sb.api_key, sb.base_url
-        arq_worker.FLEET_URL = redis_server.url
+        monkeypatch.setenv("GSIM_API_KEY", sb.api_key)
+        monkeypatch.setenv("GSIM_BASE_URL", sb.base_url)
+        monkeypatch.setenv("GSIM_FLEET_URL", redis_server.url)
+        monkeypatch.setenv("POLL_INTERVAL", "0.1")
         workers: list[dict[str, Any]] = [{}, {}]
         try:
             for ctx in workers:
                 await arq_worker.startup(ctx)
-                ctx["code_timeout"] = 10
             jobs = [arq_worker.verify(workers[n % 2], "telegram", "russia") for n in range(6)]
             results = await asyncio.gather(*jobs)
         finally:
             for ctx in workers:
-                await arq_worker.shutdown(ctx)
-            del os.environ["GSIM_API_KEY"], os.environ["GSIM_BASE_URL"]
+                if "gsim" in ctx:
+                    await arq_worker.shutdown(ctx)
         assert all(r["code"] for r in results)
         assert len({r["number"] for r in results}) == 6
         assert len(sb.ledger().charges_by_order) == 6
