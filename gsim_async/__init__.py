@@ -67,6 +67,7 @@ from ._models import (
 )
 from ._resources._orders import wait_for_code
 from ._retry import RetryEvent
+from ._run import run
 from ._sync import SyncActivation, SyncActivations, SyncClient
 from ._types import NOT_GIVEN, NotGiven
 from ._version import __version__
@@ -134,6 +135,7 @@ __all__ = [
     "WaitResult",
     "__version__",
     "extract_code",
+    "run",
     "wait_for_code",
 ]
 

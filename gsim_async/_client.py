@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import hashlib
 import logging
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Literal
 import aiohttp
 
 from . import _constants as C
+from . import _stop
 from . import _validation as v
 from ._converter import Decoder, decoder
 from ._countries import CountryCatalogue
@@ -200,6 +202,8 @@ class Client:
         # One copy per client (its views included): countries by ISO code or name.
         self._countries = CountryCatalogue(lambda: root.request("GET", "/countries", _COUNTRIES))
         self._bind(self._transport, self.poll_interval)
+        # A stop signal reaches every live client (gsim_async.run(), SyncClient).
+        _stop.register(self)
 
     def _bind(self, transport: Transport, poll_interval: float) -> None:
         self._transport = transport
@@ -287,15 +291,71 @@ class Client:
     ) -> None:
         await self.aclose()
 
-    async def aclose(self, *, timeout: float | None = None) -> None:
-        """Refund open activations, stop polling, and close the HTTP session.
+    def stop(self, *, timeout: float | None = None) -> None:
+        """Stop: give every wait up now, refuse new purchases; ``aclose()`` finishes.
 
-        Refunds under way (a ban after a timeout, leaving an ``activation()`` block)
-        are waited for first: up to ``timeout`` seconds (default 30) beyond any pause
-        the server imposed. Refunds that have not landed by then are left to the
-        journal (logged at WARNING with their ids: the next run with the same journal
-        makes them) or, without one, logged at WARNING as left charged. A session you
-        passed in stays open.
+        What a stop signal does under ``gsim_async.run()`` (design.md, money rule 9),
+        for programs and frameworks that handle the signal themselves. Every wait in
+        progress (``wait_for_code``, ``as_completed``, an activation's wait) is given
+        up as its ``on_timeout`` says: banned (the default) or cancelled, in the
+        background, and the waiter gets ``ClientClosedError`` saying so (``.order``,
+        ``.refunded``), or the code if it raced the stop; ``"keep"`` keeps the order.
+        With a journal or a fleet, which keep what the client owes, the waits only end:
+        their orders are left to it, to decide as after a crash (a later run may take
+        them back with ``orders.recovered()``; else they are refunded when due). A wait
+        or purchase begun after the stop ends at once the same way (``ClientClosedError``).
+
+        ``timeout`` caps, from now, every wait for refunds, the server's pauses
+        included, ``aclose()``'s too: what has not landed by then is reported (WARNING,
+        with the order ids) and left. Returns at once; callable from any thread and
+        from signal handlers (it then takes effect in the client's loop, soon).
+        Stopping twice only ever shortens the ``timeout``.
+        """
+        if timeout is not None:
+            timeout = v.positive_seconds("timeout", timeout, allow_zero=True)
+        loop = self._loop
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if loop is not None and running is not loop:
+            _stop.stop_soon(self, timeout)
+        else:
+            self._stop_now(timeout)
+
+    @property
+    def _loop(self) -> asyncio.AbstractEventLoop | None:
+        return self._transport.shared.session.loop
+
+    def _stop_now(self, timeout: float | None) -> None:
+        """The stop, in the client's own loop (or before it ever ran)."""
+        books = self._books
+        if timeout is not None:
+            books.background.hurry(timeout)
+        books.waits.stop(self._orders_book.root, self._keeper())
+
+    def _keeper(self) -> str | None:
+        """What keeps this client's obligations beyond the process, if anything."""
+        keepers = []
+        if self._journal is not None:
+            keepers.append(f"the journal {self._journal.path}")
+        if self._fleet is not None:
+            keepers.append("the fleet")
+        return " and ".join(keepers) or None
+
+    async def aclose(self, *, timeout: float | None = None) -> None:
+        """Stop, refund, stop polling, and close the HTTP session.
+
+        Closing stops the client first (see ``stop()``): every wait still running is
+        given up as its ``on_timeout`` says (banned by default) and refunded, or, with
+        a journal or a fleet, left to it as after a crash; an open ``activation()``
+        block's order is cancelled. Refunds under way (these, a ban after a timeout,
+        leaving an ``activation()`` block) are waited for: up to ``timeout`` seconds
+        (default 30) beyond any pause the server imposed, and never past a
+        ``stop(timeout=...)`` given earlier. Refunds that have not landed by then are
+        left to the journal (logged at WARNING with their ids: the next run with the
+        same journal makes them) or, without one, logged at WARNING as left charged.
+        A session you passed in stays open.
         """
         limit = (
             C.CLEANUP_TIMEOUT
@@ -305,12 +365,16 @@ class Client:
         shared = self._transport.shared
         if shared.session.closed:
             return
+        self._stop_now(None)
         pacing = shared.pacing
         end = time.monotonic() + limit + pacing.paused_for
+        background = self._books.background
+        if background.deadline is not None:
+            end = min(end, background.deadline)
         # What an earlier run left that is not due yet stays in the journal.
         await self._recovery.aclose(max(end - time.monotonic(), 0.0))
         # Blocks still open lose their number: refund it now, not after the session died.
-        await self._books.activations.close(end - time.monotonic())
+        await self._books.activations.close(background, end - time.monotonic())
         await self._orders_book.watcher.aclose()
         await self._orders_book.reconciler.aclose()
         await self._rentals_book.reconciler.aclose()

@@ -3,8 +3,9 @@
 ```text
 GsimError
 ├── InvalidArgumentError (ValueError)   bad input, refused before any request
-├── ClientClosedError (RuntimeError)    the client is closed, or used from
-│                                       another event loop than its own
+├── ClientClosedError (RuntimeError)    the client is closed or stopping, or
+│                                       used from another event loop than its
+│                                       own (.order: a wait it ended)
 ├── APIError                            the server answered with an error
 │   ├── UnauthorizedError               401 UNAUTHORIZED
 │   ├── ForbiddenError                  403 FORBIDDEN
@@ -78,7 +79,43 @@ class InvalidArgumentError(GsimError, ValueError):
 
 
 class ClientClosedError(GsimError, RuntimeError):
-    """The client cannot send: it was closed, or it belongs to another event loop."""
+    """The client cannot send: it was closed or is stopping, or belongs to another loop.
+
+    When it ends a wait (the client was closed or stopped under it: ``aclose()``,
+    ``stop()``, a stop signal), ``order`` is the order's last known state and
+    ``refunded`` what its ban or cancel gave back (``None``: nothing, or not yet; then
+    ``await exc.wait_refund()`` waits for a refund still under way). The message says
+    what became of the order: banned or cancelled as the wait's ``on_timeout`` said,
+    kept, or left to the client's journal or fleet.
+    """
+
+    _refund: asyncio.Future[Any] | None = None
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        order: Order | None = None,
+        refunded: Decimal | None = None,
+        pending: asyncio.Future[Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.order = order
+        self.refunded = refunded
+        self._refund = pending
+
+    @property
+    def refund_task(self) -> asyncio.Future[Any] | None:
+        """The ban or cancel of ``order`` that was still under way, if any."""
+        return self._refund
+
+    async def wait_refund(self) -> Decimal | None:
+        """Wait for a ban or cancel still under way; the amount refunded, or ``None``."""
+        if self._refund is not None:
+            settled = await asyncio.shield(self._refund)
+            self.refunded = getattr(settled, "refunded", None)
+            self.order = getattr(settled, "order", self.order)
+        return self.refunded
 
 
 class Headers(Mapping[str, str]):

@@ -34,7 +34,7 @@ from ._exceptions import (
     UnauthorizedError,
 )
 from ._models import Operator, Order, Refund
-from ._watcher import WatcherLike, is_settled
+from ._watcher import Watch, WatcherLike, is_settled
 
 log = logging.getLogger("gsim_async")
 
@@ -52,6 +52,10 @@ class OrderOps(Protocol):
     @property
     def background(self) -> Background:
         """The client's tasks that outlive their caller's cancellation."""
+
+    @property
+    def waits(self) -> Waits:
+        """The client's waits in progress, and its stop."""
 
     @property
     def poll_interval(self) -> float:
@@ -88,6 +92,107 @@ class OrderOps(Protocol):
         """That refund ended, whichever way."""
 
 
+@attrs.define(eq=False)
+class Running:
+    """One wait in progress, as the client's stop sees it."""
+
+    order: Order
+    #: What the stop does with the order: the wait's ``on_timeout``.
+    action: OnTimeout
+    watch: Watch | None = None
+    stopped: bool = False
+    #: The stop's ban or cancel of the order, when it made one.
+    refund: asyncio.Task[Settled] | None = None
+    #: What keeps the order instead ("the journal ...", "the fleet"), when something does.
+    keeper: str | None = None
+
+    def was_stopped(self) -> bool:
+        """Whether the stop ended this wait (read after an await: it may have, meanwhile)."""
+        return self.stopped
+
+
+class Stopped(Exception):  # noqa: N818 - an outcome passed between the helpers, never raised to users
+    """A wait ended by the client's stop."""
+
+    def __init__(self, running: Running) -> None:
+        super().__init__(running.order.id)
+        self.running = running
+
+
+class Waits:
+    """The waits of one client in progress, and the stop that gives them up.
+
+    A stop (``Client.stop()``, ``aclose()``, a stop signal) gives every wait up as its
+    ``on_timeout`` says (design.md, money rule 9): the ban or cancel starts at once, in
+    the background, and the waiter is woken to hear of it. When a journal or a fleet
+    keeps what the client owes (``keeper``), the waits only end: their rows stay as
+    they are, to be decided as after a crash. Waits begun after the stop end at once,
+    the same way; purchases are refused.
+    """
+
+    def __init__(self) -> None:
+        self._running: set[Running] = set()
+        self._refunds: dict[str, asyncio.Task[Settled]] = {}
+        self.stopped = False
+        self.keeper: str | None = None
+
+    def __len__(self) -> int:
+        return len(self._running)
+
+    def start(self, ops: OrderOps, order: Order, action: OnTimeout) -> Running:
+        """A wait on ``order`` begins (already stopped, on a stopped client)."""
+        running = Running(order, action)
+        if self.stopped:
+            self._give_up(ops, running)
+        else:
+            self._running.add(running)
+        return running
+
+    def end(self, running: Running) -> None:
+        """That wait is over."""
+        self._running.discard(running)
+
+    def stop(self, ops: OrderOps, keeper: str | None) -> None:
+        """Give every wait up now (once); ``keeper`` keeps the orders instead."""
+        if self.stopped:
+            return
+        self.stopped = True
+        self.keeper = keeper
+        running, self._running = self._running, set()
+        for each in running:
+            self._give_up(ops, each)
+        for each in running:
+            if each.watch is not None:
+                each.watch.done.set()  # the waiter sees ``stopped`` as it wakes
+        if running:
+            log.info(
+                "stopping: %d wait(s) given up%s",
+                len(running),
+                f"; {keeper} keeps their orders" if keeper else "",
+            )
+
+    def _give_up(self, ops: OrderOps, running: Running) -> None:
+        running.stopped = True
+        running.keeper = self.keeper
+        order = running.order
+        if self.keeper is not None or running.action == "keep" or is_settled(order):
+            return
+        task = self._refunds.get(order.id)
+        if task is None:
+            task = ops.background.spawn(settle(ops, order, running.action))
+            self._refunds[order.id] = task
+        running.refund = task
+
+    def refund_of(self, order_id: str) -> asyncio.Task[Settled] | None:
+        """The stop's ban or cancel of ``order_id``, if it made one."""
+        return self._refunds.get(order_id)
+
+    def refuse(self, what: str) -> None:
+        """Raise ``ClientClosedError`` if the client has stopped: ``what`` is not begun."""
+        if self.stopped:
+            raise ClientClosedError(f"the gsim Client is stopping: {what} was not begun")
+
+
 def check_wait_args(timeout: float | None, on_timeout: str, poll_interval: float | None) -> None:
     """Validate the common arguments of the waiting helpers."""
     v.choice("on_timeout", on_timeout, _ON_TIMEOUT)
@@ -104,16 +209,30 @@ async def wait(
     timeout: float | None,
     on_timeout: OnTimeout,
     poll_interval: float | None,
+    on_stop: OnTimeout | None = None,
 ) -> Order:
-    """The order once it has a code; raises NoCodeError/CodeTimeoutError otherwise."""
+    """The order once it has a code; raises NoCodeError/CodeTimeoutError otherwise.
+
+    The client's stop gives the order up as ``on_stop`` says (default: ``on_timeout``).
+    """
     seconds = ops.seconds_left(order) if timeout is None else timeout
     if on_timeout != "keep" and not is_settled(order):
         ops.waiting(order, seconds, on_timeout)
     try:
-        final = await watch_until(ops, order, timeout=timeout, poll_interval=poll_interval)
+        final = await watch_until(
+            ops,
+            order,
+            timeout=timeout,
+            poll_interval=poll_interval,
+            on_stop=on_timeout if on_stop is None else on_stop,
+        )
+    except Stopped as stop:
+        return await stopped(ops, stop.running)
     except BaseException:
-        # Cancelled (or the client closed): the order is left as it is, its holder's.
-        ops.not_waiting(order.id)
+        # Cancelled: the order is left as it is, its holder's. Once the client stops,
+        # a journal or fleet keeps the wait's row as it is, as after a crash.
+        if not ops.waits.stopped:
+            ops.not_waiting(order.id)
         raise
     if final is not None:
         return final
@@ -121,20 +240,40 @@ async def wait(
 
 
 async def watch_until(
-    ops: OrderOps, order: Order, *, timeout: float | None, poll_interval: float | None
+    ops: OrderOps,
+    order: Order,
+    *,
+    timeout: float | None,
+    poll_interval: float | None,
+    on_stop: OnTimeout,
 ) -> Order | None:
-    """The order once it has a code; ``None`` when ``timeout`` passed first."""
+    """The order once it has a code; ``None`` when ``timeout`` passed first.
+
+    Raises ``Stopped`` when the client stops (or has stopped) meanwhile: the stop gave
+    the order up as ``on_stop`` says.
+    """
     if order.sms_code is not None:
         return order
     if order.status in TERMINAL_WITHOUT_CODE:
         raise no_code(order)
     seconds = ops.seconds_left(order) if timeout is None else timeout
-    watch = ops.watcher.watch(order, poll_interval or ops.poll_interval)
+    waits = ops.waits
+    running = waits.start(ops, order, on_stop)
+    if running.stopped:
+        raise Stopped(running)
     try:
-        with anyio.move_on_after(seconds):
-            await watch.done.wait()
+        watch = running.watch = ops.watcher.watch(order, poll_interval or ops.poll_interval)
+        try:
+            with anyio.move_on_after(seconds):
+                await watch.done.wait()
+        finally:
+            ops.watcher.unwatch(watch)
     finally:
-        ops.watcher.unwatch(watch)
+        waits.end(running)
+    if running.was_stopped() and not (
+        watch.done.is_set() and watch.error is None and is_settled(watch.order)
+    ):
+        raise Stopped(running)  # unless the order settled first (a code raced the stop)
     if not watch.done.is_set():
         return None
     if watch.error is not None:
@@ -185,6 +324,38 @@ async def give_up(ops: OrderOps, order: Order, action: OnTimeout, waited: float)
         log.info("code for order %s arrived just before the %s", order.id, action)
         return result.order
     raise CodeTimeoutError(f"{what}; {result.note}", order=result.order, refunded=result.refunded)
+
+
+async def stopped(ops: OrderOps, running: Running) -> Order:
+    """A wait the client's stop ended: the order with a code that raced the stop, or
+    ``ClientClosedError`` saying what became of the order (with ``.order``, ``.refunded``).
+    """
+    order = running.order
+    what = f"the client stopped while waiting for a code for order {order.id}"
+    task = running.refund
+    if task is None:
+        if running.keeper is not None:
+            how = (
+                f"{running.keeper} keeps it and decides as after a crash (a later run may "
+                "take it back, else it is refunded when due)"
+            )
+        elif running.action == "keep" and not is_settled(order):
+            how = "the order was kept (on_timeout='keep')"
+        else:
+            how = f"the order is {order.status}"
+        raise ClientClosedError(f"{what}; {how}", order=order)
+    if not await ops.background.wait_for(task, ops.paused_for() + C.CLEANUP_GRACE):
+        raise ClientClosedError(
+            f"{what}; its {running.action} is still under way and is tried until the client "
+            "closes (aclose() waits for it)",
+            order=order,
+            pending=task,
+        )
+    result = task.result()
+    if result.order.sms_code is not None:
+        log.info("code for order %s arrived just before the stop's %s", order.id, running.action)
+        return result.order
+    raise ClientClosedError(f"{what}; {result.note}", order=result.order, refunded=result.refunded)
 
 
 @attrs.frozen
@@ -336,15 +507,24 @@ class AsCompleted:
         try:
             if order is None:
                 order = await self._resolve(str(item))
-            final = await watch_until(
-                self._ops, order, timeout=self._timeout, poll_interval=self._poll_interval
-            )
+            try:
+                final = await watch_until(
+                    self._ops,
+                    order,
+                    timeout=self._timeout,
+                    poll_interval=self._poll_interval,
+                    on_stop=self._on_timeout,
+                )
+            except Stopped as stop:
+                final = await stopped(self._ops, stop.running)
         except NoCodeError as exc:
             self._results.put_nowait((exc.order, None, exc, False))
         except Exception as exc:  # every order gets its result, whatever went wrong
             error = exc if isinstance(exc, GsimError) else GsimError(f"{type(exc).__name__}: {exc}")
             if error is not exc:
                 error.__cause__ = exc
+            if isinstance(exc, ClientClosedError) and exc.order is not None:
+                order = exc.order
             self._results.put_nowait((order or _stub(str(item)), None, error, False))
         else:
             if final is None:
@@ -495,6 +675,8 @@ class Activation:
                 timeout=timeout,
                 on_timeout=on_timeout,
                 poll_interval=poll_interval,
+                # A stop ends the block: its order is cancelled, as on any other exit.
+                on_stop="cancel",
             )
         except NoCodeError as exc:
             self._order = exc.order
@@ -505,6 +687,15 @@ class Activation:
                 self._cleanup = exc.refund_task
             # on_timeout="keep" keeps the order, leaving the block included.
             self._kept = isinstance(exc, CodeTimeoutError) and on_timeout == "keep"
+            raise
+        except ClientClosedError as exc:
+            # The client stopped under the wait: what it did with the order is known.
+            if exc.order is not None:
+                self._order = exc.order
+            if exc.refunded is not None:
+                self.refunded = exc.refunded
+            if exc.refund_task is not None:
+                self._cleanup = exc.refund_task
             raise
         self._order = final
         self.code = final.sms_code
@@ -534,10 +725,20 @@ class Activation:
         past it the refund goes on in the background and ``None`` is returned.
         """
         if self._cleanup is None:
-            self._cleanup = self._ops.background.spawn(settle(self._ops, self.order, "cancel"))
+            # A stop may have begun giving the order up already: that refund is the one.
+            self._cleanup = self._ops.waits.refund_of(self.order.id) or (
+                self._ops.background.spawn(settle(self._ops, self.order, "cancel"))
+            )
         task = self._cleanup
         limit = C.CLEANUP_TIMEOUT + self._ops.paused_for()
-        if not await self._ops.background.wait_for(task, limit):
+        try:
+            done = await self._ops.background.wait_for(task, limit)
+        except asyncio.CancelledError:
+            # Cancelled while waiting (shielded, it waited on): what came back still counts.
+            if task.done() and not task.cancelled() and task.exception() is None:
+                self._record(task.result())
+            raise
+        if not done:
             log.warning(
                 "the refund of order %s did not land within %.0f s; it is tried again "
                 "until it lands while the client is open",
@@ -546,13 +747,17 @@ class Activation:
             )
             return None
         result = task.result()
+        self._record(result)
+        return result
+
+    def _record(self, result: Settled) -> None:
+        """What the cleanup gave back: the order's state, the refund, a code that raced."""
         self._order = result.order
         if result.refunded is not None:
             self.refunded = result.refunded
         if result.order.sms_code is not None and self.code is None:
             # The code raced the refund: it was paid for, so it is kept, not dropped.
             self.code = result.order.sms_code
-        return result
 
     def closing(self) -> asyncio.Future[Settled] | None:
         """The client is closing under this block: refund the order now, if it needs it."""
@@ -561,7 +766,9 @@ class Activation:
         if is_settled(self._order):
             return None
         if self._cleanup is None:
-            self._cleanup = self._ops.background.spawn(settle(self._ops, self.order, "cancel"))
+            self._cleanup = self._ops.waits.refund_of(self.order.id) or (
+                self._ops.background.spawn(settle(self._ops, self.order, "cancel"))
+            )
         return self._cleanup
 
 
@@ -579,11 +786,11 @@ class OpenActivations:
         """Whether an open block is using ``order_id``."""
         return any(a._order is not None and a._order.id == order_id for a in list(self._open))
 
-    async def close(self, timeout: float) -> None:
+    async def close(self, background: Background, timeout: float) -> None:
         """Refund every open activation's order, within ``timeout`` seconds."""
         tasks = [t for t in (a.closing() for a in list(self._open)) if t is not None]
         if tasks:
-            await asyncio.wait(tasks, timeout=timeout)
+            await background.wait_all(list(tasks), timeout)
 
 
 __all__ = [
@@ -592,11 +799,15 @@ __all__ = [
     "OnTimeout",
     "OpenActivations",
     "OrderOps",
+    "Running",
     "Settled",
+    "Stopped",
     "WaitResult",
+    "Waits",
     "check_wait_args",
     "give_up",
     "settle",
+    "stopped",
     "wait",
     "watch_until",
 ]

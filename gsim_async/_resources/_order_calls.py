@@ -22,6 +22,7 @@ from .._pacing import Priority
 from .._reconcile import Baseline
 from .._transport import Transport
 from .._validation import path_id
+from .._waiting import Waits
 from .._watcher import OrderHook, Watcher, WatcherLike, is_settled
 from ._shared import OWNERS, Shared
 
@@ -63,6 +64,11 @@ class OrderCalls:
     def background(self) -> Background:
         """The client's background tasks."""
         return self._shared.background
+
+    @property
+    def waits(self) -> Waits:
+        """The client's waits in progress, and its stop."""
+        return self._shared.waits
 
     @property
     def poll_interval(self) -> float:

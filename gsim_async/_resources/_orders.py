@@ -21,7 +21,7 @@ from .._attempts import Activations, Quotes
 from .._converter import Decoder, decoder, format_datetime, order_to_wire
 from .._countries import CountryCatalogue
 from .._enums import OrderStatus
-from .._exceptions import ConflictError, GsimError, InvalidArgumentError
+from .._exceptions import ClientClosedError, ConflictError, GsimError, InvalidArgumentError
 from .._models import Country, Operator, Order, OrderStats, Page, Refund
 from .._obligations import Purchase, expiry_wall
 from .._pagination import make_page, walk_pages
@@ -150,15 +150,28 @@ class Orders:
         v.text("country", country)
         if operator is not None:
             operator = v.text("operator", operator)
+        waits = self._shared.waits
+        waits.refuse("the purchase")
         country = await self._countries.resolve(country)
+        waits.refuse("the purchase")
         background = self._shared.background
         task = background.spawn(self._buy(service, country, operator, purpose))
         try:
-            return await asyncio.shield(task)
+            order = await asyncio.shield(task)
         except asyncio.CancelledError:
             # The purchase goes on; if it bought an order, nobody will use it: refund it.
             task.add_done_callback(self._refund_orphan)
             raise
+        if waits.stopped and waits.keeper is None:
+            # Bought as the client stopped: the program is going, nobody will wait on it.
+            result = await self._give_back(order)
+            raise ClientClosedError(
+                f"the gsim Client stopped while buying: order {order.id} was cancelled "
+                f"({result.note})",
+                order=result.order,
+                refunded=result.refunded,
+            )
+        return order
 
     async def _buy(self, service: str, country: str, operator: str | None, purpose: str) -> Order:
         body = {"service": service, "country": country}

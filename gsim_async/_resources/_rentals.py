@@ -189,6 +189,7 @@ class Rentals:
             "country": v.iso_country(country),
             "monthlyPrice": v.price("monthly_price", monthly_price),
         }
+        self._shared.waits.refuse("the rental")
 
         async def send(sent_log: list[float], before: Callable[[], Awaitable[None]]) -> Rental:
             return await self._transport.request(

@@ -46,6 +46,15 @@ class SyncClient:
     an async call, and waits for the cleanup it starts; inside an ``activation()``
     block, or during a wait with ``on_timeout``, that refunds the order before the
     ``KeyboardInterrupt`` leaves. A second Ctrl-C stops waiting at once.
+
+    SIGTERM (``docker stop``, Kubernetes, systemd) stops every open client (see
+    ``stop()``: each wait given up as its ``on_timeout`` says and refunded, or left to
+    the journal or fleet that keeps it) and raises ``SystemExit(143)`` in the main
+    thread, so ``with`` blocks close their clients, refunds first, within a 10 s
+    grace; what cannot be refunded in time is reported on stderr. The handler is
+    installed by a client made in the main thread, only where SIGTERM still has its
+    default disposition: a program's own handler is never overridden (it may call
+    ``stop()`` itself). The last client to close puts the default back.
     """
 
     def __init__(
@@ -186,13 +195,28 @@ class SyncClient:
     ) -> None:
         self._runner.close(interrupted=isinstance(exc, KeyboardInterrupt))
 
-    def close(self, *, timeout: float | None = None) -> None:
-        """Refund open activations, stop polling, close the session and the thread.
+    def stop(self, *, timeout: float | None = None) -> None:
+        """Stop: give every wait up now, refuse new purchases; ``close()`` finishes.
 
-        Refunds under way are waited for first, as by ``Client.aclose()`` (up to
-        ``timeout`` seconds, default 30, beyond any pause the server imposed; what has
-        not landed by then is left to the journal); a Ctrl-C meanwhile keeps waiting, a
-        second one stops. Closing twice does nothing.
+        As ``Client.stop()``: every wait in progress, in any thread, is given up as its
+        ``on_timeout`` says (banned by default) and refunded in the background, and the
+        blocked call raises ``ClientClosedError`` saying so; with a journal or a fleet
+        the waits only end, their orders left to it. ``timeout`` caps every wait for
+        refunds from now on, ``close()``'s included. Returns at once; callable from any
+        thread and from a signal handler.
+        """
+        self._client.stop(timeout=timeout)
+
+    def close(self, *, timeout: float | None = None) -> None:
+        """Stop, refund, stop polling, close the session and the thread.
+
+        Closing stops the client first, as ``Client.aclose()`` does: a wait still
+        running in another thread is given up as its ``on_timeout`` says (banned by
+        default) and refunded, or left to the journal or fleet; an open activation is
+        cancelled. Refunds under way are waited for (up to ``timeout`` seconds, default
+        30, beyond any pause the server imposed, never past a ``stop(timeout=...)``;
+        what has not landed by then is reported and left to the journal); a Ctrl-C
+        meanwhile keeps waiting, a second one stops. Closing twice does nothing.
         """
         self._runner.close(timeout=timeout)
 

@@ -361,6 +361,10 @@ async def give_back(orders: Orders, order: Order | str, action: str) -> Settled 
 
     async def settle_it() -> Settled | None:
         current = order
+        oid = current.id if isinstance(current, Order) else current
+        existing = orders._shared.waits.refund_of(oid)
+        if existing is not None:  # the client's stop is giving it up already
+            return await existing
         if not isinstance(current, Order):
             try:
                 current = await calls.fetch(order_id(current), cleanup=True)

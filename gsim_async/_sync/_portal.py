@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Literal, TypeVar
 import anyio
 from anyio.from_thread import BlockingPortal
 
+from .. import _stop
 from .._exceptions import ClientClosedError
 
 if TYPE_CHECKING:
@@ -90,6 +91,7 @@ class Runner:
         self._lock = threading.Lock()
         self._stopped = False
         self._insisted = False
+        self._sigterm = False
         self.closed = False
         try:
             # Built in its loop: whatever it binds to a loop binds to this one.
@@ -100,6 +102,8 @@ class Runner:
             raise
         _hook_exit()
         _open.add(self)
+        # SIGTERM stops it (refunds before exit), unless the program handles SIGTERM.
+        self._sigterm = _stop.hold_sync_handler()
 
     # -- calls ----------------------------------------------------------------------------
 
@@ -226,23 +230,33 @@ class Runner:
                 return
             self.closed = True
             _open.discard(self)
-            if self._insisted:
-                # The loop goes on (a daemon thread) while the program unwinds.
-                return
             try:
-                self.call(
-                    lambda: self.client.aclose(timeout=timeout),
-                    interrupt="abandon" if interrupted else "finish",
-                )
-            except KeyboardInterrupt:
-                if self.client.closed:
-                    self._stop(wait=True)
-                # Otherwise the loop is left running: the refunds go on while the
-                # program unwinds, and end with it (the thread is a daemon).
-                raise
-            except ClientClosedError:
-                pass  # the loop is gone already
-            self._stop(wait=True)
+                if self._insisted:
+                    # The loop goes on (a daemon thread) while the program unwinds.
+                    return
+                # A SIGTERM meanwhile lets this close (and its refunds) finish first.
+                with _stop.closing():
+                    self._close(interrupted, timeout)
+            finally:
+                if self._sigterm:
+                    self._sigterm = False
+                    _stop.release_sync_handler()
+
+    def _close(self, interrupted: bool, timeout: float | None) -> None:
+        try:
+            self.call(
+                lambda: self.client.aclose(timeout=timeout),
+                interrupt="abandon" if interrupted else "finish",
+            )
+        except KeyboardInterrupt:
+            if self.client.closed:
+                self._stop(wait=True)
+            # Otherwise the loop is left running: the refunds go on while the
+            # program unwinds, and end with it (the thread is a daemon).
+            raise
+        except ClientClosedError:
+            pass  # the loop is gone already
+        self._stop(wait=True)
 
     def _stop(self, *, wait: bool) -> None:
         self._stopped = True
@@ -260,6 +274,9 @@ class Runner:
     def __del__(self, _warn: Callable[..., None] = warnings.warn) -> None:
         if getattr(self, "closed", True) or sys.is_finalizing():
             return
+        if self._sigterm:
+            self._sigterm = False
+            _stop.release_sync_handler()
         # Possibly in the loop's own thread (a garbage collection there): never block.
         client, portal = self.client, self._portal
         with contextlib.suppress(RuntimeError):  # the loop is closed

@@ -15,6 +15,7 @@ from typing import Any, NoReturn
 
 import click
 
+from .. import _stop
 from .._client import Client
 from .._constants import DEFAULT_POLL_INTERVAL
 from .._exceptions import (
@@ -76,6 +77,8 @@ class App:
         self.verbose = verbose
         #: Set once Ctrl-C (or SIGTERM) asked the command to stop.
         self.interrupted = False
+        #: Set once SIGTERM stopped the client: every wait given up (design.md, rule 9).
+        self.stopped = False
         #: Set by a command that already told the user it was interrupted (a summary).
         self.interruption_reported = False
 
@@ -227,7 +230,14 @@ def catalogue_hint(service: str | None, country: str | None = None) -> Hint:
 
 
 class _Interrupts:
-    """Ctrl-C and SIGTERM cancel the command's task, so its cleanup (refunds) runs."""
+    """Ctrl-C and SIGTERM cancel the command's task, so its cleanup (refunds) runs.
+
+    SIGTERM (a service manager or a container runtime stopping the command) also
+    stops the client first, as ``gsim_async.run()`` does: every wait is given up as
+    its ``--on-timeout`` says (an activation's order cancelled), or left to the
+    journal, and refunds get three quarters of a 10 s grace, the server's pauses
+    included, so that the command exits in time, naming what it leaves.
+    """
 
     def __init__(self, app: App) -> None:
         self._app = app
@@ -239,16 +249,25 @@ class _Interrupts:
         for sig in (signal.SIGINT, signal.SIGTERM):
             previous = signal.getsignal(sig)
             try:
-                self._loop.add_signal_handler(sig, self._fire)
+                self._loop.add_signal_handler(sig, self._fire, sig)
             except (NotImplementedError, RuntimeError, ValueError):
                 continue  # Windows, or not the main thread: Ctrl-C stays KeyboardInterrupt
             self._installed.append((sig, previous))
 
-    def _fire(self) -> None:
-        if self._app.interrupted:
-            self._app.out.note("stopping: still getting refunds, one moment ...")
+    def _fire(self, sig: signal.Signals) -> None:
+        app = self._app
+        if app.interrupted:
+            if sig == signal.SIGTERM:
+                _stop.stop_all(0.0, loop=self._loop)  # told twice: no more waiting
+                return
+            app.out.note("stopping: still getting refunds, one moment ...")
             return
-        self._app.interrupted = True
+        app.interrupted = True
+        if sig == signal.SIGTERM:
+            app.stopped = True
+            if not app.out.json:
+                _stop.show_warnings()  # what cannot be refunded in time is named
+            _stop.stop_all(_stop.refund_budget(_stop.DEFAULT_GRACE), loop=self._loop)
         if self._task is not None:
             self._task.cancel()
 

@@ -16,7 +16,7 @@ import click
 from rich.progress import Progress, TaskID
 
 from .._client import Client
-from .._exceptions import CodeTimeoutError, GsimError, NoCodeError
+from .._exceptions import ClientClosedError, CodeTimeoutError, GsimError, NoCodeError
 from .._models import Order
 from .._waiting import Activation, OnTimeout
 from ._context import API_ERROR, NO_CODE, POSITIVE_DURATION, App, Hint, catalogue_hint, pass_app
@@ -171,6 +171,12 @@ class GetCode:
                     slot.kept = self.on_timeout == "keep"
                 except NoCodeError as exc:
                     slot.error = exc
+        except ClientClosedError as exc:
+            # SIGTERM stopped the client under the wait: the order went as on Ctrl-C.
+            if self.app.interrupted:
+                slot.interrupted = True
+            else:
+                slot.error = exc
         except GsimError as exc:
             slot.error = exc
         except asyncio.CancelledError:

@@ -20,7 +20,7 @@ from rich.progress import Progress, TaskID
 
 from .._attempts import Activations, AttemptsExhaustedError, NoNumberAvailableError, Skipped
 from .._client import Client
-from .._exceptions import GsimError, InvalidArgumentError, NoCodeError
+from .._exceptions import ClientClosedError, GsimError, InvalidArgumentError, NoCodeError
 from .._models import Order
 from .._waiting import Activation, OnTimeout
 from ._context import API_ERROR, NO_CODE, App, Hint, catalogue_hint
@@ -153,6 +153,12 @@ class GetCodeAttempts:
         except asyncio.CancelledError:
             attempt.interrupted = True
             raise
+        except ClientClosedError:
+            if not self.app.interrupted:
+                raise
+            # SIGTERM stopped the client under the wait: an interruption, as Ctrl-C.
+            attempt.interrupted = True
+            raise asyncio.CancelledError from None
         except GsimError as exc:
             attempt.error = exc
             raise

@@ -11,7 +11,7 @@ import click
 
 from .._client import Client
 from .._enums import OrderStatus
-from .._exceptions import ConflictError
+from .._exceptions import ClientClosedError, ConflictError
 from .._models import Order, Refund
 from ._context import API_ERROR, DURATION, POSITIVE_DURATION, App, catalogue_hint, pass_app
 from ._output import amount, money, to_data, when
@@ -112,12 +112,22 @@ def wait(
     async def go(gsim: Client) -> None:
         try:
             code = await gsim.orders.wait_for_code(order_id, timeout=timeout, on_timeout=on_timeout)
-        except asyncio.CancelledError:
-            app.out.note(
-                f"order {order_id} was left as it is: `gsim wait {order_id}` to wait again, "
-                f"`gsim cancel {order_id}` for a refund"
-            )
-            raise
+        except (asyncio.CancelledError, ClientClosedError):
+            if app.stopped and gsim.journal is not None:
+                app.out.note(
+                    f"stopped: the journal {gsim.journal} keeps order {order_id}; a later "
+                    "gsim command refunds it when this wait would have ended"
+                )
+            elif app.stopped and on_timeout != "keep":
+                app.out.note(f"stopped: order {order_id} given up for a refund ({on_timeout})")
+            else:
+                app.out.note(
+                    f"order {order_id} was left as it is: `gsim wait {order_id}` to wait "
+                    f"again, `gsim cancel {order_id}` for a refund"
+                )
+            if not app.interrupted:
+                raise
+            raise asyncio.CancelledError from None
         app.out.result({"id": order_id, "code": code}, code)
 
     app.run(go)

@@ -11,6 +11,7 @@ is slow: the test presses Ctrl-C twice) and ``purchase`` (Ctrl-C while buying).
 from __future__ import annotations
 
 import json
+import signal
 import sys
 
 from gsim_async import SyncClient
@@ -59,4 +60,8 @@ def main(mode: str, url: str, key: str) -> int:
 
 
 if __name__ == "__main__":
+    # The test interrupts this script with SIGINT: it relies on Python's Ctrl-C handler,
+    # whatever its parent left (a background job starts with SIGINT ignored, and a
+    # Python started with SIGINT ignored keeps it ignored).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     sys.exit(main(*sys.argv[1:4]))

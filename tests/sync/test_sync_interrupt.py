@@ -25,14 +25,24 @@ pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="sends SIGINT")
 
 SCRIPT = Path(__file__).with_name("interrupted.py")
 
+#: Runs the rest of its command line with SIGINT ignored, as a shell starts a background
+#: job (``cmd &``, nohup, many CI runners): the process inherits the disposition.
+AS_BACKGROUND_JOB = [
+    sys.executable,
+    "-c",
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+    "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])",
+]
+
 
 class Script:
     """``interrupted.py`` in a process of its own."""
 
-    def __init__(self, mode: str, sandbox: ThreadedSandbox) -> None:
+    def __init__(self, mode: str, sandbox: ThreadedSandbox, *, background: bool = False) -> None:
         self.sandbox = sandbox
+        prefix = AS_BACKGROUND_JOB if background else [sys.executable]
         self.proc = subprocess.Popen(  # noqa: S603 (our own interpreter and script)
-            [sys.executable, str(SCRIPT), mode, sandbox.base_url, sandbox.api_key],
+            [*prefix, str(SCRIPT), mode, sandbox.base_url, sandbox.api_key],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -78,8 +88,8 @@ class Script:
 def script(sandbox: ThreadedSandbox) -> Iterator[Any]:
     started: list[Script] = []
 
-    def start(mode: str) -> Script:
-        started.append(Script(mode, sandbox))
+    def start(mode: str, *, background: bool = False) -> Script:
+        started.append(Script(mode, sandbox, background=background))
         return started[-1]
 
     yield start
@@ -95,10 +105,13 @@ def assert_refunded(sandbox: ThreadedSandbox, order_id: str, status: str) -> Non
     assert ledger.balanced and ledger.balance == Decimal("100")
 
 
+@pytest.mark.parametrize("background", [False, True], ids=["foreground", "background-job"])
 def test_ctrl_c_in_an_activation_refunds_before_the_exception_leaves(
-    script: Any, sandbox: ThreadedSandbox
+    script: Any, sandbox: ThreadedSandbox, background: bool
 ) -> None:
-    proc = script("activation")
+    # Started as a background job, the script inherits SIGINT ignored: it must set the
+    # disposition it relies on itself, or the SIGINT the test sends does nothing.
+    proc = script("activation", background=background)
     (order_id,) = proc.ready()
     proc.interrupt()
     seen = proc.outcome()

@@ -72,7 +72,7 @@ def test_closing_ends_the_calls_other_threads_are_blocked_in(
 ) -> None:
     gsim = sandbox.client()
     order = gsim.orders.create("telegram", "russia")
-    errors: list[BaseException] = []
+    errors: list[ClientClosedError] = []
 
     def wait() -> None:
         with pytest.raises(ClientClosedError) as info:
@@ -85,4 +85,8 @@ def test_closing_ends_the_calls_other_threads_are_blocked_in(
     gsim.close()
     thread.join(10)
     assert len(errors) == 1
-    assert sandbox.order(order.id).status == "PENDING"  # a plain wait leaves it as it is
+    # Closing gives the wait up as its on_timeout says (ban), refunded before close returns.
+    assert sandbox.order(order.id).status == "BANNED"
+    assert errors[0].order is not None and errors[0].order.status == "BANNED"
+    assert errors[0].refunded == order.price
+    assert sandbox.ledger().refunds_by_order == {order.id: order.price}
