@@ -4,7 +4,7 @@ The user sends ``/number [service] [country]``; the bot buys a number, replies w
 it at once, and replies again with the code when it arrives. A number whose code
 does not come in time is banned and refunded, and so is every number still waiting
 when the bot is stopped (Ctrl-C, or SIGTERM from ``docker stop``, systemd or
-Kubernetes): ``orders.activation()`` sees to both.
+Kubernetes): ``orders.activation()`` and ``Client.stop()`` see to both.
 
 One ``gsim_async.Client`` lives as long as the dispatcher: the startup hook makes it,
 the shutdown hook closes it, and handlers receive it by name from the dispatcher's
@@ -84,26 +84,26 @@ class NumberDesk:
         self._tasks.add(task)
         try:
             return await self._hand_out(reply, service, country)
-        except asyncio.CancelledError:
-            if self._closing.is_set():  # the number was refunded as the block was left
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(
-                        reply("The bot is restarting: your number was refunded. Try again soon."),
-                        2,
-                    )
-            raise
         finally:
             self._busy.discard(user_id)
             self._tasks.discard(task)
 
-    async def close(self) -> None:
-        """Stop every wait still running; each number without a code is refunded."""
+    async def close(self, timeout: float = 5) -> None:
+        """Give up every number still waiting (refunded), tell its user, and return.
+
+        Stops the client (``Client.stop()``): each wait ends at once, its number given
+        up; the user hears why. A reply that has not gone out within ``timeout``
+        seconds is cancelled.
+        """
         self._closing.set()
+        self.gsim.stop()
         tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
         if tasks:
-            await asyncio.wait(tasks)
+            _, late = await asyncio.wait(tasks, timeout=timeout)
+            for task in late:
+                task.cancel()
+            if late:
+                await asyncio.wait(late)
 
     async def _hand_out(self, reply: Reply, service: str, country: str) -> str | None:
         try:
@@ -121,6 +121,9 @@ class NumberDesk:
                     return None
                 await reply(f"Your code: {code}")
                 return code
+        except gsim_async.ClientClosedError:
+            # The bot is stopping (SIGTERM, Ctrl-C): the number, if any, was given up.
+            await reply("The bot is restarting: your number was refunded. Try again in a minute.")
         except gsim_async.InsufficientBalanceError:
             log.warning("the gsim balance is too low to buy a number")
             await reply("The bot is out of credit right now; try again later.")
@@ -175,8 +178,9 @@ def make_dispatcher(*, timeout: float = 300, **client_options: Any) -> Dispatche
 
     @dispatcher.shutdown()
     async def close_client(dispatcher: Dispatcher) -> None:
-        # Polling stopped (SIGTERM, Ctrl-C), but aiogram leaves handlers running: stop
-        # them, so that every number still waiting is refunded before the client closes.
+        # Polling stopped (SIGTERM, Ctrl-C), but aiogram leaves handlers running: end
+        # their waits (every number refunded, every user told), then close the client,
+        # which waits for the refunds to land.
         await dispatcher["desk"].close()
         await dispatcher["gsim"].aclose()
 
@@ -208,4 +212,5 @@ async def main() -> None:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO)
-    asyncio.run(main())
+    # asyncio.run() whose SIGTERM refunds, until aiogram's polling takes the signal over.
+    gsim_async.run(main())
