@@ -27,6 +27,7 @@ from ._pacing import Pacing
 from ._resources._orders import OrderBook, Orders
 from ._resources._recovery import Recovery
 from ._resources._rentals import RentalBook, Rentals
+from ._resources._shared import OWNERS
 from ._resources._shared import Shared as Bookkeeping
 from ._retry import RetryHook
 from ._transport import Settings, Shared, Transport
@@ -327,11 +328,16 @@ class Client:
     def _loop(self) -> asyncio.AbstractEventLoop | None:
         return self._transport.shared.session.loop
 
-    def _stop_now(self, timeout: float | None) -> None:
-        """The stop, in the client's own loop (or before it ever ran)."""
+    def _stop_now(self, timeout: float | None, *, asked: bool = True) -> None:
+        """The stop, in the client's own loop (or before it ever ran).
+
+        ``asked``: the program (or a stop signal) asked for it, not a close: closing
+        then names the orders the stop left as they were.
+        """
         books = self._books
         if timeout is not None:
             books.background.hurry(timeout)
+        books.waits.asked = books.waits.asked or asked
         books.waits.stop(self._orders_book.root, self._keeper())
 
     def _keeper(self) -> str | None:
@@ -365,7 +371,7 @@ class Client:
         shared = self._transport.shared
         if shared.session.closed:
             return
-        self._stop_now(None)
+        self._stop_now(None, asked=False)
         pacing = shared.pacing
         end = time.monotonic() + limit + pacing.paused_for
         background = self._books.background
@@ -385,6 +391,8 @@ class Client:
         left = sorted(self._books.refunding)
         if left:
             self._report_unrefunded(left)
+        if self._books.waits.asked and self._keeper() is None:
+            self._report_held(set(left))
         self._books.background.cancel_all()
         if self._fleet is not None:
             await self._fleet.aclose()
@@ -412,6 +420,21 @@ class Client:
                 len(ids),
                 shown,
             )
+
+    def _report_held(self, left: set[str]) -> None:
+        """After a stop: the orders it left as they were (no wait on them), by id."""
+        ref = self._books.owner_ref
+        held = sorted(set(OWNERS.held_by(ref)) - left) if ref is not None else []
+        if not held:
+            return
+        shown = ", ".join(held[:50]) + (f" and {len(held) - 50} more" if len(held) > 50 else "")
+        log.warning(
+            "stopped with %d order(s) of this client left as they were, with no code and no "
+            "wait on them (bought and not waited on yet, or kept): %s; they stay charged "
+            "until they expire unless something cancels them",
+            len(held),
+            shown,
+        )
 
     # -- account and catalogue -------------------------------------------------------
 

@@ -77,6 +77,12 @@ class Owners(Generic[OwnerT]):
             return None
         return entry[0]()
 
+    def held_by(self, owner: weakref.ref[OwnerT]) -> list[str]:
+        """The orders remembered as ``owner``'s that may still get a code."""
+        now = self._monotonic()
+        entries = list(self._entries.items())
+        return [k for k, (ref, until) in entries if ref is owner and until > now]
+
     def __len__(self) -> int:
         return len(self._entries)
 

@@ -134,6 +134,8 @@ class Waits:
         self._running: set[Running] = set()
         self._refunds: dict[str, asyncio.Task[Settled]] = {}
         self.stopped = False
+        #: Whether the program asked for the stop (``stop()``, a stop signal), not a close.
+        self.asked = False
         self.keeper: str | None = None
 
     def __len__(self) -> int:

@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from redis_server import RedisServer, redis_server
 from served import ThreadedSandbox, serve
+
+__all__ = ["RedisServer", "redis_server", "sandbox"]
 
 
 @pytest.fixture

@@ -9,7 +9,12 @@ kind of program:
   (``orders.wait_for_code``), ``activations``, ``as_completed`` and ``idle`` (buys
   nothing: a later run of a journal);
 * ``sync``: a script with a ``SyncClient``; modes ``threads`` (a thread pool, one
-  wait per thread, the main thread blocked on the pool) and ``as_completed``.
+  wait per thread, the main thread blocked on the pool), ``as_completed`` and
+  ``idle``;
+* ``plain``: the ``async`` program under a plain ``asyncio.run(main())``, and with
+  ``sigterm_default`` the ``sync`` one with SIGTERM put back to its default after the
+  client is made: what programs were before stop signals were handled (the
+  benchmark's baselines).
 
 ``own_handler``: ``"signal"`` installs a SIGTERM handler of its own before the
 client exists (``signal.signal``), ``"loop"`` inside ``main`` with
@@ -24,6 +29,8 @@ import concurrent.futures
 import json
 import signal
 import sys
+import threading
+import time
 from types import FrameType
 from typing import Any
 
@@ -68,7 +75,8 @@ async def async_main(config: dict[str, Any]) -> None:
             await activations(gsim, count, timeout)
             return
         orders = [await gsim.orders.create("telegram", "russia") for _ in range(count)]
-        say("ready", ids=[o.id for o in orders])
+        ids = [o.id for o in orders]
+        say("bought", ids=ids)
         if mode == "waits":
 
             async def wait(order: gsim_async.Order) -> str:
@@ -80,13 +88,27 @@ async def async_main(config: dict[str, Any]) -> None:
                 say("result", id=order.id, outcome=outcome(code))
                 return code
 
-            results = await asyncio.gather(*(wait(o) for o in orders), return_exceptions=True)
-            say("ended", results=[outcome(r) for r in results])
+            waits = asyncio.gather(*(wait(o) for o in orders), return_exceptions=True)
+            await all_waiting(gsim, count, ids)
+            say("ended", results=[outcome(r) for r in await waits])
         elif mode == "as_completed":
-            async for result in gsim.orders.as_completed(orders, timeout=timeout):
-                say("result", id=result.order.id, error=str(result.error), code=result.code)
+
+            async def collect() -> None:
+                async for result in gsim.orders.as_completed(orders, timeout=timeout):
+                    say("result", id=result.order.id, error=str(result.error), code=result.code)
+
+            collecting = asyncio.ensure_future(collect())
+            await all_waiting(gsim, count, ids)
+            await collecting
         else:
             raise ValueError(mode)
+
+
+async def all_waiting(gsim: gsim_async.Client, count: int, ids: list[str]) -> None:
+    """Say ``ready`` once every wait is registered: a signal then finds them all."""
+    while gsim.orders.waiting < count:  # noqa: ASYNC110 (the client's count: no event)
+        await asyncio.sleep(0.01)
+    say("ready", ids=ids)
 
 
 async def activations(gsim: gsim_async.Client, count: int, timeout: float) -> None:
@@ -102,7 +124,7 @@ async def activations(gsim: gsim_async.Client, count: int, timeout: float) -> No
 
     tasks = [asyncio.ensure_future(one()) for _ in range(count)]
     await all_in.wait()
-    say("ready", ids=bought)
+    await all_waiting(gsim, count, bought)
     results = await asyncio.gather(*tasks, return_exceptions=True)
     say("ended", results=[outcome(r) for r in results])
 
@@ -113,10 +135,19 @@ async def activations(gsim: gsim_async.Client, count: int, timeout: float) -> No
 def sync_main(config: dict[str, Any]) -> None:
     count, timeout = config["count"], config.get("timeout", 600)
     with gsim_async.SyncClient(config["api_key"], **options(config)) as gsim:
+        if config.get("sigterm_default"):
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
         say("handler", sigterm=handler_name())
         orders = [gsim.orders.create("telegram", "russia") for _ in range(count)]
-        say("ready", ids=[o.id for o in orders])
+        ids = [o.id for o in orders]
+        say("bought", ids=ids)
         mode = config["mode"]
+
+        def all_waiting() -> None:
+            while gsim.orders.waiting < count:
+                time.sleep(0.01)
+            say("ready", ids=ids)
+
         if mode == "threads":
 
             def wait(order: gsim_async.Order) -> str:
@@ -131,11 +162,18 @@ def sync_main(config: dict[str, Any]) -> None:
             # Not daemon threads: a stop must end their calls for the program to exit.
             with concurrent.futures.ThreadPoolExecutor(count) as pool:
                 futures = [pool.submit(wait, o) for o in orders]
+                all_waiting()
                 concurrent.futures.wait(futures)
             say("ended", results=[outcome(f.exception() or f.result()) for f in futures])
         elif mode == "as_completed":
-            for result in gsim.orders.as_completed(orders, timeout=timeout):
+            results = gsim.orders.as_completed(orders, timeout=timeout)
+            threading.Thread(target=all_waiting, daemon=True).start()
+            for result in results:
                 say("result", id=result.order.id, error=str(result.error), code=result.code)
+        elif mode == "idle":
+            gsim.balance()
+            say("ready", ids=[])
+            time.sleep(600)
         else:
             raise ValueError(mode)
 
@@ -159,6 +197,8 @@ def main(config: dict[str, Any]) -> int:
     try:
         if config["kind"] == "async":
             gsim_async.run(async_main(config))
+        elif config["kind"] == "plain":
+            asyncio.run(async_main(config))
         else:
             sync_main(config)
     except SystemExit as exc:

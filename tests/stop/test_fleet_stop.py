@@ -1,0 +1,67 @@
+"""A fleet member that stops (SIGTERM, ``stop()``, closing) leaves its waits to the fleet.
+
+A fleet keeps what its members owe in Redis (design.md, money rule 7): a member
+that stops does not refund its waits' orders itself, it only stops waiting; the
+fleet decides as after a crash (a live member refunds each when its wait would have
+ended). The fleet's own leave-and-hand-over is the fleet's business; here, only
+that the stop leaves the rows to it and that nothing is left charged in the end.
+"""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+
+import anyio
+import pytest
+from redis_server import RedisServer
+
+import gsim_async
+from gsim_async import ClientClosedError
+from gsim_async.fleet import RedisFleet
+from gsim_async.sandbox import Sandbox
+
+pytestmark = pytest.mark.anyio
+
+
+def member(sb: Sandbox, redis: RedisServer, namespace: str) -> gsim_async.Client:
+    return gsim_async.Client(
+        sb.api_key,
+        base_url=sb.base_url,
+        poll_interval=0.05,
+        backoff_base=0,
+        max_retry_after=2,
+        reconcile_window=1,
+        fleet=RedisFleet(redis.url, namespace=namespace, heartbeat=0.3, lease=1.0),
+    )
+
+
+async def test_a_stopped_member_leaves_its_waits_to_the_fleet(redis_server: RedisServer) -> None:
+    namespace = uuid.uuid4().hex[:8]
+    async with Sandbox(seed=5, auto_deliver=False) as sb:
+        survivor = member(sb, redis_server, namespace)
+        await survivor.balance()
+        leaving = member(sb, redis_server, namespace)
+        order = await leaving.orders.create("telegram", "russia")
+        errors: list[ClientClosedError] = []
+
+        async def wait() -> None:
+            with pytest.raises(ClientClosedError) as info:
+                await leaving.orders.wait_for_code(order, timeout=2)
+            errors.append(info.value)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(wait)
+            with anyio.fail_after(10):
+                while leaving.orders.waiting < 1:  # noqa: ASYNC110 - the client's count
+                    await anyio.sleep(0.01)
+            await leaving.aclose()
+        assert "the fleet keeps it" in str(errors[0])
+        assert sb.order(order.id).status == "PENDING"  # not refunded by the stop
+        # The fleet decides, as after a crash: refunded as the wait's on_timeout said.
+        with anyio.fail_after(30):
+            while sb.order(order.id).status == "PENDING":  # noqa: ASYNC110 - the ledger
+                await anyio.sleep(0.1)
+        await survivor.aclose()
+        assert sb.order(order.id).status == "BANNED"
+        assert sb.ledger().balance == Decimal("100")
