@@ -29,9 +29,9 @@ from services import (
 )
 
 with warnings.catch_warnings():
-    # Starlette's TestClient runs on httpx2, which needs Python 3.11; on 3.10 it says it
-    # falls back to httpx.
-    warnings.simplefilter("ignore", DeprecationWarning)
+    # Starlette's TestClient runs on httpx2, which needs Python 3.11; on 3.10 it warns
+    # that it falls back to httpx.
+    warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="stops a process with SIGTERM")
