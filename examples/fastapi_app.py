@@ -27,6 +27,7 @@ the client closes.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -40,6 +41,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 import gsim_async
+
+log = logging.getLogger("verifications")
 
 #: Seconds a number waits for its code before it is banned and refunded.
 CODE_TIMEOUT = float(os.environ.get("CODE_TIMEOUT", "300"))
@@ -57,14 +60,14 @@ class VerificationRequest(BaseModel):
     max_price: Decimal | None = None
 
 
+Status = Literal["waiting", "received", "refunded"]
+
+
 class Verification(BaseModel):
     id: str
     phone_number: str
-    status: Literal["waiting", "received", "refunded"]
+    status: Status
     code: str | None = None
-
-
-Status = Literal["waiting", "received", "refunded"]
 
 
 @dataclass
@@ -110,8 +113,14 @@ class Desk:
                 async with act:
                     self._held[act.order.id] = held
                     task_status.started(held)
-                    with contextlib.suppress(gsim_async.NoCodeError):
+                    try:
                         await act.wait_for_code(timeout=self.timeout)
+                    except gsim_async.NoCodeError:
+                        pass  # no code in time (banned), or the order ended without one
+                    except gsim_async.GsimError as exc:
+                        # Not the task group's business: one number's trouble must not
+                        # end every other number's wait.
+                        log.warning("waiting for order %s failed: %s", act.order.id, exc)
         finally:
             held.done.set()
         await anyio.sleep(KEEP_OUTCOME)
