@@ -50,11 +50,6 @@ class Background:
             # Callers normally consume the result; this only catches the orphaned case.
             task.exception()
 
-    @property
-    def pending(self) -> int:
-        """How many tasks are still running."""
-        return len(self._tasks)
-
     def hurry(self, seconds: float) -> None:
         """Waits for this work end within ``seconds`` from now at the latest (a stop)."""
         deadline = time.monotonic() + max(seconds, 0.0)

@@ -397,6 +397,7 @@ class Client:
         if self._fleet is not None:
             await self._fleet.aclose()
         pacing.close()
+        self._books.waits.closed = True
         await shared.session.aclose()
         if self._journal is not None:
             await self._journal.aclose()

@@ -112,7 +112,12 @@ class ClientClosedError(GsimError, RuntimeError):
     async def wait_refund(self) -> Decimal | None:
         """Wait for a ban or cancel still under way; the amount refunded, or ``None``."""
         if self._refund is not None:
-            settled = await asyncio.shield(self._refund)
+            try:
+                settled = await asyncio.shield(self._refund)
+            except asyncio.CancelledError:
+                if not self._refund.cancelled():
+                    raise  # the caller's own cancellation
+                return self.refunded  # the client closed before it landed
             self.refunded = getattr(settled, "refunded", None)
             self.order = getattr(settled, "order", self.order)
         return self.refunded
@@ -431,7 +436,12 @@ class CodeTimeoutError(NoCodeError, TimeoutError):
     async def wait_refund(self) -> Decimal | None:
         """Wait for the ban or cancel to finish; the amount refunded, or ``None``."""
         if self._refund is not None:
-            settled = await asyncio.shield(self._refund)
+            try:
+                settled = await asyncio.shield(self._refund)
+            except asyncio.CancelledError:
+                if not self._refund.cancelled():
+                    raise  # the caller's own cancellation
+                return self.refunded  # the client closed before it landed
             self.refunded = getattr(settled, "refunded", None)
             self.order = getattr(settled, "order", self.order)
         return self.refunded

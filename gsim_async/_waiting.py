@@ -136,6 +136,8 @@ class Waits:
         self.stopped = False
         #: Whether the program asked for the stop (``stop()``, a stop signal), not a close.
         self.asked = False
+        #: Set once the client is closed: nothing can be sent, nor given up, any more.
+        self.closed = False
         self.keeper: str | None = None
 
     def __len__(self) -> int:
@@ -143,6 +145,8 @@ class Waits:
 
     def start(self, ops: OrderOps, order: Order, action: OnTimeout) -> Running:
         """A wait on ``order`` begins (already stopped, on a stopped client)."""
+        if self.closed:
+            raise ClientClosedError("the gsim Client was closed; it cannot wait for codes")
         running = Running(order, action)
         if self.stopped:
             self._give_up(ops, running)
@@ -191,6 +195,8 @@ class Waits:
 
     def refuse(self, what: str) -> None:
         """Raise ``ClientClosedError`` if the client has stopped: ``what`` is not begun."""
+        if self.closed:
+            raise ClientClosedError("this gsim Client is closed; create a new one")
         if self.stopped:
             raise ClientClosedError(f"the gsim Client is stopping: {what} was not begun")
 
@@ -313,6 +319,10 @@ async def give_up(ops: OrderOps, order: Order, action: OnTimeout, waited: float)
     task = ops.background.spawn(settle(ops, order, action))
     paused = ops.paused_for()
     done = await ops.background.wait_for(task, paused + C.CLEANUP_GRACE)
+    if done and task.cancelled():  # the client closed past its deadline meanwhile
+        raise CodeTimeoutError(
+            f"{what}; the {action} did not land before the client closed", order=order
+        )
     if not done:
         why = f"the server paused this client for {paused:.0f} s" if paused else "it failed"
         raise CodeTimeoutError(
@@ -346,7 +356,12 @@ async def stopped(ops: OrderOps, running: Running) -> Order:
         else:
             how = f"the order is {order.status}"
         raise ClientClosedError(f"{what}; {how}", order=order)
-    if not await ops.background.wait_for(task, ops.paused_for() + C.CLEANUP_GRACE):
+    done = await ops.background.wait_for(task, ops.paused_for() + C.CLEANUP_GRACE)
+    if done and task.cancelled():  # the client closed past its deadline meanwhile
+        raise ClientClosedError(
+            f"{what}; its {running.action} did not land before the client closed", order=order
+        )
+    if not done:
         raise ClientClosedError(
             f"{what}; its {running.action} is still under way and is tried until the client "
             "closes (aclose() waits for it)",
@@ -740,7 +755,7 @@ class Activation:
             if task.done() and not task.cancelled() and task.exception() is None:
                 self._record(task.result())
             raise
-        if not done:
+        if not done or task.cancelled():  # cancelled: the client closed past its deadline
             log.warning(
                 "the refund of order %s did not land within %.0f s; it is tried again "
                 "until it lands while the client is open",

@@ -39,7 +39,7 @@ PROGRAMS = {
 }
 
 
-@pytest.mark.parametrize(("kind", "mode"), list(PROGRAMS), ids="-".join)
+@pytest.mark.parametrize(("kind", "mode"), list(PROGRAMS), ids=[f"{k}-{m}" for k, m in PROGRAMS])
 def test_sigterm_refunds_every_wait_and_exits_within_the_grace(
     sandbox: ThreadedSandbox, kind: str, mode: str
 ) -> None:
@@ -104,6 +104,23 @@ def test_the_cli_refunds_on_sigterm(
             "interrupted": True,
         }
     ]
+
+
+def test_the_cli_with_attempts_refunds_on_sigterm(sandbox: ThreadedSandbox, tmp_path: Path) -> None:
+    args = ["--json", "--poll-interval", "0.05", "--no-journal", "get-code", "telegram"]
+    program = cli(sandbox, tmp_path, *args, "russia", "-n", "5", "--attempts", "2")
+    try:
+        ids = [program.next("bought")["order"]["id"] for _ in range(5)]
+        program.polled()
+        program.send(signal.SIGTERM)
+        status, _ = program.finish()
+    finally:
+        program.kill()
+    assert status == 130, program.err
+    assert program.err == ""
+    assert_all_refunded(sandbox, ids, "CANCELLED")
+    (done,) = program.events("done")
+    assert done["interrupted"] is True
 
 
 def test_gsim_wait_gives_its_order_up_on_sigterm(sandbox: ThreadedSandbox, tmp_path: Path) -> None:
