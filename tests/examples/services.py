@@ -19,14 +19,13 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from anyio.from_thread import BlockingPortal, start_blocking_portal
+from anyio.from_thread import start_blocking_portal
+from served import ThreadedSandbox as Served
 
 import gsim_async
 from gsim_async.sandbox import Ledger, OrderRecord, Sandbox
-
-T = TypeVar("T")
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 #: Where gsim_async is imported from: this checkout, or an installed wheel's site-packages.
@@ -42,30 +41,11 @@ def until(condition: Callable[[], object], what: str, deadline: float = 15.0) ->
         time.sleep(0.02)
 
 
-class ThreadedSandbox:
+class ThreadedSandbox(Served):
     """A sandbox serving from its own thread's event loop, and the way to steer it."""
-
-    def __init__(self, portal: BlockingPortal, sandbox: Sandbox) -> None:
-        self.portal = portal
-        self.sandbox = sandbox
-        self.base_url = sandbox.base_url
-        self.api_key = sandbox.api_key
-
-    def call(self, func: Callable[..., T], *args: Any) -> T:
-        """``func(*args)``, run in the sandbox's loop."""
-        return self.portal.call(func, *args)
 
     def orders(self) -> list[OrderRecord]:
         return self.call(self.sandbox.orders)
-
-    def order(self, order_id: str) -> OrderRecord:
-        return self.call(self.sandbox.order, order_id)
-
-    def ledger(self) -> Ledger:
-        return self.call(self.sandbox.ledger)
-
-    def deliver_code(self, order_id: str) -> str:
-        return self.call(self.sandbox.deliver_code, order_id)
 
     def pending(self) -> list[OrderRecord]:
         """Orders still waiting for a code, oldest first."""
