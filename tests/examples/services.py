@@ -190,8 +190,13 @@ class Service:
             self.process.wait(10)
 
     def close(self) -> None:
+        """Kill the process if it runs; its output never showed the API key."""
         self.kill()
+        key = self.env.get("GSIM_API_KEY")
+        outputs = sorted(self.directory.glob("output-*.log"))
+        leaked = [p.name for p in outputs if key and key in p.read_text(errors="replace")]
         self._directory.cleanup()
+        assert not leaked, f"{self.name} printed its API key ({leaked})"
 
 
 def python(*args: str) -> list[str]:
