@@ -1,18 +1,24 @@
-"""Verifications as arq jobs, every worker process one member of a gsim fleet.
+"""Verifications as arq jobs: every job of a worker uses the one client its start-up made.
 
-Run a worker (arq and Redis needed: ``pip install arq 'gsim-async[redis]'``)::
+Run a worker (``pip install gsim-async arq``; Redis for the queue)::
 
-    GSIM_API_KEY=... GSIM_FLEET_URL=redis://127.0.0.1:6379/0 arq arq_worker.WorkerSettings
+    GSIM_API_KEY=... REDIS_URL=redis://127.0.0.1:6379/0 arq arq_worker.WorkerSettings
 
 and queue jobs from anywhere::
 
-    pool = await arq.create_pool(RedisSettings())
-    await pool.enqueue_job("verify", "telegram", "russia")
+    pool = await arq.create_pool(RedisSettings.from_dsn(REDIS_URL))
+    job = await pool.enqueue_job("verify", "telegram", "russia")
+    print(await job.result())   # {"number": "+7...", "code": "123456"} or "code": None
 
-Every worker makes one ``gsim_async.Client`` at start-up and its jobs share it. With the
-fleet, however many workers run: one rate gate for the key, one process polling for
-every code, and no lost purchase matched to another worker's order. The same Redis can
-serve arq and the fleet.
+``on_startup`` makes one ``gsim_async.Client`` per worker process and keeps it in
+``ctx``, where every job finds it; ``on_shutdown`` closes it. With ``GSIM_FLEET_URL``
+set (the same Redis may serve), however many workers run on the key make one fleet:
+one rate gate, one process polling for every code, exact ownership of purchases.
+
+Stopped (SIGTERM, Ctrl-C), arq stops taking jobs, gives running ones
+``job_completion_wait`` seconds to finish, then cancels the rest: a cancelled job
+leaves its ``activation()`` block, which refunds the number, and arq runs the job
+again later (``max_tries``), with a new number.
 """
 
 from __future__ import annotations
@@ -20,43 +26,47 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import gsim_async
-from gsim_async.fleet import RedisFleet
+from arq.connections import RedisSettings
 
-FLEET_URL = os.environ.get("GSIM_FLEET_URL", "redis://127.0.0.1:6379/0")
+import gsim_async
+
+#: Seconds a number waits for its code before it is banned and refunded.
+CODE_TIMEOUT = float(os.environ.get("CODE_TIMEOUT", "240"))
 
 
 async def startup(ctx: dict[str, Any]) -> None:
-    """One client per worker process, joined to the fleet."""
-    ctx["gsim"] = gsim_async.Client(fleet=RedisFleet(FLEET_URL, namespace="arq"))
+    """One client per worker process (in a fleet with ``GSIM_FLEET_URL`` set)."""
+    gsim = gsim_async.Client(poll_interval=float(os.environ.get("POLL_INTERVAL", "2")))
+    ctx["gsim"] = await gsim.__aenter__()  # an earlier run's journal, if any, is taken over
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
-    """Refund what is still open, leave the fleet."""
+    """Close the client: refunds under way land first."""
     await ctx["gsim"].aclose()
 
 
 async def verify(ctx: dict[str, Any], service: str, country: str) -> dict[str, Any]:
-    """Buy a number, wait for its code; refunded when none comes."""
+    """Buy a number and wait for its code; refunded when none comes."""
     gsim: gsim_async.Client = ctx["gsim"]
     async with gsim.orders.activation(service, country) as act:
         try:
-            code = await act.wait_for_code(timeout=ctx.get("code_timeout", 300))
+            code = await act.wait_for_code(timeout=CODE_TIMEOUT)
         except gsim_async.NoCodeError as exc:
             return {"number": act.phone_number, "code": None, "error": str(exc)}
         return {"number": act.phone_number, "code": code}
 
 
-try:  # arq is the worker's dependency, not the library's
-    from arq.connections import RedisSettings
-except ImportError:  # pragma: no cover - the functions above work without it
-    pass
-else:
+class WorkerSettings:
+    """``arq arq_worker.WorkerSettings``."""
 
-    class WorkerSettings:
-        """``arq arq_worker.WorkerSettings``."""
-
-        functions = (verify,)
-        on_startup = startup
-        on_shutdown = shutdown
-        redis_settings = RedisSettings.from_dsn(FLEET_URL)
+    functions = (verify,)
+    on_startup = startup
+    on_shutdown = shutdown
+    redis_settings = RedisSettings.from_dsn(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379"))
+    # A job outlives its wait for a code, so arq's own timeout never cuts a wait short.
+    job_timeout = CODE_TIMEOUT + 60
+    # On SIGTERM, jobs whose code comes within this many seconds still finish.
+    job_completion_wait = int(os.environ.get("JOB_COMPLETION_WAIT", "5"))
+    # `arq --check arq_worker.WorkerSettings` (a liveness probe) fails once the worker
+    # has not checked in for this long.
+    health_check_interval = 30

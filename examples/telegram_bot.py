@@ -2,8 +2,13 @@
 
 The user sends ``/number [service] [country]``; the bot buys a number, replies with
 it at once, and replies again with the code when it arrives. A number whose code
-does not come in time is banned and refunded, and so is one the bot is stopped
-while waiting for (Ctrl-C): ``orders.activation()`` sees to both.
+does not come in time is banned and refunded, and so is every number still waiting
+when the bot is stopped (Ctrl-C, or SIGTERM from ``docker stop``, systemd or
+Kubernetes): ``orders.activation()`` and ``Client.stop()`` see to both.
+
+One ``gsim_async.Client`` lives as long as the dispatcher: the startup hook makes it,
+the shutdown hook closes it, and handlers receive it by name from the dispatcher's
+workflow data, as aiogram injects anything stored there (``desk: NumberDesk`` below).
 
 Usage::
 
@@ -11,7 +16,10 @@ Usage::
     BOT_TOKEN=123456:ABC... python examples/telegram_bot.py
 
 With ``GSIM_API_KEY`` set it buys real numbers; without, it uses the embedded
-sandbox (no money), whose codes arrive after a few seconds.
+sandbox (no money), whose codes arrive after a few seconds. ``TELEGRAM_API_URL``
+points it at a self-hosted Bot API server instead of Telegram's; ``CODE_TIMEOUT``
+(seconds a number waits for its code, default 300) and ``POLL_INTERVAL`` (seconds
+between looks for codes, default 2) tune it.
 
 The bot's logic is :class:`NumberDesk`, plain async code that knows nothing of
 Telegram: it talks back through a ``reply(text)`` callable. That is what
@@ -27,8 +35,11 @@ import os
 import sys
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
+from typing import Any
 
 from aiogram import Bot, Dispatcher, Router
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
 from aiogram.filters import Command, CommandObject, CommandStart
 from aiogram.types import Message
 
@@ -55,11 +66,15 @@ class NumberDesk:
         self.max_price = max_price
         self._busy: set[int] = set()
         self._tasks: set[asyncio.Task[object]] = set()
+        self._closing = asyncio.Event()
 
     async def hand_out(
         self, user_id: int, reply: Reply, service: str = "telegram", country: str = "russia"
     ) -> str | None:
         """Buy a number for ``user_id``, reply with it, then with its code; return the code."""
+        if self._closing.is_set():
+            await reply("The bot is restarting; try again in a minute.")
+            return None
         if user_id in self._busy:
             await reply("You already have a number waiting for its code.")
             return None
@@ -73,13 +88,22 @@ class NumberDesk:
             self._busy.discard(user_id)
             self._tasks.discard(task)
 
-    async def close(self) -> None:
-        """Stop every wait still running; each number without a code is refunded."""
+    async def close(self, timeout: float = 5) -> None:
+        """Give up every number still waiting (refunded), tell its user, and return.
+
+        Stops the client (``Client.stop()``): each wait ends at once, its number given
+        up; the user hears why. A reply that has not gone out within ``timeout``
+        seconds is cancelled.
+        """
+        self._closing.set()
+        self.gsim.stop()
         tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
         if tasks:
-            await asyncio.wait(tasks)
+            _, late = await asyncio.wait(tasks, timeout=timeout)
+            for task in late:
+                task.cancel()
+            if late:
+                await asyncio.wait(late)
 
     async def _hand_out(self, reply: Reply, service: str, country: str) -> str | None:
         try:
@@ -97,6 +121,9 @@ class NumberDesk:
                     return None
                 await reply(f"Your code: {code}")
                 return code
+        except gsim_async.ClientClosedError:
+            # The bot is stopping (SIGTERM, Ctrl-C): the number, if any, was given up.
+            await reply("The bot is restarting: your number was refunded. Try again in a minute.")
         except gsim_async.InsufficientBalanceError:
             log.warning("the gsim balance is too low to buy a number")
             await reply("The bot is out of credit right now; try again later.")
@@ -112,8 +139,8 @@ class NumberDesk:
         return None
 
 
-def make_router(desk: NumberDesk) -> Router:
-    """The bot's Telegram side: commands, turned into calls of ``desk``."""
+def make_router() -> Router:
+    """The bot's Telegram side: commands, turned into calls of the injected ``desk``."""
     router = Router(name="numbers")
 
     @router.message(CommandStart())
@@ -121,7 +148,7 @@ def make_router(desk: NumberDesk) -> Router:
         await message.answer("Send /number [service] [country] for a phone number and its code.")
 
     @router.message(Command("number"))
-    async def number(message: Message, command: CommandObject) -> None:
+    async def number(message: Message, command: CommandObject, desk: NumberDesk) -> None:
         if message.from_user is None:
             return
         args = (command.args or "").split()
@@ -132,29 +159,58 @@ def make_router(desk: NumberDesk) -> Router:
     return router
 
 
+def make_dispatcher(*, timeout: float = 300, **client_options: Any) -> Dispatcher:
+    """A dispatcher whose life is the client's: opened on startup, closed on shutdown.
+
+    ``client_options`` go to ``gsim_async.Client`` (none: ``GSIM_API_KEY`` and
+    ``GSIM_BASE_URL`` from the environment).
+    """
+    dispatcher = Dispatcher()
+    dispatcher.include_router(make_router())
+
+    @dispatcher.startup()
+    async def open_client(dispatcher: Dispatcher) -> None:
+        gsim = gsim_async.Client(**client_options)
+        await gsim.__aenter__()  # an earlier run's journal, if any, is taken over now
+        # Whatever is stored here reaches every handler that names it as an argument.
+        dispatcher["gsim"] = gsim
+        dispatcher["desk"] = NumberDesk(gsim, timeout=timeout)
+
+    @dispatcher.shutdown()
+    async def close_client(dispatcher: Dispatcher) -> None:
+        # Polling stopped (SIGTERM, Ctrl-C), but aiogram leaves handlers running: end
+        # their waits (every number refunded, every user told), then close the client,
+        # which waits for the refunds to land.
+        await dispatcher["desk"].close()
+        await dispatcher["gsim"].aclose()
+
+    return dispatcher
+
+
 async def main() -> None:
     token = os.environ.get("BOT_TOKEN")
     if not token:
         sys.exit("set BOT_TOKEN to your bot's token (from @BotFather)")
+    options: dict[str, Any] = {"poll_interval": float(os.environ.get("POLL_INTERVAL", "2"))}
     async with contextlib.AsyncExitStack() as stack:
-        if os.environ.get("GSIM_API_KEY"):
-            gsim = gsim_async.Client()
-        else:
+        if not os.environ.get("GSIM_API_KEY"):
             from gsim_async.sandbox import Sandbox
 
             sandbox = await stack.enter_async_context(Sandbox(code_delay=(3.0, 8.0)))
             print(f"no GSIM_API_KEY: handing out sandbox numbers ({sandbox.base_url})")
-            gsim = gsim_async.Client(sandbox.api_key, base_url=sandbox.base_url)
-        await stack.enter_async_context(gsim)
-        desk = NumberDesk(gsim)
-        # aiogram leaves handlers running when polling stops: stop them, so the numbers
-        # still waiting are refunded before the client closes.
-        stack.push_async_callback(desk.close)
-        dispatcher = Dispatcher()
-        dispatcher.include_router(make_router(desk))
-        await dispatcher.start_polling(Bot(token))
+            options.update(api_key=sandbox.api_key, base_url=sandbox.base_url)
+        session = None
+        if os.environ.get("TELEGRAM_API_URL"):  # a self-hosted Bot API server
+            api = TelegramAPIServer.from_base(os.environ["TELEGRAM_API_URL"])
+            session = AiohttpSession(api=api)
+        dispatcher = make_dispatcher(
+            timeout=float(os.environ.get("CODE_TIMEOUT", "300")), **options
+        )
+        # start_polling stops on SIGTERM and SIGINT, then runs the shutdown hook.
+        await dispatcher.start_polling(Bot(token, session=session))
 
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO)
-    asyncio.run(main())
+    # asyncio.run() whose SIGTERM refunds, until aiogram's polling takes the signal over.
+    gsim_async.run(main())

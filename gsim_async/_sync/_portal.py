@@ -20,6 +20,7 @@ import concurrent.futures
 import contextlib
 import itertools
 import logging
+import os
 import sys
 import threading
 import warnings
@@ -51,6 +52,13 @@ Interrupt = Literal["cancel", "finish", "abandon"]
 #: Seconds between a blocked caller's looks at the loop thread: a thread that died
 #: is noticed, and Ctrl-C lands where lock waits cannot be interrupted (Windows).
 _TICK = 0.25
+
+#: What a call in a forked child says (the client was made before the fork).
+_FORKED = (
+    "this gsim SyncClient was made in another process (before a fork): its event loop "
+    "thread stayed there. Make one client per process after the fork (Celery: in a "
+    "worker_process_init handler; gunicorn: in post_fork)"
+)
 
 _numbers = itertools.count(1)
 #: Runners not closed yet (weakly), closed at the interpreter's exit.
@@ -88,6 +96,8 @@ class Runner:
         self._portal = ready.result()
         self._loop: asyncio.AbstractEventLoop = self._portal.call(asyncio.get_running_loop)
         self._ident = self._thread.ident
+        # A fork copies this object but not its loop thread: the copy must not use it.
+        self._pid = os.getpid()
         self._lock = threading.Lock()
         self._stopped = False
         self._insisted = False
@@ -115,6 +125,8 @@ class Runner:
         undo: Callable[[T], Awaitable[object]] | None = None,
     ) -> T:
         """Run ``start()`` in the loop and return its result, blocking this thread."""
+        if os.getpid() != self._pid:
+            raise ClientClosedError(_FORKED)
         if threading.get_ident() == self._ident:
             raise RuntimeError(
                 "a SyncClient cannot be called from its own event loop thread (from a hook "
@@ -225,6 +237,8 @@ class Runner:
         ``interrupted`` (already leaving on a Ctrl-C) the first one stops. Once a
         second Ctrl-C was pressed, nothing is waited for any more.
         """
+        if os.getpid() != self._pid:
+            return  # a forked copy: the client and its refunds are the parent's
         with self._lock:
             if self.closed:
                 return
@@ -274,6 +288,8 @@ class Runner:
     def __del__(self, _warn: Callable[..., None] = warnings.warn) -> None:
         if getattr(self, "closed", True) or sys.is_finalizing():
             return
+        if os.getpid() != self._pid:
+            return  # a forked copy: the client is the parent's
         if self._sigterm:
             self._sigterm = False
             _stop.release_sync_handler()
