@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 from helpers import StubServer
@@ -19,6 +20,34 @@ KEYS: set[str] = set()
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+#: Tests that start real processes (members, workers, crashed programs), servers or whole
+#: benchmarks, or wait out real pauses: most of the suite's time. ``-m "not slow"`` leaves
+#: them out of a quick loop; the README's command and CI run them all.
+_SLOW = (
+    "crash/",
+    "fleet/",
+    "stop/",
+    "examples/",
+    "sync/test_sync_interrupt.py",
+    "cli/test_cli_interrupt.py",
+    "test_benchmarks_smoke.py",
+    "test_chaos.py",
+    "test_docs_site.py",
+    "test_scale.py",
+    "test_plugin.py",
+    "test_rate_limits.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the slow tests (see ``_SLOW``)."""
+    here = Path(__file__).parent
+    for item in items:
+        where = item.path.relative_to(here).as_posix() if item.path.is_relative_to(here) else ""
+        if where.startswith(_SLOW):
+            item.add_marker(pytest.mark.slow)
 
 
 class _Capture(logging.Handler):

@@ -79,6 +79,7 @@ async def test_an_unwritable_journal_buys_nothing(sandbox: Sandbox, tmp_path: Pa
     assert sandbox.orders() == []
 
 
+@pytest.mark.slow  # a refund outage longer than the old 30-s deadline, waited out
 async def test_refunds_are_never_given_up_while_the_client_is_open(sandbox: Sandbox) -> None:
     # Issue 18, case 4: refunds that keep failing for longer than cleanup's old 30 s
     # deadline were given up, and the orders left charged while the client stayed open.

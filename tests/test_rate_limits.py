@@ -100,11 +100,17 @@ async def test_activations_under_an_unknown_limit_meet_one_pause() -> None:
     assert len(records) == n == len(codes) + len(refunds)
     for order_id, code in codes.items():
         assert (records[order_id].status, records[order_id].sms_code) == ("RECEIVED", code)
+    # A block left at once is cancelled, unless its code came first (a slow machine may
+    # send the cancel late): then it is kept, nothing refunded (money rule 3).
+    kept = [o for o in refunds if records[o].status == "RECEIVED"]
     for order_id, refunded in refunds.items():
+        if order_id in kept:
+            assert not refunded and order_id not in ledger.refunds_by_order
+            continue
         assert records[order_id].status == "CANCELLED"
         assert refunded == records[order_id].price == ledger.refunds_by_order[order_id]
     assert ledger.balanced
-    assert ledger.charged - ledger.refunded == sum(records[o].price for o in codes)
+    assert ledger.charged - ledger.refunded == sum(records[o].price for o in [*codes, *kept])
 
 
 async def test_slow_start_does_not_fire_a_burst_it_never_tried() -> None:
