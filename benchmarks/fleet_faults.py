@@ -3,13 +3,16 @@
 Real member processes (``Client(fleet=RedisFleet(url))``) on one key against the sandbox
 in its own process, and a real ``redis-server``:
 
-* **wipe**: 4 members each keep 30 ``create()`` + ``wait_for_code(timeout=60)`` loops
-  going under a 20 req/s limit (429 with ``Retry-After: 10``, no limit headers). Redis
-  is killed at 45 s and started again on the same port, empty (codes after 1-8 s:
-  the loops ask for more than the limit allows). The accepted rate
-  before (from 20 s in to the kill) is the baseline; after, the window from 20 s to
-  55 s after Redis answers again (design.md: at least 0.8 times before), with the 429s and the
-  waits lost (a ``CodeTimeoutError`` on an order whose code the ledger delivered).
+* **wipe** and **failover**: 4 members each keep 30 ``create()`` +
+  ``wait_for_code(timeout=60)`` loops going under a 20 req/s limit (429 with
+  ``Retry-After: 10``, no limit headers), codes after 1-8 s: the loops ask for more than
+  the limit allows. At 45 s Redis is killed and started again on the same port, empty
+  (wipe), or a Sentinel-managed primary (``redis+sentinel://``) is SIGKILLed and the
+  Sentinels promote its replica, which may have lagged (failover). The accepted rate
+  from 20 s in to the fault is the baseline; after, the window from 20 s to 55 s after
+  Redis answers again (design.md: at least 0.8 times before), with the 429s, the waits
+  lost (a ``CodeTimeoutError`` on an order whose code the ledger delivered), orders
+  charged twice and orders left charged.
 * **stall**: a leader and a member with 10 orders waiting (``timeout=90``); the member
   is stopped (SIGSTOP) for ``--stall`` seconds, half its codes delivered meanwhile, then
   continued. Orders refunded while it was stopped, codes it got, and how long its waits
@@ -20,7 +23,7 @@ in its own process, and a real ``redis-server``:
   refund, on one host (the leader can see the process is gone) and as if on another
   (only the heartbeat tells).
 
-    python -m benchmarks.fleet_faults [--scenarios wipe,stall,kill] [--json out.json]
+    python -m benchmarks.fleet_faults [--scenarios wipe,failover,stall,kill] [--json out.json]
     python -m benchmarks.fleet_faults --smoke     # shorter, scaled down
 """
 
@@ -44,7 +47,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks._common import ROOT, Json, child_env, fmt, markdown_table, progress, running_sandbox
-from benchmarks._redis import RedisProcess
+from benchmarks._redis import RedisProcess, SentinelGroup
 
 #: design.md: the accepted rate from 20 s after Redis answers again, against before.
 RATE_AFTER_WIPE = 0.8
@@ -211,11 +214,11 @@ class Member:
         await self.reader
 
 
-def _base(sb: Any, redis: RedisProcess, cfg: Config) -> Json:
+def _base(sb: Any, url: str, cfg: Config) -> Json:
     return {
         "base_url": sb.base_url,
         "api_key": sb.api_key,
-        "redis_url": redis.url,
+        "redis_url": url,
         "namespace": f"bench-{uuid.uuid4().hex[:8]}",
         "interval": cfg.interval,
         "timeout": cfg.timeout,
@@ -233,41 +236,61 @@ async def _counts(sb: Any) -> tuple[int, int]:
 async def wipe(cfg: Config) -> Json:
     """Redis restarted empty under load: the accepted rate before and after."""
     progress("fleet faults: wipe")
+    with RedisProcess() as redis:
+
+        def restart() -> None:
+            assert redis.process is not None
+            redis.process.kill()
+            redis.process.wait()
+            redis.process = None
+            redis.start()
+
+        return await _under_load(cfg, redis.url, restart, "Redis killed and started again, empty")
+
+
+async def failover(cfg: Config) -> Json:
+    """The Sentinels' primary killed under load: the accepted rate before and after."""
+    progress("fleet faults: failover")
+    with SentinelGroup() as group:
+
+        def fail_over() -> None:
+            group.kill_primary()
+            group.wait_failover()
+
+        return await _under_load(cfg, group.url, fail_over, "primary killed, replica promoted")
+
+
+async def _under_load(cfg: Config, url: str, fault: Any, what: str) -> Json:
+    """Members in loops on ``url``; ``fault()`` at ``wipe_at``: rates before and after."""
     async with running_sandbox(
         cfg.seed, code_delay=cfg.delays, auto_deliver=True, no_code_ratio=cfg.no_code
     ) as sb:
         await sb.post("faults", {"rate_limit": cfg.rate, "retry_after": cfg.retry_after})
-        with RedisProcess() as redis:
-            base = _base(sb, redis, cfg)
-            members = await asyncio.gather(
-                *(Member.start({**base, "mode": "loops", "loops": cfg.loops})
-                  for _ in range(cfg.members))
-            )  # fmt: skip
-            t0 = time.monotonic()
-            samples: list[tuple[float, int, int]] = []
+        base = _base(sb, url, cfg)
+        members = await asyncio.gather(
+            *(Member.start({**base, "mode": "loops", "loops": cfg.loops})
+              for _ in range(cfg.members))
+        )  # fmt: skip
+        t0 = time.monotonic()
+        samples: list[tuple[float, int, int]] = []
 
-            async def sample() -> None:
-                while True:
-                    total, throttled = await _counts(sb)
-                    samples.append((time.monotonic() - t0, total, throttled))
-                    await asyncio.sleep(1.0)
+        async def sample() -> None:
+            while True:
+                total, throttled = await _counts(sb)
+                samples.append((time.monotonic() - t0, total, throttled))
+                await asyncio.sleep(1.0)
 
-            sampler = asyncio.ensure_future(sample())
-            await asyncio.sleep(cfg.wipe_at)
-            redis.process.kill()  # type: ignore[union-attr]
-            redis.process.wait()  # type: ignore[union-attr]
-            redis.process = None
-            redis.start()
-            back = time.monotonic() - t0
-            progress(f"fleet faults: Redis killed and started again, empty, at {back:.0f} s")
-            await asyncio.sleep(cfg.after + 1)
-            sampler.cancel()
-            for m in members:
-                await m.close("exit")
+        sampler = asyncio.ensure_future(sample())
+        await asyncio.sleep(cfg.wipe_at)
+        await asyncio.to_thread(fault)
+        back = time.monotonic() - t0
+        progress(f"fleet faults: {what}; Redis answers again at {back:.0f} s")
+        await asyncio.sleep(cfg.after + 1)
+        sampler.cancel()
+        await asyncio.gather(*(m.close("exit") for m in members))
         ledger = await sb.orders()
     before = _rate(samples, 20.0, cfg.wipe_at)
     after = _rate(samples, back + 20, back + cfg.after)
-    throttled_after = _between(samples, back, back + cfg.after, 2)
     delivered = {o["id"]: o for o in ledger if o.get("code_delivered_at")}
     ends = [e for m in members for e in m.ends()]
     lost = [
@@ -277,16 +300,21 @@ async def wipe(cfg: Config) -> Json:
         and e["id"] in delivered
         and float(delivered[e["id"]]["code_delivered_at"]) < float(e["t"]) - cfg.interval - 1
     ]
+    charged_twice = sum(1 for o in ledger if float(o["charged"]) > float(o["price"]))
     return {
         "before": before,
         "after": after,
         "ratio": after / before if before else None,
-        "throttled_after": throttled_after,
+        "throttled_after": _between(samples, back, back + cfg.after, 2),
         "throttled_before": _between(samples, 0, cfg.wipe_at, 2),
         "waits": len(ends),
         "lost": len(lost),
         "lost_ids": lost[:20],
         "timeouts": sum(1 for e in ends if e["outcome"] == "timeout"),
+        "charged_twice": charged_twice,
+        "left_charged": sum(
+            1 for o in ledger if o["status"] == "PENDING" and not float(o["refunded"])
+        ),
     }
 
 
@@ -311,7 +339,7 @@ async def stall(cfg: Config, seconds: float) -> Json:
     progress(f"fleet faults: stall {seconds:.0f} s")
     async with running_sandbox(cfg.seed) as sb:
         with RedisProcess() as redis:
-            base = _base(sb, redis, cfg) | {"timeout": 90.0}
+            base = _base(sb, redis.url, cfg) | {"timeout": 90.0}
             leader = await Member.start({**base, "mode": "idle"})
             await asyncio.sleep(1.0)  # it leads
             victim = await Member.start({**base, "mode": "waits", "count": cfg.stall_orders})
@@ -378,7 +406,7 @@ async def kill(cfg: Config, same_host: bool) -> Json:
     env = {} if same_host else {"_GSIM_FLEET_NO_PROCESS_CHECK": "1"}
     async with running_sandbox(cfg.seed) as sb:
         with RedisProcess() as redis:
-            base = _base(sb, redis, cfg) | {"timeout": 600.0}
+            base = _base(sb, redis.url, cfg) | {"timeout": 600.0}
             leader = await Member.start({**base, "mode": "idle"}, env)
             await asyncio.sleep(1.0)
             victim = await Member.start({**base, "mode": "waits", "count": cfg.kill_orders}, env)
@@ -407,6 +435,8 @@ async def run(cfg: Config, scenarios: Sequence[str]) -> Json:
     result: Json = {"config": dataclasses.asdict(cfg)}
     if "wipe" in scenarios:
         result["wipe"] = await wipe(cfg)
+    if "failover" in scenarios:
+        result["failover"] = await failover(cfg)
     if "stall" in scenarios:
         result["stall"] = [await stall(cfg, s) for s in cfg.stalls]
     if "kill" in scenarios:
@@ -416,18 +446,21 @@ async def run(cfg: Config, scenarios: Sequence[str]) -> Json:
 
 def report(result: Json) -> str:
     parts: list[str] = []
-    if "wipe" in result:
-        w = result["wipe"]
-        parts.append("### Redis restarted empty under load\n")
+    for name, title in (("wipe", "Redis restarted empty"), ("failover", "a Sentinel failover")):
+        if name not in result:
+            continue
+        w = result[name]
+        parts.append(f"### {title} under load\n")
         rows = [
             ["accepted req/s before (baseline)", fmt(w["before"], 1)],
             [
-                "accepted req/s 20-55 s after Redis is back",
+                "accepted req/s 20-55 s after Redis answers again",
                 f"{fmt(w['after'], 1)} ({fmt(w['ratio'], 2)}x; goal >= {RATE_AFTER_WIPE}x)",
             ],
             ["429s before / after", f"{w['throttled_before']} / {w['throttled_after']}"],
             ["waits ended / timed out", f"{w['waits']} / {w['timeouts']}"],
             ["waits lost (code delivered, wait timed out)", str(w["lost"])],
+            ["orders charged twice / left charged", f"{w['charged_twice']} / {w['left_charged']}"],
         ]
         parts.append(markdown_table(["measure", "value"], rows, "lr"))
     if "stall" in result:
@@ -469,7 +502,7 @@ def report(result: Json) -> str:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.fleet_faults")
-    parser.add_argument("--scenarios", default="wipe,stall,kill")
+    parser.add_argument("--scenarios", default="wipe,failover,stall,kill")
     parser.add_argument("--smoke", action="store_true", help="shorter and scaled down")
     parser.add_argument("--json", type=Path, default=None)
     return parser.parse_args(argv)
