@@ -15,9 +15,10 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 if str(EXAMPLES) not in sys.path:
     sys.path.insert(0, str(EXAMPLES))
 
+from arq_env import arq_env  # noqa: E402  (arq's tests run in an environment of its own)
 from redis_server import RedisServer, redis_server  # noqa: E402  (the fixture, for the arq example)
 
-__all__ = ["redis_server", "shared_redis"]
+__all__ = ["arq_env", "redis_server", "shared_redis"]
 
 
 @pytest.fixture(scope="module")

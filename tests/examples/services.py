@@ -94,7 +94,9 @@ class Service:
 
     A module's tests share one (``running()`` starts it, or starts it again after a
     test stopped it). It is ready once its output shows ``ready`` (or ``ready()`` is
-    true). Its output goes to a file, shown when a test fails.
+    true). Its output goes to a file, shown when a test fails. ``pythonpath`` comes
+    before the inherited ``PYTHONPATH`` (by default where gsim_async is imported from
+    here, and ``cwd``).
     """
 
     def __init__(
@@ -105,11 +107,13 @@ class Service:
         ready: str | Callable[[], object],
         cwd: Path = EXAMPLES,
         name: str = "service",
+        pythonpath: Sequence[str | Path] | None = None,
     ) -> None:
         self.argv = list(argv)
         self.env = env
         self.ready = ready
         self.cwd = cwd
+        self.pythonpath = [PACKAGE_HOME, cwd] if pythonpath is None else list(pythonpath)
         self.name = name
         self.process: subprocess.Popen[bytes] | None = None
         self._directory = tempfile.TemporaryDirectory(prefix=f"gsim-{name}-")
@@ -125,7 +129,7 @@ class Service:
         self._starts += 1
         self.log_path = self.directory / f"output-{self._starts}.log"
         path = os.pathsep.join(
-            filter(None, [str(PACKAGE_HOME), str(self.cwd), os.environ.get("PYTHONPATH")])
+            filter(None, [*map(str, self.pythonpath), os.environ.get("PYTHONPATH")])
         )
         with self.log_path.open("wb") as output:
             self.process = subprocess.Popen(  # noqa: S603 (our own interpreter and recipes)

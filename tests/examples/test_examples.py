@@ -17,7 +17,9 @@ from aiogram import Bot, Dispatcher
 from aiogram.client.session.base import BaseSession
 from aiogram.methods import SendMessage, TelegramMethod
 from aiogram.types import Chat, Message, Update, User
+from arq_env import ArqEnv
 from redis_server import RedisServer
+from services import threaded_sandbox
 
 import gsim_async
 from gsim_async.pytest_plugin import GsimSandbox
@@ -150,28 +152,14 @@ async def test_verify_many_refunds_what_is_still_waiting_when_interrupted(
     assert ledger.refunded == 9 * ledger.orders[0].price
 
 
-async def test_arq_jobs_share_one_fleet_client(
-    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import arq_worker
-
-    from gsim_async.sandbox import Sandbox
-
-    async with Sandbox(seed=3, code_delay=(0.05, 0.2)) as sb:
-        monkeypatch.setenv("GSIM_API_KEY", sb.api_key)
-        monkeypatch.setenv("GSIM_BASE_URL", sb.base_url)
-        monkeypatch.setenv("GSIM_FLEET_URL", redis_server.url)
-        monkeypatch.setenv("POLL_INTERVAL", "0.1")
-        workers: list[dict[str, Any]] = [{}, {}]
-        try:
-            for ctx in workers:
-                await arq_worker.startup(ctx)
-            jobs = [arq_worker.verify(workers[n % 2], "telegram", "russia") for n in range(6)]
-            results = await asyncio.gather(*jobs)
-        finally:
-            for ctx in workers:
-                if "gsim" in ctx:
-                    await arq_worker.shutdown(ctx)
+def test_arq_jobs_share_one_fleet_client(redis_server: RedisServer, arq_env: ArqEnv) -> None:
+    # Two workers' start-ups and six jobs in one process of the arq environment (arq pins
+    # redis-py below 6, which this one does not have): tests/examples/arq_jobs.py.
+    with threaded_sandbox(seed=3, code_delay=(0.05, 0.2), auto_deliver=True) as sb:
+        results = arq_env.run(
+            "arq_jobs.py",
+            env={**sb.env(), "GSIM_FLEET_URL": redis_server.url, "POLL_INTERVAL": "0.1"},
+        )
         assert all(r["code"] for r in results)
         assert len({r["number"] for r in results}) == 6
         assert len(sb.ledger().charges_by_order) == 6
