@@ -88,7 +88,39 @@ class InvalidArgumentError(GsimError, ValueError):
     """An argument is invalid; raised before any request is sent (so nothing is charged)."""
 
 
-class ClientClosedError(GsimError, RuntimeError):
+class _RefundUnderWay:
+    """A wait's error whose ban or cancel may still be under way when it is raised."""
+
+    _refund: asyncio.Future[Any] | None = None
+    # An ``Order`` in one subclass, ``Order | None`` in the other.
+    order: Any
+    refunded: Decimal | None
+
+    @property
+    def refund_task(self) -> asyncio.Future[Any] | None:
+        """The ban or cancel of ``order`` when it was still under way, if any."""
+        return self._refund
+
+    @property
+    def refund_pending(self) -> bool:
+        """Whether the ban or cancel is still under way."""
+        return self._refund is not None and not self._refund.done()
+
+    async def wait_refund(self) -> Decimal | None:
+        """Wait for the ban or cancel to finish; the amount refunded, or ``None``."""
+        if self._refund is not None:
+            try:
+                settled = await asyncio.shield(self._refund)
+            except asyncio.CancelledError:
+                if not self._refund.cancelled():
+                    raise  # the caller's own cancellation
+                return self.refunded  # the client closed before it landed
+            self.refunded = getattr(settled, "refunded", None)
+            self.order = getattr(settled, "order", self.order)
+        return self.refunded
+
+
+class ClientClosedError(_RefundUnderWay, GsimError, RuntimeError):
     """The client cannot send: it was closed or is stopping, or belongs to another loop.
 
     When it ends a wait (the client was closed or stopped under it: ``aclose()``,
@@ -113,24 +145,6 @@ class ClientClosedError(GsimError, RuntimeError):
         self.order = order
         self.refunded = refunded
         self._refund = pending
-
-    @property
-    def refund_task(self) -> asyncio.Future[Any] | None:
-        """The ban or cancel of ``order`` that was still under way, if any."""
-        return self._refund
-
-    async def wait_refund(self) -> Decimal | None:
-        """Wait for a ban or cancel still under way; the amount refunded, or ``None``."""
-        if self._refund is not None:
-            try:
-                settled = await asyncio.shield(self._refund)
-            except asyncio.CancelledError:
-                if not self._refund.cancelled():
-                    raise  # the caller's own cancellation
-                return self.refunded  # the client closed before it landed
-            self.refunded = getattr(settled, "refunded", None)
-            self.order = getattr(settled, "order", self.order)
-        return self.refunded
 
 
 class Headers(Mapping[str, str]):
@@ -505,7 +519,7 @@ class NoCodeError(GsimError):
         super().__init__(message)
 
 
-class CodeTimeoutError(NoCodeError, TimeoutError):
+class CodeTimeoutError(_RefundUnderWay, NoCodeError, TimeoutError):
     """No code before the wait's timeout. ``refunded`` is what the ban/cancel gave back.
 
     When the server paused the client (a 429) as the wait ended, the error is raised
@@ -527,29 +541,6 @@ class CodeTimeoutError(NoCodeError, TimeoutError):
     ) -> None:
         super().__init__(message, order=order, refunded=refunded)
         self._refund = pending
-
-    @property
-    def refund_task(self) -> asyncio.Future[Any] | None:
-        """The ban or cancel after the timeout, when it was still under way."""
-        return self._refund
-
-    @property
-    def refund_pending(self) -> bool:
-        """Whether the ban or cancel after the timeout is still under way."""
-        return self._refund is not None and not self._refund.done()
-
-    async def wait_refund(self) -> Decimal | None:
-        """Wait for the ban or cancel to finish; the amount refunded, or ``None``."""
-        if self._refund is not None:
-            try:
-                settled = await asyncio.shield(self._refund)
-            except asyncio.CancelledError:
-                if not self._refund.cancelled():
-                    raise  # the caller's own cancellation
-                return self.refunded  # the client closed before it landed
-            self.refunded = getattr(settled, "refunded", None)
-            self.order = getattr(settled, "order", self.order)
-        return self.refunded
 
 
 class JournalError(GsimError):

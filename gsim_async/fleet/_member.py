@@ -56,12 +56,12 @@ return {1, now, counter, redis.call('ZCOUNT', KEYS[1], now - dead, '+inf')}
 
 # Joining (again). KEYS: epoch counter, epochs, members, info, taken:<member>,
 # revoked:<member>. ARGV: member, its epoch ('' if it has none), the highest epoch it
-# has seen, what it is (JSON), dead_after (ms). The counter is first raised above every epoch the member
-# has seen: after Redis lost its data (a restart, a failover to a replica that lagged)
-# epochs never go backwards. Returns {status, epoch, revocation, taken rows, live
-# members}; the status is 'same' (Redis kept the membership), 'new', 'lost' (Redis
-# forgot it) or 'revoked' (the fleet took over what the member owed while it was
-# silent; the rows it took come back).
+# has seen, what it is (JSON), dead_after (ms). The counter is first raised above every
+# epoch the member has seen: after Redis lost its data (a restart, a failover to a
+# replica that lagged) epochs never go backwards. Returns {status, epoch, revocation,
+# taken rows, live members}; the status is 'same' (Redis kept the membership), 'new',
+# 'lost' (Redis forgot it) or 'revoked' (the fleet took over what the member owed while
+# it was silent; the rows it took come back).
 _JOIN = """
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)

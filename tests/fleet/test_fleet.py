@@ -4,28 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
 from decimal import Decimal
-from pathlib import Path
-from typing import Any
 
 import anyio
 import pytest
 import redis.asyncio as aioredis
 from helpers import fast_client
-from processes import Worker
+from members import start
 from redis_server import RedisServer
 
 from gsim_async.fleet import RedisFleet
 from gsim_async.sandbox import Sandbox
 
 pytestmark = pytest.mark.anyio
-
-WORKER = Path(__file__).with_name("fleet_worker.py")
 
 
 @pytest.fixture
@@ -37,22 +31,6 @@ async def sandbox() -> AsyncIterator[Sandbox]:
 @pytest.fixture
 def namespace() -> str:
     return f"test-{uuid.uuid4().hex[:8]}"
-
-
-async def start(
-    sandbox: Sandbox, redis: RedisServer, namespace: str, scenario: str, **config: Any
-) -> Worker:
-    settings = {
-        "base_url": sandbox.base_url,
-        "api_key": sandbox.api_key,
-        "redis_url": redis.url,
-        "namespace": namespace,
-        "scenario": scenario,
-        **config,
-    }
-    worker = await Worker.start(WORKER, settings, {"PYTHONPATH": os.pathsep.join(sys.path)})
-    await worker.next("ready")
-    return worker
 
 
 def fleet_of(redis: RedisServer, namespace: str) -> RedisFleet:

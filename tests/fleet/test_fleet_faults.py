@@ -8,20 +8,17 @@ faults (rates, seconds).
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import sys
 import uuid
 from collections.abc import AsyncIterator
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
 import redis.asyncio as aioredis
 from helpers import fast_client
-from processes import Worker
+from members import start
 from redis_server import RedisServer
 
 import gsim_async
@@ -29,8 +26,6 @@ from gsim_async.fleet import RedisFleet
 from gsim_async.sandbox import Sandbox
 
 pytestmark = pytest.mark.anyio
-
-WORKER = Path(__file__).with_name("fleet_worker.py")
 
 
 @pytest.fixture
@@ -42,28 +37,6 @@ async def sandbox() -> AsyncIterator[Sandbox]:
 @pytest.fixture
 def namespace() -> str:
     return f"test-{uuid.uuid4().hex[:8]}"
-
-
-async def start(
-    sandbox: Sandbox,
-    redis: RedisServer,
-    namespace: str,
-    scenario: str,
-    env: dict[str, str] | None = None,
-    **config: Any,
-) -> Worker:
-    settings = {
-        "base_url": sandbox.base_url,
-        "api_key": sandbox.api_key,
-        "redis_url": redis.url,
-        "namespace": namespace,
-        "scenario": scenario,
-        **config,
-    }
-    environment = {"PYTHONPATH": os.pathsep.join(sys.path), **(env or {})}
-    worker = await Worker.start(WORKER, settings, environment)
-    await worker.next("ready")
-    return worker
 
 
 def prefix_of(sandbox: Sandbox, redis: RedisServer, namespace: str) -> str:

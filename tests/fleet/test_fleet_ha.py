@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -19,6 +17,7 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 from helpers import fast_client
+from members import start
 from processes import Worker
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.sentinel import Sentinel
@@ -31,8 +30,6 @@ from gsim_async.fleet import RedisFleet
 from gsim_async.sandbox import Ledger, OrderRecord, Sandbox
 
 pytestmark = pytest.mark.anyio
-
-WORKER = Path(__file__).with_name("fleet_worker.py")
 
 
 @pytest.fixture(scope="module")
@@ -60,20 +57,6 @@ async def sandbox() -> AsyncIterator[Sandbox]:
 @pytest.fixture
 def namespace() -> str:
     return f"test-{uuid.uuid4().hex[:8]}"
-
-
-async def start(sandbox: Sandbox, url: str, namespace: str, scenario: str, **config: Any) -> Worker:
-    settings = {
-        "base_url": sandbox.base_url,
-        "api_key": sandbox.api_key,
-        "redis_url": url,
-        "namespace": namespace,
-        "scenario": scenario,
-        **config,
-    }
-    worker = await Worker.start(WORKER, settings, {"PYTHONPATH": os.pathsep.join(sys.path)})
-    await worker.next("ready")
-    return worker
 
 
 async def opening_fails(sandbox: Sandbox, fleet: RedisFleet) -> FleetError:
