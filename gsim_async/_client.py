@@ -189,6 +189,7 @@ class Client:
 
             fleet = RedisFleet(os.environ["GSIM_FLEET_URL"])
         self._fleet: Binding | None = None
+        self._fleet_stop: asyncio.Task[None] | None = None
         if fleet is not None and fleet is not False:
             self._fleet = fleet.bind(
                 settings.api_key,
@@ -394,14 +395,32 @@ class Client:
         if timeout is not None:
             books.background.hurry(timeout)
         books.waits.asked = books.waits.asked or asked
+        fleet = self._fleet
+        if fleet is not None and self._journal is None and fleet.member.active:
+            # Whether the fleet keeps the waits is Redis' to say, atomically: members
+            # stopping together must not each leave them to the others (see
+            # ``Binding.stopping``). One round trip; the waits end when it answers.
+            if self._fleet_stop is None:
+                self._fleet_stop = asyncio.get_running_loop().create_task(self._stop_in_fleet())
+            return
         books.waits.stop(self._orders_book.root, self._keeper())
+
+    async def _stop_in_fleet(self) -> None:
+        assert self._fleet is not None
+        carried = False
+        try:
+            carried = await self._fleet.stopping()
+        finally:
+            self._books.waits.stop(self._orders_book.root, "the fleet" if carried else None)
+        if not carried:
+            log.info("stopping: no other member of the fleet stays; this one refunds itself")
 
     def _keeper(self) -> str | None:
         """What keeps this client's obligations beyond the process, if anything."""
         keepers = []
         if self._journal is not None:
             keepers.append(f"the journal {self._journal.path}")
-        if self._fleet is not None and self._fleet.carries:
+        if self._fleet is not None and self._fleet.carries and not self._fleet.last:
             keepers.append("the fleet")
         return " and ".join(keepers) or None
 
@@ -428,6 +447,11 @@ class Client:
         if shared.session.closed:
             return
         self._stop_now(None, asked=False)
+        if self._fleet_stop is not None:
+            await self._fleet_stop
+        if self._fleet is not None:
+            # The last of a fleet stopping together refunds what the others left to it.
+            await self._fleet.take_over_leavers()
         pacing = shared.pacing
         end = time.monotonic() + limit + pacing.paused_for
         background = self._books.background

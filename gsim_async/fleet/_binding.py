@@ -63,6 +63,8 @@ class Binding:
             guard.attach(self.spend)
         self._released = released
         self.member.on_revoked(self._revoked)
+        #: Set by ``stopping()``: no other member stays to take over what this one owes.
+        self.last = False
 
     def _revoked(self, revocation: Revocation) -> None:
         """What the fleet took over is the leader's now, no longer this client's to owe."""
@@ -85,13 +87,32 @@ class Binding:
 
     @property
     def carries(self) -> bool:
-        """Whether the fleet keeps what this member owes if it stops now.
+        """Whether the fleet would keep what this member owes if it stopped now (a guess).
 
         Only another live member can act on it: the last member of a fleet (or one cut
-        off from Redis) refunds what it owes itself, like a client alone.
+        off from Redis) refunds what it owes itself, like a client alone. ``stopping()``
+        says it for certain.
         """
         member = self.member
         return member.active and member.peers - len(member.proven_dead) > 1
+
+    async def stopping(self) -> bool:
+        """This member stops: whether another member, alive and staying, keeps its rows.
+
+        Asked of Redis atomically, so of members stopping together (a whole fleet scaled
+        to zero) the last to ask refunds its own waits and takes over what the others
+        left to the fleet (``take_over_leavers``); each alone would leave it to the
+        others, and nobody would refund it.
+        """
+        others = await self.member.stopping() if self.member.active else None
+        self.last = not others
+        return bool(others)
+
+    async def take_over_leavers(self) -> int:
+        """The last member: take over what members leaving left to the fleet."""
+        if not self.last or not self.member.active:
+            return 0
+        return await self.journal.sweep(last=True)
 
     async def claimed(self, ids: Sequence[str]) -> set[str]:
         """Which of ``ids`` a live member holds or waits on."""

@@ -59,18 +59,31 @@ return 1
 # Fenced: move a dead member's rows into the taker's hash; returns them (field, value,
 # ...), or an empty list when the taker does not lead or the member beat after all.
 # KEYS: epochs, owed:<dead>, owed:<taker>, journaled, leader, members, taken:<dead>,
-# revoked:<dead>. ARGV: taker, its epoch, the dead member, dead_after (ms), '1' when its
-# process is known to be gone, how long the dead member may learn of it (s).
+# revoked:<dead>, leaving. ARGV: taker, its epoch, the dead member, dead_after (ms), '1'
+# when its process is known to be gone, how long the dead member may learn of it (s),
+# '1' when the taker is the last member of a fleet stopping (it takes members leaving).
 # The rows go one field at a time: unpack() of thousands would overflow Lua's stack.
 # The dead member loses its epoch (whatever it writes later is refused), and what was
 # taken is kept for it: if it was only stalled, it learns what was done in its name.
 _TAKE_OVER = """
 if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return -1 end
-if redis.call('GET', KEYS[5]) ~= ARGV[1] .. ':' .. ARGV[2] then return {} end
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local dead_after = tonumber(ARGV[4])
+local leaving = redis.call('HEXISTS', KEYS[9], ARGV[3]) == 1
+if ARGV[7] == '1' then
+  -- The last member of a fleet stopping together: no leader stays to do it. It must be
+  -- leaving itself, with no other member alive and staying.
+  if redis.call('HEXISTS', KEYS[9], ARGV[1]) == 0 then return {} end
+  for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[6], now - dead_after, '+inf')) do
+    if m ~= ARGV[1] and redis.call('HEXISTS', KEYS[9], m) == 0 then return {} end
+  end
+elseif redis.call('GET', KEYS[5]) ~= ARGV[1] .. ':' .. ARGV[2] then
+  return {}
+end
 local beat = tonumber(redis.call('ZSCORE', KEYS[6], ARGV[3]) or '0')
-if ARGV[5] ~= '1' and beat > now - tonumber(ARGV[4]) then return {} end
+local gone = ARGV[5] == '1' or (ARGV[7] == '1' and leaving)
+if not gone and beat > now - dead_after then return {} end
 local rows = redis.call('HGETALL', KEYS[2])
 for i = 1, #rows, 2 do
   redis.call('HSET', KEYS[3], rows[i], rows[i + 1])
@@ -83,6 +96,7 @@ end
 redis.call('DEL', KEYS[2])
 redis.call('SREM', KEYS[4], ARGV[3])
 redis.call('HDEL', KEYS[1], ARGV[3])
+redis.call('HDEL', KEYS[9], ARGV[3])
 redis.call('ZREM', KEYS[6], ARGV[3])
 redis.call('SET', KEYS[8], ARGV[1] .. ':' .. now, 'EX', ARGV[6])
 return rows
@@ -285,8 +299,12 @@ class FleetJournal:
                 except Exception:  # a bug here must not stop the custody of the next dead
                     log.exception("fleet: taking over a dead member's obligations failed")
 
-    async def sweep(self) -> int:
-        """Take over the rows of every member the fleet counts as dead; how many rows."""
+    async def sweep(self, *, last: bool = False) -> int:
+        """Take over the rows of every member the fleet counts as dead; how many rows.
+
+        ``last``: this member is the last of a fleet stopping together (see
+        ``Binding.stopping``): it takes the rows members leaving left to the fleet too.
+        """
 
         async def read(r: aioredis.Redis) -> set[str]:
             return {str(m) for m in await r.smembers(self._index)}
@@ -300,8 +318,11 @@ class FleetJournal:
             return 0  # "nobody is alive" would then only mean "no answer"
         proven = self._member.proven_dead
         taken = 0
-        for dead in sorted(journaled - alive):
-            rows = await self._take(dead, proven=dead in proven)
+        # The last member of a fleet stopping asks about every other member: the script
+        # takes only those leaving or dead.
+        candidates = journaled - {self._member.id} if last else journaled - alive
+        for dead in sorted(candidates):
+            rows = await self._take(dead, proven=dead in proven, last=last)
             if not rows:
                 continue
             texts = {str(ref): str(text) for ref, text in zip(rows[0::2], rows[1::2], strict=True)}
@@ -318,7 +339,7 @@ class FleetJournal:
             self._take_over(entries)
         return taken
 
-    async def _take(self, dead: str, *, proven: bool) -> Any:
+    async def _take(self, dead: str, *, proven: bool, last: bool) -> Any:
         keys = (
             self._owed_key(dead),
             self._key,
@@ -327,11 +348,11 @@ class FleetJournal:
             self._member.key("members"),
             self._member.key("taken", dead),
             self._member.key("revoked", dead),
+            self._member.key("leaving"),
         )
         dead_after = int(self._member.settings.dead_after * 1000)
-        return await self._member.fenced(
-            _TAKE_OVER, keys, dead, dead_after, "1" if proven else "0", _TAKEN_KEPT
-        )
+        flags = ("1" if proven else "0", _TAKEN_KEPT, "1" if last else "0")
+        return await self._member.fenced(_TAKE_OVER, keys, dead, dead_after, *flags)
 
 
 def _entry(ref: str, text: str) -> Entry | None:

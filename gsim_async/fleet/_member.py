@@ -91,6 +91,27 @@ local live = redis.call('ZCOUNT', KEYS[3], now - tonumber(ARGV[5]), '+inf')
 return {status, epoch, revoked or '', taken, live}
 """
 
+# Stopping (fenced). KEYS: epochs, members, leaving. ARGV: member, epoch, dead_after
+# (ms), then the members known dead. The member is marked leaving; returns how many other
+# members are alive and staying: when none, nobody will take over what it owes, and it
+# gives its waits up itself. Atomic, so of members stopping together the last to ask
+# knows it is the last (each left to itself, all would leave it to the others).
+_STOPPING = """
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return -1 end
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+redis.call('HSET', KEYS[3], ARGV[1], now)
+local dead = {}
+for i = 4, #ARGV do dead[ARGV[i]] = true end
+local others = 0
+for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], now - tonumber(ARGV[3]), '+inf')) do
+  if m ~= ARGV[1] and not dead[m] and redis.call('HEXISTS', KEYS[3], m) == 0 then
+    others = others + 1
+  end
+end
+return others
+"""
+
 # Leaving: the heartbeat, the epoch and what the member said of itself go at once, so
 # nobody waits out the death threshold for a member that closed.
 _LEAVE = """
@@ -99,6 +120,7 @@ if redis.call('HGET', KEYS[2], ARGV[1]) == ARGV[2] then
 end
 redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[3], ARGV[1])
+redis.call('HDEL', KEYS[4], ARGV[1])
 return 1
 """
 
@@ -276,6 +298,14 @@ class Member:
                 return False
         return True
 
+    async def stopping(self) -> int | None:
+        """Mark this member leaving; how many others stay alive (``None``: unknown)."""
+        dead_after = int(self.settings.dead_after * 1000)
+        others = await self.fenced(
+            _STOPPING, (self.key("members"), self.key("leaving")), dead_after, *self.proven_dead
+        )
+        return None if others is None else int(others)
+
     def refused(self) -> None:
         """A fenced script refused this member's epoch: join again, learning why."""
         if self._closed or (self._rejoin_task is not None and not self._rejoin_task.done()):
@@ -298,7 +328,7 @@ class Member:
             await asyncio.wait(tasks, timeout=2 * _CALL_TIMEOUT)
         if self._redis is not None:
             if self.active:
-                keys = (self.key("members"), self.epochs, self.key("info"))
+                keys = (self.key("members"), self.epochs, self.key("info"), self.key("leaving"))
                 with contextlib.suppress(*FAILURES):
                     await asyncio.wait_for(
                         self._redis.eval(_LEAVE, len(keys), *keys, self.id, self.token),

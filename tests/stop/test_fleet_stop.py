@@ -90,3 +90,36 @@ async def test_the_last_member_of_a_fleet_refunds_its_waits_itself(
             await alone.aclose()
         assert [sb.order(o.id).status for o in orders] == ["BANNED"] * len(orders)
         assert sb.ledger().balance == Decimal("100")
+
+
+async def test_a_whole_fleet_stopping_together_refunds_every_wait(
+    redis_server: RedisServer,
+) -> None:
+    # A fleet scaled to zero (docker compose down, a deployment deleted): every member
+    # stops at once. Each, seeing the others alive, left its waits to them, and nobody
+    # refunded anything. Redis says atomically who is last: it refunds its own waits and
+    # takes over what the others left to the fleet.
+    namespace = uuid.uuid4().hex[:8]
+    async with Sandbox(seed=7, auto_deliver=False) as sb:
+        members = [member(sb, redis_server, namespace) for _ in range(3)]
+        orders = {
+            m: [await m.orders.create("telegram", "russia") for _ in range(2)] for m in members
+        }
+
+        async def wait(client: gsim_async.Client, order: gsim_async.Order) -> None:
+            with pytest.raises(ClientClosedError):
+                await client.orders.wait_for_code(order, timeout=60)
+
+        async with anyio.create_task_group() as tg:
+            for client, bought in orders.items():
+                for order in bought:
+                    tg.start_soon(wait, client, order)
+            with anyio.fail_after(10):
+                while sum(m.orders.waiting for m in members) < 6:  # noqa: ASYNC110 - counts
+                    await anyio.sleep(0.01)
+            async with anyio.create_task_group() as closing:
+                for client in members:
+                    closing.start_soon(client.aclose)
+        ids = [o.id for bought in orders.values() for o in bought]
+        assert [sb.order(i).status for i in ids] == ["BANNED"] * len(ids)
+        assert sb.ledger().balance == Decimal("100")
