@@ -100,7 +100,15 @@ class RedisProcess:
                         return
             except OSError:
                 time.sleep(0.05)
-        raise RuntimeError(f"redis-server did not start on port {self.port}")
+                if self.process.poll() is not None:
+                    break  # it exited (an option it refused, a socket path too long)
+        status = self.process.poll()
+        self.stop() if status is None else self.process.wait()
+        self.process = None
+        raise RuntimeError(
+            f"redis-server did not start on port {self.port}"
+            + (f" (it exited with status {status})" if status is not None else "")
+        )
 
     def stop(self) -> None:
         """Stop the server (SIGTERM); what it held is gone."""

@@ -102,9 +102,9 @@ async def test_a_whole_fleet_stopping_together_refunds_every_wait(
     namespace = uuid.uuid4().hex[:8]
     async with Sandbox(seed=7, auto_deliver=False) as sb:
         members = [member(sb, redis_server, namespace) for _ in range(3)]
-        orders = {
-            m: [await m.orders.create("telegram", "russia") for _ in range(2)] for m in members
-        }
+        orders: dict[gsim_async.Client, list[gsim_async.Order]] = {}
+        for client in members:
+            orders[client] = [await client.orders.create("telegram", "russia") for _ in range(2)]
 
         async def wait(client: gsim_async.Client, order: gsim_async.Order) -> None:
             with pytest.raises(ClientClosedError):
