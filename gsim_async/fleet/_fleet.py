@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
     from ._binding import Binding
     from ._connect import Target
+    from ._status import FleetStatus
 
 #: Seconds between a member's heartbeats.
 HEARTBEAT = 1.0
@@ -118,6 +119,27 @@ class RedisFleet:
         prefix = self.prefix(api_key, base_url)
         settings = Settings(self._redis, prefix, self.heartbeat, self.lease, self.dead_after)
         return Binding(settings, **parts)
+
+    async def status(
+        self, api_key: str | None = None, *, base_url: str | None = None
+    ) -> FleetStatus:
+        """The fleet on ``api_key`` as its Redis shows it now, read without joining it.
+
+        Members (host, pid, heartbeats, judged by this fleet's ``heartbeat`` and
+        ``dead_after``), the leader, the rate gate, what each member holds and owes, and
+        the last 429s: a ``FleetStatus``. Nothing is written (a replica may serve it).
+        ``api_key`` and ``base_url`` default as ``Client``'s do (``GSIM_API_KEY``,
+        ``GSIM_BASE_URL``); only a hash of the key is used. An empty ``FleetStatus``
+        when no member has joined. Raises ``FleetError`` when Redis cannot be read.
+        """
+        from ._read import Reader, credentials
+
+        key, url = credentials(api_key, base_url)
+        reader = Reader(
+            self._redis, self.prefix(key, url), heartbeat=self.heartbeat, dead_after=self.dead_after
+        )
+        async with reader:
+            return await reader.read()
 
     def __repr__(self) -> str:
         # Only where it points: the URL may carry a password.
