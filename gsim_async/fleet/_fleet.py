@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
     from ._binding import Binding
     from ._connect import Target
+    from ._read import Reader
     from ._status import FleetStatus
 
 #: Seconds between a member's heartbeats.
@@ -132,14 +133,16 @@ class RedisFleet:
         ``GSIM_BASE_URL``); only a hash of the key is used. An empty ``FleetStatus``
         when no member has joined. Raises ``FleetError`` when Redis cannot be read.
         """
+        async with self._reader(api_key, base_url) as reader:
+            return await reader.read()
+
+    def _reader(self, api_key: str | None, base_url: str | None) -> Reader:
+        """What ``status`` reads with, open for several reads (``gsim fleet status --watch``)."""
         from ._read import Reader, credentials
 
         key, url = credentials(api_key, base_url)
-        reader = Reader(
-            self._redis, self.prefix(key, url), heartbeat=self.heartbeat, dead_after=self.dead_after
-        )
-        async with reader:
-            return await reader.read()
+        prefix = self.prefix(key, url)
+        return Reader(self._redis, prefix, heartbeat=self.heartbeat, dead_after=self.dead_after)
 
     def __repr__(self) -> str:
         # Only where it points: the URL may carry a password.

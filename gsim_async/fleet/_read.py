@@ -153,6 +153,9 @@ class Reader:
         owed = {member: _obligations(next(answers)) for member in rows_of}
         held = Counter(str(m) for m in next(answers)) if count_held else None
         waiting = Counter(str(f).rpartition("|")[2] for f in (next(answers) if count_watch else ()))
+        # The totals as counted, when they were: one moment for the totals and the members.
+        held_total = held.total() if held is not None else held_total
+        watch_total = waiting.total() if count_watch else watch_total
 
         leading = _leader(leader, lease_ms, epochs)
         listed = set(beats) | set(taken) | {m for m in unbeaten if m in epochs or m in owed}
