@@ -18,14 +18,20 @@ COLUMNS = [
     "host",
     "pid",
     "age",
-    "last beat",
+    "beat",
     "held",
     "waiting",
     "owed",
-    "next due",
+    "due",
     "429s",
     "",
 ]
+#: Columns of free text, wrapped on a narrow terminal (the others are never cut).
+_WRAPPED = frozenset({"host", "owed"})
+_MIN_WIDTH = {"host": 6, "owed": 12}
+#: Member ids are shown by their first characters (``--json`` has them whole), as git
+#: shows commits: enough to tell a fleet's members apart, and to find one in the logs.
+SHORT_ID = 8
 
 _STATE_STYLE = {MemberState.ALIVE: "green", MemberState.SILENT: "yellow", MemberState.DEAD: "red"}
 
@@ -42,6 +48,11 @@ def span(seconds: float) -> str:
     if whole < 86400:
         return f"{whole // 3600}h {whole % 3600 // 60:02d}m"
     return f"{whole // 86400}d {whole % 86400 // 3600}h"
+
+
+def short(member_id: str) -> str:
+    """A member's id as the table shows it."""
+    return member_id[:SHORT_ID]
 
 
 def _rate(value: float | None) -> str:
@@ -68,40 +79,61 @@ def owed_text(owed: Obligations) -> str:
     return ", ".join(f"{n} {one if n == 1 else many}" for n, one, many in parts if n)
 
 
-def _note(member: MemberStatus, status: FleetStatus) -> str:
-    notes = []
-    if member.leader:
-        notes.append("leader")
-    if member.process_gone:
-        notes.append("process gone")
-    if member.taken_over is not None:
+def _tag(member: MemberStatus) -> str:
+    tags = [
+        ("leader", member.leader),
+        ("gone", member.process_gone),
+        ("taken over", member.taken_over is not None),
+    ]
+    return ", ".join(name for name, on in tags if on)
+
+
+def _leader_alive(status: FleetStatus) -> bool:
+    leader = status.leader
+    holder = None if leader is None else status.member(leader.member)
+    return leader is not None and leader.valid and holder is not None and holder.alive
+
+
+def notes(status: FleetStatus) -> list[str]:
+    """Lines below the table: what became of the dead members' obligations."""
+    lines = []
+    for member in status.members:
         taken = member.taken_over
-        notes.append(
-            f"taken over by {taken.by}"
-            + (f" {_due(taken.at, status.read_at)}" if taken.at else "")
-            + f" ({taken.rows} row{'s' if taken.rows != 1 else ''})"
-        )
-    elif member.state is MemberState.DEAD and member.obligations.total:
-        notes.append("its rows wait for the leader")
-    return "; ".join(notes)
+        if taken is not None:
+            when_taken = f" {_due(taken.at, status.read_at)}" if taken.at else ""
+            lines.append(
+                f"{short(member.id)} was taken over by {short(taken.by)}{when_taken}: "
+                f"{taken.rows} purchase(s) and order(s) it owed, refunded by the leader"
+            )
+        elif member.state is MemberState.DEAD and member.obligations.total:
+            gone = "its process is gone" if member.process_gone else "silent too long"
+            who = (
+                "the leader takes them over"
+                if _leader_alive(status)
+                else "[red]no live leader to take them over[/]"
+            )
+            lines.append(
+                f"{short(member.id)} is dead ({gone}) and owes {owed_text(member.obligations)}: "
+                f"{who}"
+            )
+    return lines
 
 
 def member_row(member: MemberStatus, status: FleetStatus) -> list[Text]:
     """One line of the members table."""
-    age = member.age
     cells = [
-        member.id,
+        short(member.id),
         str(member.state),
         member.host or "",
         "" if member.pid is None else str(member.pid),
-        "" if age is None else span(age.total_seconds()),
-        "" if member.silent_for is None else f"{span(member.silent_for)} ago",
+        "" if member.age is None else span(member.age),
+        "" if member.silent_for is None else span(member.silent_for),
         "?" if member.held is None else str(member.held),
         str(member.waiting),
         owed_text(member.obligations),
         _due(member.obligations.next_due, status.read_at),
         str(member.throttled),
-        _note(member, status),
+        _tag(member),
     ]
     row = [Text(cell) for cell in cells]
     row[1].stylize(_STATE_STYLE[member.state])
@@ -120,8 +152,12 @@ def summary(status: FleetStatus) -> list[str]:
         lines.append("leader: [yellow]none[/] (a live member claims the lease within one)")
     else:
         lease = "" if leader.lease_left is None else f", lease {span(leader.lease_left)} left"
-        void = "" if leader.valid else " [red](void: its member was taken over)[/]"
-        lines.append(f"leader: {leader.member}{lease}{void}")
+        holder = status.member(leader.member)
+        if not leader.valid:
+            lease += " [red](void: its member was taken over)[/]"
+        elif holder is not None and not holder.alive:
+            lease += " [red](dead: a live member takes the lease once it runs out)[/]"
+        lines.append(f"leader: {short(leader.member)}{lease}")
     gate = status.gate
     if gate is not None:
         text = f"gate: {gate.phase or '?'}, {_rate(gate.rate)}"
@@ -135,11 +171,11 @@ def summary(status: FleetStatus) -> list[str]:
     minute, hour = status.throttled_within(60), status.throttled_within(3600)
     if status.throttles:
         last = status.throttles[0]
-        kind = "began a pause" if last.began_pause else "during a pause"
+        kind = "it began a pause" if last.began_pause else "during a pause"
         lines.append(
-            f"429s: {minute} in the last minute, {hour} in the last hour; last "
-            f"{_due(last.at, status.read_at)} to {last.member} "
-            f"(Retry-After {last.retry_after:g} s, {kind})"
+            f"429s: {minute} in the last minute, {hour} in the last hour; the last "
+            f"{_due(last.at, status.read_at)}, met by {short(last.member)} "
+            f"(Retry-After {last.retry_after:g} s; {kind})"
         )
     else:
         lines.append("429s: none remembered")
@@ -160,7 +196,10 @@ def render(status: FleetStatus) -> RenderableType:
         )
     parts: list[RenderableType] = [Text.from_markup(line) for line in summary(status)]
     table = Table(
-        *(Column(name, no_wrap=True) for name in COLUMNS),
+        *(
+            Column(name, no_wrap=name not in _WRAPPED, min_width=_MIN_WIDTH.get(name))
+            for name in COLUMNS
+        ),
         header_style="bold",
         box=box.SIMPLE_HEAD,
         show_edge=False,
@@ -170,4 +209,5 @@ def render(status: FleetStatus) -> RenderableType:
     for member in status.members:
         table.add_row(*member_row(member, status))
     parts.append(table if status.members else Text("no members", style="dim"))
+    parts += [Text.from_markup(line) for line in notes(status)]
     return Group(*parts)

@@ -217,6 +217,11 @@ class Reader:
         else:
             state = MemberState.ALIVE
         since = info.get("since")
+        joined = (
+            datetime.fromtimestamp(since, timezone.utc) if isinstance(since, (int, float)) else None
+        )
+        # Its clock (``since``) against Redis' (the heartbeat): never below zero.
+        age = None if joined is None or beat is None else max(0.0, beat / 1000 - joined.timestamp())
         pid = info.get("pid")
         host = info.get("host")
         return MemberStatus(
@@ -224,11 +229,8 @@ class Reader:
             state=state,
             host=host if isinstance(host, str) else None,
             pid=pid if isinstance(pid, int) else None,
-            joined_at=(
-                datetime.fromtimestamp(since, timezone.utc)
-                if isinstance(since, (int, float))
-                else None
-            ),
+            joined_at=joined,
+            age=age,
             last_heartbeat=None if beat is None else _at(beat),
             silent_for=silent,
             epoch=int(epoch) if epoch is not None and epoch.isdigit() else None,

@@ -55,9 +55,8 @@ class Obligations:
     @property
     def total(self) -> int:
         """Every row: purchases on the wire and items owed."""
-        return (
-            self.purchases + self.orders + self.waits + self.activations + self.refunds
-        ) + self.rentals
+        owed = self.orders + self.waits + self.activations + self.refunds + self.rentals
+        return self.purchases + owed
 
 
 @attrs.frozen
@@ -77,11 +76,12 @@ class MemberStatus:
 
     ``host`` and ``pid`` are what the member wrote of itself when it joined (None for
     one that wrote nothing: a member of an older release). ``joined_at`` is when it
-    (last) joined; ``last_heartbeat`` when it last beat (None: Redis no longer has a
-    heartbeat of it: it left, or was taken over). ``held``: orders and rentals the fleet's
-    ownership records name it for (every one it bought or adopted and the fleet still
-    records; None when there were too many records to count). ``waiting``: orders it
-    waits on through the fleet's leader. ``throttled``: 429s it met among the fleet's
+    (last) joined, ``age`` how long it has been a member since, up to its last
+    heartbeat; ``last_heartbeat`` when it last beat (None: Redis no longer has a
+    heartbeat of it: it left, or was taken over). ``held``: orders and rentals the
+    fleet's ownership records name it for (every one it bought or adopted and the fleet
+    still records; None when there were too many records to count). ``waiting``: orders
+    it waits on through the fleet's leader. ``throttled``: 429s it met among the fleet's
     recent ones (``FleetStatus.throttles``).
     """
 
@@ -90,6 +90,8 @@ class MemberStatus:
     host: str | None = None
     pid: int | None = None
     joined_at: datetime | None = None
+    #: Seconds from joining to its last heartbeat (None without either).
+    age: float | None = None
     last_heartbeat: datetime | None = None
     #: Seconds since its last heartbeat (None without one).
     silent_for: float | None = None
@@ -108,14 +110,6 @@ class MemberStatus:
     def alive(self) -> bool:
         """Whether the fleet counts this member alive (``ALIVE`` or ``SILENT``)."""
         return self.state is not MemberState.DEAD
-
-    @property
-    def age(self) -> timedelta | None:
-        """How long it has been a member, up to its last heartbeat (None if unknown)."""
-        if self.joined_at is None:
-            return None
-        end = self.last_heartbeat or self.joined_at
-        return max(end - self.joined_at, timedelta(0))
 
 
 @attrs.frozen

@@ -218,19 +218,23 @@ def test_people_see_a_line_per_member_and_a_dead_one_as_dead(
     assert result.exit_code == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].startswith(f"fleet {found['prefix']} at {redis_server.url}: 1 alive")
-    assert lines[1].startswith(f"leader: {member_id}, lease ")
+    assert lines[1].startswith(f"leader: {member_id[:8]}, lease ")
     assert lines[2].startswith("gate: slow, ")
     assert lines[3] == "429s: none remembered"
-    (row,) = [line for line in lines if line.startswith(member_id)]
+    (row,) = [line for line in lines if line.startswith(member_id[:8])]
     assert row.split()[1:4] == ["alive", socket.gethostname(), str(member.pid)]
     assert "2 waits" in row and row.rstrip().endswith("leader")
 
     member.kill()  # on this machine: its process is seen gone at once
     result = gsim("fleet", "status")
-    (row,) = [line for line in result.stdout.splitlines() if line.startswith(member_id)]
-    assert row.split()[1] == "dead"
-    assert "process gone" in row and "its rows wait for the leader" in row
-    assert result.stdout.splitlines()[0].endswith("0 alive, 1 dead")
+    lines = result.stdout.splitlines()
+    assert lines[0].endswith("0 alive, 1 dead")
+    (row,) = [line for line in lines if line.startswith(f"{member_id[:8]}  ")]
+    assert row.split()[1] == "dead" and row.rstrip().endswith("gone")
+    assert lines[-1] == (
+        f"{member_id[:8]} is dead (its process is gone) and owes 2 waits: "
+        "no live leader to take them over"
+    )
 
 
 def test_the_gate_and_429s_after_a_rate_limit(
@@ -251,7 +255,9 @@ def test_the_gate_and_429s_after_a_rate_limit(
     assert sum(t["began_pause"] for t in found["throttles"]) == 1
     result = gsim("fleet", "status")
     assert "gate: learnt, " in result.stdout and "; paused " in result.stdout
-    assert re.search(r"429s: (\d+) in the last minute, \1 in the last hour; last ", result.stdout)
+    assert re.search(
+        r"429s: (\d+) in the last minute, \1 in the last hour; the last ", result.stdout
+    )
 
 
 # -- watching --------------------------------------------------------------------------------
@@ -333,3 +339,34 @@ def test_watch_on_a_terminal_redraws_until_ctrl_c(
     assert b"error" not in with_rest[len(seen) :]
     assert served.api_key.encode() not in with_rest
     assert b"\x1b[" in seen  # drawn for a terminal: colours and cursor moves
+
+
+def test_a_watch_goes_on_while_redis_is_away(served: Served, redis_server: RedisServer) -> None:
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": path, **served.env, "GSIM_FLEET_URL": redis_server.url}
+    watch = ["fleet", "status", "--json", "--watch", "1.5", "--count", "3"]
+    process = subprocess.Popen(  # noqa: S603 - this interpreter, our own package
+        [sys.executable, "-m", "gsim_async", *watch],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert process.stdout is not None and process.stderr is not None
+        first = json.loads(process.stdout.readline())
+        redis_server.stop()  # a restart, or a failover: the next view cannot be read
+        problem = json.loads(process.stderr.readline())
+        redis_server.start()
+        out, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0
+    assert first["members"] == []
+    assert problem["code"] == "FleetError"
+    assert problem["error"].startswith("cannot reach the fleet's Redis at redis://")
+    (last,) = [json.loads(line) for line in out.splitlines()]
+    assert last["read_at"] > first["read_at"]
+    assert err == ""
