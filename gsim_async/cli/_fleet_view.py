@@ -20,15 +20,14 @@ COLUMNS = [
     "age",
     "beat",
     "held",
-    "waiting",
     "owed",
     "due",
     "429s",
     "",
 ]
 #: Columns of free text, wrapped on a narrow terminal (the others are never cut).
-_WRAPPED = frozenset({"host", "owed"})
-_MIN_WIDTH = {"host": 6, "owed": 12}
+_WRAPPED = frozenset({"host", "owed", ""})
+_MIN_WIDTH = {"host": 6, "owed": 17, "": 6}
 #: Member ids are shown by their first characters (``--json`` has them whole), as git
 #: shows commits: enough to tell a fleet's members apart, and to find one in the logs.
 SHORT_ID = 8
@@ -83,9 +82,9 @@ def _tag(member: MemberStatus) -> str:
     tags = [
         ("leader", member.leader),
         ("gone", member.process_gone),
-        ("taken over", member.taken_over is not None),
+        ("taken", member.taken_over is not None),  # by whom: the lines below the table
     ]
-    return ", ".join(name for name, on in tags if on)
+    return ",".join(name for name, on in tags if on)
 
 
 def _leader_alive(status: FleetStatus) -> bool:
@@ -129,7 +128,6 @@ def member_row(member: MemberStatus, status: FleetStatus) -> list[Text]:
         "" if member.age is None else span(member.age),
         "" if member.silent_for is None else span(member.silent_for),
         "?" if member.held is None else str(member.held),
-        str(member.waiting),
         owed_text(member.obligations),
         _due(member.obligations.next_due, status.read_at),
         str(member.throttled),
