@@ -22,13 +22,12 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-import attrs
 import redis.asyncio as aioredis
 
 from .. import _constants as C
 from .._exceptions import InvalidArgumentError
 from .._http import check_base_url
-from ._connect import Target, _run
+from ._connect import Opened, Target, _run
 from ._process import gone
 from ._status import (
     FleetStatus,
@@ -77,7 +76,7 @@ class Reader:
         self._prefix = prefix
         self._heartbeat = heartbeat
         self._dead_after = dead_after
-        self._opened: Any = None
+        self._opened: Opened | None = None
 
     async def __aenter__(self) -> Reader:
         # ``None``: no probe key, so nothing is written (a member's open writes one).
@@ -158,7 +157,11 @@ class Reader:
         watch_total = waiting.total() if count_watch else watch_total
 
         leading = _leader(leader, lease_ms, epochs)
-        listed = set(beats) | set(taken) | {m for m in unbeaten if m in epochs or m in owed}
+        # A member that left has no heartbeat, no epoch and no rows: not listed.
+        owing = {m for m, rows in owed.items() if rows.total}
+        listed = set(beats) | set(taken) | {m for m in unbeaten if m in epochs or m in owing}
+        recent = _throttles(throttles)
+        throttled = Counter(t.member for t in recent)
         members = [
             self._member(
                 member,
@@ -171,12 +174,10 @@ class Reader:
                 waiting=waiting.get(member, 0),
                 obligations=owed.get(member, Obligations()),
                 taken_over=taken.get(member),
+                throttled=throttled.get(member, 0),
             )
             for member in listed
         ]
-        recent = _throttles(throttles)
-        counts = Counter(t.member for t in recent)
-        members = [attrs.evolve(m, throttled=counts.get(m.id, 0)) for m in members]
         members.sort(key=_order)
         return FleetStatus(
             prefix=self._prefix,
@@ -206,6 +207,7 @@ class Reader:
         waiting: int,
         obligations: Obligations,
         taken_over: TakeOver | None,
+        throttled: int,
     ) -> MemberStatus:
         info = info if isinstance(info, dict) else {}
         silent = None if beat is None else max(0.0, (now_ms - beat) / 1000)
@@ -240,6 +242,7 @@ class Reader:
             waiting=waiting,
             obligations=obligations,
             taken_over=taken_over,
+            throttled=throttled,
         )
 
 

@@ -380,3 +380,19 @@ async def test_a_cluster_serves_the_status(
             "the member's order",
         )
     assert found.members[0].leader
+
+
+async def test_a_member_that_left_is_not_listed(
+    sandbox: Sandbox, redis_server: RedisServer, namespace: str
+) -> None:
+    reader = fleet(redis_server, namespace)
+    async with member_client(sandbox, redis_server, namespace) as staying:
+        async with member_client(sandbox, redis_server, namespace) as leaving:
+            order = await leaving.orders.create("telegram", "russia")
+            await leaving.orders.cancel(order)  # its row ends: it owes nothing
+            await status_when(reader, sandbox, lambda s: len(s.alive) == 2, "both members")
+        # Gone at once: no heartbeat, no epoch, no rows (its name may linger in the index
+        # of members with rows until the leader's next sweep).
+        found = await reader.status(sandbox.api_key, base_url=sandbox.base_url)
+        assert len(found.members) == 1 and found.members[0].alive
+        await staying.balance()
