@@ -127,7 +127,7 @@ def member_row(member: MemberStatus, status: FleetStatus) -> list[Text]:
         "" if member.pid is None else str(member.pid),
         "" if member.age is None else span(member.age),
         "" if member.silent_for is None else span(member.silent_for),
-        "?" if member.held is None else str(member.held),
+        str(member.held),
         owed_text(member.obligations),
         _due(member.obligations.next_due, status.read_at),
         str(member.throttled),
@@ -177,8 +177,8 @@ def summary(status: FleetStatus) -> list[str]:
         )
     else:
         lines.append("429s: none remembered")
-    extra = f"held: {status.held} order(s) and rental(s) in the ownership records"
-    extra += f"; waiting through the leader: {status.waiting}"
+    extra = f"waiting through the leader: {status.waiting}"
+    extra += f"; ownership records: {status.ownership_records}"
     if status.foreign_buyer:
         extra += "; [yellow]another buyer (not a member) bought on this key recently[/]"
     lines.append(extra)

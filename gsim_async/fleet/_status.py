@@ -53,10 +53,14 @@ class Obligations:
     next_due: datetime | None = None
 
     @property
+    def held(self) -> int:
+        """Orders and rentals held now (every row but the purchases on the wire)."""
+        return self.orders + self.waits + self.activations + self.refunds + self.rentals
+
+    @property
     def total(self) -> int:
-        """Every row: purchases on the wire and items owed."""
-        owed = self.orders + self.waits + self.activations + self.refunds + self.rentals
-        return self.purchases + owed
+        """Every row: purchases on the wire and items held."""
+        return self.purchases + self.held
 
 
 @attrs.frozen
@@ -78,11 +82,11 @@ class MemberStatus:
     one that wrote nothing: a member of an older release). ``joined_at`` is when it
     (last) joined, ``age`` how long it has been a member since, up to its last
     heartbeat; ``last_heartbeat`` when it last beat (None: Redis no longer has a
-    heartbeat of it: it left, or was taken over). ``held``: orders and rentals the
-    fleet's ownership records name it for (every one it bought or adopted and the fleet
-    still records; None when there were too many records to count). ``waiting``: orders
-    it waits on through the fleet's leader. ``throttled``: 429s it met among the fleet's
-    recent ones (``FleetStatus.throttles``).
+    heartbeat of it: it left, or was taken over). ``held``: orders and rentals it holds
+    now, each owed a code or a refund (``obligations`` says how, and what purchases it
+    has on the wire). ``waiting``: orders it waits on through the fleet's leader (None
+    when the fleet had too many registrations to count each member's). ``throttled``:
+    429s it met among the fleet's recent ones (``FleetStatus.throttles``).
     """
 
     id: str
@@ -100,8 +104,8 @@ class MemberStatus:
     leader: bool = False
     #: Its process is gone: seen from this machine, which shares its pid namespace.
     process_gone: bool = False
-    held: int | None = 0
-    waiting: int = 0
+    held: int = 0
+    waiting: int | None = 0
     obligations: Obligations = Obligations()
     taken_over: TakeOver | None = None
     throttled: int = 0
@@ -169,11 +173,13 @@ class FleetStatus:
 
     ``members``: alive first, then silent, then dead (each by the time it joined).
     ``leader`` is None while no member holds the lease; ``gate`` None before any member
-    joined. ``throttles``: the fleet's last 429s (at most 200), newest first. ``held``:
-    the fleet's ownership records, all members; ``waiting``: orders waited on through
-    the leader. ``foreign_buyer``: another buyer (not a member) bought on the key
-    recently, so a purchase whose answer is lost may not be matched. ``dead_after`` and
-    ``heartbeat`` are what the members were judged by (the reading ``RedisFleet`` 's).
+    joined. ``throttles``: the fleet's last 429s (at most 200), newest first.
+    ``waiting``: orders waited on through the leader. ``ownership_records``: orders and
+    rentals the fleet records as a member's (every one members bought or adopted, kept
+    for matching lost purchase answers: it grows with the fleet's life).
+    ``foreign_buyer``: another buyer (not a member) bought on the key recently, so a
+    purchase whose answer is lost may not be matched. ``dead_after`` and ``heartbeat``
+    are what the members were judged by (the reading ``RedisFleet`` 's).
     """
 
     #: Every key of this fleet starts with it (a hash of the API key, never the key).
@@ -185,8 +191,8 @@ class FleetStatus:
     leader: LeaderStatus | None = None
     gate: GateStatus | None = None
     throttles: tuple[Throttle, ...] = ()
-    held: int = 0
     waiting: int = 0
+    ownership_records: int = 0
     foreign_buyer: bool = False
     dead_after: float = 35.0
     heartbeat: float = 1.0
@@ -194,7 +200,7 @@ class FleetStatus:
     @property
     def empty(self) -> bool:
         """Whether Redis holds no fleet on this key: no member ever joined (or all is gone)."""
-        return not self.members and self.gate is None and not self.held
+        return not self.members and self.gate is None and not self.ownership_records
 
     @property
     def alive(self) -> tuple[MemberStatus, ...]:

@@ -109,7 +109,7 @@ def settled(found: dict[str, Any]) -> bool:
     """Both waits of ``waiting_member`` written: its rows and its registrations."""
     return (
         bool(found["members"])
-        and (found["waiting"], found["held"]) == (2, 2)
+        and (found["waiting"], found["ownership_records"]) == (2, 2)
         and (found["members"][0]["obligations"]["waits"] == 2)
     )
 
@@ -205,7 +205,7 @@ def test_json_shows_each_member_and_what_it_holds_and_owes(
     assert shown["obligations"]["next_due"].endswith("Z")
     assert found["leader"]["member"] == shown["id"]
     assert found["gate"]["phase"] == "slow"
-    assert (found["held"], found["waiting"]) == (2, 2)
+    assert (found["ownership_records"], found["waiting"]) == (2, 2)
 
 
 def test_people_see_a_line_per_member_and_a_dead_one_as_dead(

@@ -145,7 +145,7 @@ async def test_members_show_where_they_run_and_what_they_hold_and_owe(
             return (
                 len(found.alive) == 3
                 and found.leader is not None
-                and found.held == 4
+                and found.ownership_records == 4
                 and found.waiting == 2
                 and sum(o.waits for o in owed) == 2
                 and sum(o.activations for o in owed) == 1
@@ -361,7 +361,7 @@ async def test_a_read_only_replica_serves_the_status(
         with RedisServer("--replicaof", "127.0.0.1", str(redis_server.port)) as replica:
             reader = RedisFleet(replica.url, namespace=namespace, **TIMINGS)
             found = await status_when(
-                reader, sandbox, lambda s: s.held == 1 and len(s.alive) == 1, "replicated"
+                reader, sandbox, lambda s: bool(s.members) and s.members[0].held == 1, "replicated"
             )
     assert found.members[0].held == 1
 
@@ -376,7 +376,7 @@ async def test_a_cluster_serves_the_status(
         found = await status_when(
             reader,
             sandbox,
-            lambda s: s.held == 1 and s.leader is not None and s.members[0].obligations.orders == 1,
+            lambda s: s.leader is not None and s.members[0].obligations.orders == 1,
             "the member's order",
         )
     assert found.members[0].leader

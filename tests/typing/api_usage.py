@@ -173,15 +173,15 @@ async def fleet_status(url: str) -> list[str]:
         host: str | None = one.host
         pid: int | None = one.pid
         beat: datetime | None = one.last_heartbeat
-        held: int | None = one.held
-        owed: int = one.obligations.total + one.obligations.waits + one.waiting
+        held: int = one.held + one.obligations.held
+        owed: int = one.obligations.total + one.obligations.waits + (one.waiting or 0)
         lines.append(f"{host} {pid} {beat} {held} {owed} {alive}")
     if status.leader is not None:
         lines.append(status.leader.member)
     if status.gate is not None and status.gate.paused:
         rate: float | None = status.gate.rate
         lines.append(f"{status.gate.phase} {rate} {status.gate.paused_for}")
-    recent: int = status.throttled_within(60)
+    recent: int = status.throttled_within(60) + status.ownership_records + status.waiting
     lines += [t.member for t in status.throttles[:recent] if t.began_pause]
     return lines
 
