@@ -30,7 +30,7 @@ def watch_option(ctx: click.Context, param: click.Parameter, value: str | None) 
 
 @click.group(cls=Group, no_args_is_help=True)
 def fleet() -> None:
-    """Look at the fleet on your key: the programs sharing it through Redis.
+    """Look at the fleet: the programs sharing your key through Redis.
 
     The fleet is the one --fleet URL or GSIM_FLEET_URL names, on the API key and
     server of --api-key and --base-url (a fleet is per key and server).
@@ -65,7 +65,7 @@ def status(
     namespace: str | None,
     dead_after: float | None,
 ) -> None:
-    """Show the fleet: members, leader, rate gate, what each holds and owes, 429s.
+    """Show its members, leader and gate, what each holds, and 429s.
 
     Members with their host, pid, age and last heartbeat (alive, silent, or dead as
     the fleet judges them), the leader that polls for all, the rate gate (what it knows
