@@ -11,7 +11,7 @@ import click
 from .._exceptions import InvalidArgumentError
 from .._guard_config import SpendLimit
 from .._version import __version__
-from . import _catalogue, _get_code, _guard, _orders, _rentals, _sandbox_cmd, _stats
+from . import _catalogue, _fleet, _get_code, _guard, _orders, _rentals, _sandbox_cmd, _stats
 from ._context import INTERRUPTED, POSITIVE_DURATION, App, Group, positive_duration
 from ._output import error_line
 
@@ -198,6 +198,7 @@ for _command in (
     _orders.sweep,
     _stats.stats,
     _guard.guard,
+    _fleet.fleet,
     _rentals.rentals,
     _sandbox_cmd.sandbox,
 ):
@@ -259,7 +260,9 @@ def _leaves(group: click.Group) -> list[click.Command]:
 
 # `gsim orders --json` works as well as `gsim --json orders`: scripts put options anywhere.
 for _command in _leaves(cli):
-    if _command is not _sandbox_cmd.sandbox:  # it serves an API: no key, no client
+    if _command is _fleet.status:  # it reads Redis: no client, no journal, no guard
+        _command.params += _late_options("api_key", "base_url", "fleet")
+    elif _command is not _sandbox_cmd.sandbox:  # it serves an API: no key, no client
         _command.params += _late_options(
             "api_key",
             "base_url",

@@ -17,12 +17,47 @@ pacing and watching, and rejoin when it is back; a Redis the fleet cannot use wh
 client opens raises ``gsim_async.FleetError`` instead. Redis may be one server, a primary
 managed by Sentinels, a Cluster, or a ready ``redis.asyncio`` client (``RedisFleet``).
 Needs ``pip install 'gsim-async[redis]'``.
+
+``await RedisFleet(url).status()`` (``gsim fleet status``) reads what the fleet looks
+like now, without joining it: a ``FleetStatus``.
 """
 
 from __future__ import annotations
 
 from ._fleet import RedisFleet
+from ._status import (
+    FleetStatus,
+    GateStatus,
+    LeaderStatus,
+    MemberState,
+    MemberStatus,
+    Obligations,
+    TakeOver,
+    Throttle,
+)
 
-__all__ = ["RedisFleet"]
+__all__ = [
+    "FleetStatus",
+    "GateStatus",
+    "LeaderStatus",
+    "MemberState",
+    "MemberStatus",
+    "Obligations",
+    "RedisFleet",
+    "TakeOver",
+    "Throttle",
+]
 
-RedisFleet.__module__ = __name__
+for _public in (
+    RedisFleet,
+    FleetStatus,
+    GateStatus,
+    LeaderStatus,
+    MemberState,
+    MemberStatus,
+    Obligations,
+    TakeOver,
+    Throttle,
+):
+    _public.__module__ = __name__
+del _public

@@ -83,11 +83,12 @@ class Target(Protocol):
     def where(self) -> Where:
         """Which Redis, for messages (never a password)."""
 
-    async def open(self, probe: str, *, timeout: float, connections: int) -> Opened:
+    async def open(self, probe: str | None, *, timeout: float, connections: int) -> Opened:
         """A client the fleet can use; ``FleetError`` (what, where) when there is none.
 
         ``probe`` is a key of the fleet's (never written otherwise): the checks touch it,
-        so on a Cluster they reach the node that serves the fleet's slot.
+        so on a Cluster they reach the node that serves the fleet's slot. ``None``: a
+        reader that writes nothing (``RedisFleet.status``), checked by a PING alone.
         """
 
 
@@ -266,7 +267,7 @@ class UrlTarget:
     where: Where
     db: int
 
-    async def open(self, probe: str, *, timeout: float, connections: int) -> Opened:
+    async def open(self, probe: str | None, *, timeout: float, connections: int) -> Opened:
         """Connect, and switch to a Cluster client if the server is a Cluster node."""
         sockets = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
         # A blocking pool: a burst of calls waits for a connection instead of failing
@@ -328,7 +329,7 @@ class SentinelTarget:
     #: For the Sentinels' connections (their own credentials, if any).
     sentinel_options: dict[str, Any] = attrs.field(repr=False)
 
-    async def open(self, probe: str, *, timeout: float, connections: int) -> Opened:
+    async def open(self, probe: str | None, *, timeout: float, connections: int) -> Opened:
         """Ask the Sentinels for the primary, connect to it, and check it."""
         sockets = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
         sentinel = Sentinel(
@@ -365,7 +366,7 @@ class ClientTarget:
     client: aioredis.Redis | RedisCluster = attrs.field(repr=False, eq=False)
     where: Where
 
-    async def open(self, probe: str, *, timeout: float, connections: int) -> Opened:
+    async def open(self, probe: str | None, *, timeout: float, connections: int) -> Opened:
         """Check the client (the user's configuration stands; nothing is made)."""
         if isinstance(self.client, RedisCluster):
             _cluster_supported(self.where)
@@ -414,8 +415,10 @@ async def _is_cluster(client: aioredis.Redis) -> bool:
     return bool(info.get("cluster_enabled"))
 
 
-async def _probe(client: aioredis.Redis, key: str) -> None:
+async def _probe(client: aioredis.Redis, key: str | None) -> None:
     await client.ping()
+    if key is None:
+        return  # a reader: nothing it does needs scripts that write
     try:
         await client.eval(_PROBE, 1, key)
     except ResponseError as exc:

@@ -15,6 +15,8 @@ if TYPE_CHECKING:
 
     from ._binding import Binding
     from ._connect import Target
+    from ._read import Reader
+    from ._status import FleetStatus
 
 #: Seconds between a member's heartbeats.
 HEARTBEAT = 1.0
@@ -118,6 +120,29 @@ class RedisFleet:
         prefix = self.prefix(api_key, base_url)
         settings = Settings(self._redis, prefix, self.heartbeat, self.lease, self.dead_after)
         return Binding(settings, **parts)
+
+    async def status(
+        self, api_key: str | None = None, *, base_url: str | None = None
+    ) -> FleetStatus:
+        """The fleet on ``api_key`` as its Redis shows it now, read without joining it.
+
+        Members (host, pid, heartbeats, judged by this fleet's ``heartbeat`` and
+        ``dead_after``), the leader, the rate gate, what each member holds and owes, and
+        the last 429s: a ``FleetStatus``. Nothing is written (a replica may serve it).
+        ``api_key`` and ``base_url`` default as ``Client``'s do (``GSIM_API_KEY``,
+        ``GSIM_BASE_URL``); only a hash of the key is used. An empty ``FleetStatus``
+        when no member has joined. Raises ``FleetError`` when Redis cannot be read.
+        """
+        async with self._reader(api_key, base_url) as reader:
+            return await reader.read()
+
+    def _reader(self, api_key: str | None, base_url: str | None) -> Reader:
+        """What ``status`` reads with, open for several reads (``gsim fleet status --watch``)."""
+        from ._read import Reader, credentials
+
+        key, url = credentials(api_key, base_url)
+        prefix = self.prefix(key, url)
+        return Reader(self._redis, prefix, heartbeat=self.heartbeat, dead_after=self.dead_after)
 
     def __repr__(self) -> str:
         # Only where it points: the URL may carry a password.

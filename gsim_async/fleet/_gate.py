@@ -76,8 +76,12 @@ redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', now)
 return wait
 """
 
+#: 429s the fleet remembers (``throttles``, newest first) for ``gsim fleet status``.
+_THROTTLES_KEPT = 200
+
 # A 429: pause everyone. Returns {new event (1/0), pause ms, start of the segment the
-# estimate may use (ms, wall clock of Redis), the gate's age (ms)}.
+# estimate may use (ms, wall clock of Redis), the gate's age (ms)}. KEYS[2] keeps the
+# last 429s, '<ms>:<pause asked, ms>:<new>:<member>' (ARGV: pause ms, member, how many).
 _THROTTLE = """
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
@@ -89,6 +93,8 @@ local new = 0
 if now >= untl then new = 1 end
 local u = math.max(untl, now + tonumber(ARGV[1]))
 redis.call('HSET', KEYS[1], 'until', u, 'seg', u, 'tokens', '0', 'ts', u)
+redis.call('LPUSH', KEYS[2], now .. ':' .. ARGV[1] .. ':' .. new .. ':' .. ARGV[2])
+redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[3]) - 1)
 return {new, u - now, seg, now - born}
 """
 
@@ -233,7 +239,10 @@ class FleetGate:
 
     async def _throttle(self, retry_after: float) -> None:
         async def pause(r: aioredis.Redis) -> Any:
-            return await r.eval(_THROTTLE, 1, self._key, int(retry_after * 1000))
+            return await r.eval(
+                _THROTTLE, 2, self._key, self._member.key("throttles"),
+                int(retry_after * 1000), self._member.id, _THROTTLES_KEPT,
+            )  # fmt: skip
 
         result = await self._member.call(pause, None)
         if result is None:

@@ -160,6 +160,32 @@ async def fleets(url: str) -> None:
     Client(fleet=False)
 
 
+async def fleet_status(url: str) -> list[str]:
+
+    from gsim_async.fleet import FleetStatus, MemberState, MemberStatus, RedisFleet
+
+    status: FleetStatus = await RedisFleet(url).status()
+    status = await RedisFleet(url, dead_after=60).status("key", base_url="https://gsim.io")
+    lines = [status.where, status.prefix]
+    for member in status.members:
+        one: MemberStatus = member
+        alive: bool = one.alive and one.state is not MemberState.DEAD
+        host: str | None = one.host
+        pid: int | None = one.pid
+        beat: datetime | None = one.last_heartbeat
+        held: int = one.held + one.obligations.held
+        owed: int = one.obligations.total + one.obligations.waits + (one.waiting or 0)
+        lines.append(f"{host} {pid} {beat} {held} {owed} {alive}")
+    if status.leader is not None:
+        lines.append(status.leader.member)
+    if status.gate is not None and status.gate.paused:
+        rate: float | None = status.gate.rate
+        lines.append(f"{status.gate.phase} {rate} {status.gate.paused_for}")
+    recent: int = status.throttled_within(60) + status.ownership_records + status.waiting
+    lines += [t.member for t in status.throttles[:recent] if t.began_pause]
+    return lines
+
+
 async def telemetry(tracer_provider: object, meter_provider: object) -> None:
     Client(telemetry=False)
     Client(telemetry=True)
