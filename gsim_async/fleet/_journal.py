@@ -103,6 +103,27 @@ return rows
 """
 
 
+# What members said of themselves (epoch, where they run, leaving) outlives them only
+# until the leader's next sweep: a member no longer in ``members`` (it left, or was
+# forgotten three dead_afters after its last beat) with nothing owed is dropped, unless
+# it was taken over in the last day (``gsim fleet status`` shows it until then).
+# KEYS: members, journaled, epochs, info, leaving. ARGV: the prefix of revoked:<member>
+# (the fleet's hash tag is in it: one slot).
+_PRUNE = """
+local gone = 0
+for _, key in ipairs({KEYS[3], KEYS[4], KEYS[5]}) do
+  for _, m in ipairs(redis.call('HKEYS', key)) do
+    if not redis.call('ZSCORE', KEYS[1], m) and redis.call('SISMEMBER', KEYS[2], m) == 0
+        and redis.call('EXISTS', ARGV[1] .. m) == 0 then
+      redis.call('HDEL', key, m)
+      gone = gone + 1
+    end
+  end
+end
+return gone
+"""
+
+
 class FleetJournal:
     """One member's rows in Redis (an ``_obligations.Sink``), and the leader's custody."""
 
@@ -296,8 +317,14 @@ class FleetJournal:
             if self._member.active and self._leading():
                 try:
                     await self.sweep()
+                    await self._prune()
                 except Exception:  # a bug here must not stop the custody of the next dead
                     log.exception("fleet: taking over a dead member's obligations failed")
+
+    async def _prune(self) -> None:
+        keys = [self._member.key(k) for k in ("members", "journaled", "epochs", "info", "leaving")]
+        revoked = self._member.key("revoked", "")
+        await self._member.call(lambda r: r.eval(_PRUNE, len(keys), *keys, revoked), 0)
 
     async def sweep(self, *, last: bool = False) -> int:
         """Take over the rows of every member the fleet counts as dead; how many rows.
