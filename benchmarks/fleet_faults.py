@@ -148,8 +148,10 @@ async def member(config: Json) -> None:
         stop.set()
         if line.strip() == "stop":
             await asyncio.gather(*tasks, return_exceptions=True)
-        for task in tasks:
-            task.cancel()
+        # Closing gives the waits still running up (a whole fleet closing together: the
+        # last member refunds what the others left to it), as a program stopped does;
+        # cancelling them would leave their orders as they are (money rule 4).
+        await gsim.aclose()
         await asyncio.gather(*tasks, return_exceptions=True)
     say("done")
 
