@@ -447,6 +447,8 @@ class FleetWatcher:
         ]
         if stale:
             await self._publish_again({order_id: wanted[order_id] for order_id in stale})
+            if not self._has_poller():
+                return  # leadership ended meanwhile (the member is closing, or lost it)
         for order_id, info in wanted.items():
             if order_id not in self._polled and order_id not in self._published:
                 self._poll(order_id, info)
