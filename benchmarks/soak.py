@@ -151,7 +151,10 @@ class Config:
     no_code: float = 0.1
     timeout: float = 90.0
     interval: float = 2.0
-    settle: float = 60.0
+    #: After the loops stop: until the ledger has not moved for ``settle_quiet`` seconds
+    #: (nothing bought, the same orders PENDING), ``settle`` seconds at most.
+    settle: float = 240.0
+    settle_quiet: float = 20.0
     #: Seconds of an instance's life that are warm-up, and the length of each RSS window.
     warmup: float = 60.0
     rss_every: float = 5.0
@@ -391,6 +394,7 @@ class Soak:
         self.stall: Json = {}
         self.skipped_kills: list[Json] = []
         self.minute_rows: list[Json] = []
+        self.probes: list[Json] = []
 
     def now(self) -> float:
         return time.monotonic() - self.t0
@@ -479,22 +483,32 @@ class Soak:
         server, port = await asyncio.to_thread(self._primary)
         at, wall = self.now(), time.time()
 
-        def restart() -> int:
+        marker = f"gsim-soak-marker-{uuid.uuid4().hex[:8]}"
+
+        def restart() -> tuple[int, bool]:
+            # A key of our own, written before: gone after the restart proves it empty
+            # (members write theirs again within a moment: the key count cannot tell).
+            redis_cli(server.port, "SET", marker, "1")
+            keys = int(redis_cli(server.port, "DBSIZE") or -1)
             server.kill()
             server.start()
-            return int(redis_cli(server.port, "DBSIZE") or -1)
+            return keys, redis_cli(server.port, "EXISTS", marker) == "0"
 
-        keys = await asyncio.to_thread(restart)
+        keys, empty = await asyncio.to_thread(restart)
         back = self.now()
         event: Json = {
             "event": "wipe",
             "at": at,
             "wall": wall,
             "back": back,
-            "keys_when_back": keys,
+            "keys_before": keys,
+            "came_back_empty": empty,
         }
         self.redis_events.append(event)
-        self.note(f"Redis primary (:{port}) killed and started again, empty ({keys} keys)")
+        self.note(
+            f"Redis primary (:{port}, {keys} keys) killed and started again"
+            + (", empty" if empty else ", NOT empty")
+        )
         # Still the primary once the Sentinels' down-after has passed: not a failover.
         await asyncio.sleep(self.cfg.sentinel_down_after + 3)
         named = await asyncio.to_thread(self.group.primary_port)
@@ -529,6 +543,50 @@ class Soak:
             if named is not None
             else "no failover within 60 s"
         )
+
+    # -- what the fleet keeps in Redis (a diagnosis) ---------------------------------------
+
+    def _read_fleet(self) -> Json:
+        """The fleet's per-member counters of purchases on the wire and lost, and whether
+        another buyer was flagged, as the primary holds them now."""
+        _, port = self._primary()
+        pattern = f"gsim:*:{self.common['namespace']}:*"
+        keys = redis_cli(port, "--scan", "--pattern", pattern).split()
+        seen: Json = {"wire": {}, "lost": {}, "foreign": None, "keys": len(keys)}
+        for key in keys:
+            kind = key.rsplit(":", 2)[-2] if key.count(":") >= 2 else ""
+            if kind in ("wire", "lost"):
+                pairs = redis_cli(port, "HGETALL", key).split()
+                counts = {m: int(n) for m, n in zip(pairs[0::2], pairs[1::2], strict=False)}
+                seen[kind][key.rsplit(":", 1)[-1]] = counts
+            elif key.endswith(":foreign"):
+                seen["foreign"] = {
+                    "order": redis_cli(port, "GET", key),
+                    "ttl": int(redis_cli(port, "TTL", key) or -2),
+                }
+        return seen
+
+    async def probe(self, label: str) -> None:
+        at = self.now()
+        try:
+            seen = await asyncio.to_thread(self._read_fleet)
+        except (RuntimeError, OSError, ValueError) as exc:
+            seen = {"error": repr(exc)}
+        self.probes.append({"label": label, "at": at} | seen)
+
+    async def probing(self) -> None:
+        """Probes before and after each Redis event (the end's comes after the settle)."""
+        cfg = self.cfg
+        times = [
+            (cfg.wipe - 2, "2 s before the wipe"),
+            (cfg.wipe + 10, "10 s after the wipe"),
+            (cfg.wipe + 60, "60 s after the wipe"),
+            (cfg.failover - 2, "2 s before the failover"),
+            (cfg.failover + 30, "30 s after the failover"),
+        ]
+        for at, label in sorted(t for t in times if 0 < t[0] < cfg.duration):
+            await asyncio.sleep(max(0.0, at - self.now()))
+            await self.probe(label)
 
     # -- counters ---------------------------------------------------------------------------
 
@@ -573,6 +631,7 @@ class Soak:
         counter = asyncio.ensure_future(self.count())
         sampler = asyncio.ensure_future(self.sample_rss())
         minutes = asyncio.ensure_future(self.per_minute())
+        probing = asyncio.ensure_future(self.probing())
         handlers: list[asyncio.Task[None]] = []
         for at, what, slot in self.schedule():
             await asyncio.sleep(max(0.0, at - self.now()))
@@ -597,10 +656,12 @@ class Soak:
         await asyncio.gather(*(i.tell("stop") for i in running))
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(asyncio.gather(*(i.stopped.wait() for i in running)), 90)
-        settled_after = await _settle(self.sb, cfg.settle, max(5.0, 3 * cfg.interval))
+        settled_after = await _settle(self.sb, cfg.settle, cfg.settle_quiet)
         self.note("settled" if settled_after is not None else "not settled")
         # The audit's ledger: the members stopped, the fleet still up.
         settled_ledger = await self.sb.get("ledger")
+        probing.cancel()
+        await self.probe("the loops stopped, the ledger settled")
         counter.cancel()
         minutes.cancel()
         await asyncio.gather(*(i.tell("exit") for i in running))
@@ -638,8 +699,9 @@ class Soak:
                 e | _rates(self.samples, e, cfg) for e in sorted(self.redis_events, key=_at)
             ],
             "start_failures": self.start_failures,
+            "fleet_in_redis": self.probes,
             "skipped_kills": self.skipped_kills,
-            "audit": audit(self.instances, settled_ledger, cfg, self.redis_events),
+            "audit": audit(self.instances, settled_ledger, cfg, self.redis_events, stop_wall),
             "stall": stall_audit(self.instances, self.stall, settled_ledger, stop_wall),
             "after_exit": {
                 "left_charged": sorted(
@@ -711,22 +773,24 @@ async def run(cfg: Config) -> Json:
 
 
 async def _settle(sb: Any, within: float, quiet: float) -> float | None:
-    """Seconds until no order is PENDING and none was bought for ``quiet`` seconds.
+    """Seconds until the ledger stops moving: nothing bought and the same orders PENDING
+    for ``quiet`` seconds (none, when the fleet owes nothing more).
 
     (Purchases a stopped loop had queued at the rate gate still go out, and are then
     refunded.) None: not within ``within``.
     """
     started = time.monotonic()
-    count, quiet_since = -1, None
+    seen: tuple[int, frozenset[str]] | None = None
+    quiet_since = started
     while True:
         orders = await sb.orders()
         now = time.monotonic()
-        if len(orders) != count or any(o["status"] == "PENDING" for o in orders):
-            quiet_since = None
-        elif quiet_since is None:
-            quiet_since = now
-        count = len(orders)
-        if quiet_since is not None and now - quiet_since >= quiet:
+        state = (len(orders), frozenset(o["id"] for o in orders if o["status"] == "PENDING"))
+        if state != seen:
+            seen, quiet_since = state, now
+        if not state[1] and now - quiet_since >= min(quiet, 5.0):
+            return now - started
+        if now - quiet_since >= quiet:
             return now - started
         if now - started > within:
             return None
@@ -782,7 +846,11 @@ def _rates(samples: Sequence[tuple[float, int, int]], event: Json, cfg: Config) 
 
 
 def audit(
-    instances: Sequence[Instance], ledger: Json, cfg: Config, redis_events: Sequence[Json]
+    instances: Sequence[Instance],
+    ledger: Json,
+    cfg: Config,
+    redis_events: Sequence[Json],
+    stop_wall: float,
 ) -> Json:
     """What the ledger says, checked against what the members asked for and got."""
     orders: dict[str, Json] = {o["id"]: o for o in ledger["orders"]}
@@ -856,7 +924,12 @@ def audit(
             for i in unheld
             if died - WIRE_BEFORE_DEATH <= float(orders[i]["created_at"]) <= died + 5
         ]
-        row: Json = {"member": instance.label, "died_wall": died}
+        row: Json = {
+            "member": instance.label,
+            "died_wall": died,
+            "open_ids": open_ids,
+            "on_the_wire_ids": wire_ids,
+        }
         for name, ids, sink in (
             ("open", open_ids, after_death),
             ("on_the_wire", wire_ids, wire_after_death),
@@ -879,7 +952,7 @@ def audit(
                 f"{name}_fates": dict(fates),
                 f"{name}_max_s": max(delays, default=None),
                 f"{name}_late": sorted(
-                    i for i in ids if refund_at.get(i, math.inf) - died > REFUND_WITHIN
+                    i for i in ids if i in refund_at and refund_at[i] - died > REFUND_WITHIN
                 )[:20],
             }
         deaths.append(row)
@@ -907,6 +980,28 @@ def audit(
             <= instance.killed_wall + 5
         }
     left_in_hole = sorted(i for i in left_charged if i in in_hole)
+    # Why each order was left charged, as far as the members' output tells.
+    open_at_death = {i for x in deaths for i in x["open_ids"]}
+    wire_at_death = {i for x in deaths for i in x["on_the_wire_ids"]}
+    unknown_text = " ".join(e for i in instances for o, e in i.ends.values() if o == "error")
+    told_text = " ".join(m for i in instances for _, _, m in i.logs if "cannot be told" in m)
+    why_left: dict[str, str] = {}
+    for order_id in left_charged:
+        if order_id in wire_at_death:
+            why = "a killed member's purchase on the wire at its death"
+        elif order_id in open_at_death:
+            why = "a killed member's order open at its death"
+        elif float(orders[order_id]["created_at"]) >= stop_wall:
+            why = "bought after the loops stopped (a stopped loop's purchase)"
+        elif order_id in unknown_text:
+            why = "named by an OutcomeUnknownError raised to a loop (its answer was lost)"
+        elif order_id in told_text:
+            why = "named by 'an earlier run's purchase cannot be told'"
+        elif order_id not in holders:
+            why = "nobody held it, no member named it"
+        else:
+            why = "held by " + ", ".join(holders[order_id])
+        why_left[order_id] = why
     left_charged_rest = sorted(i for i in left_charged if i not in in_hole)
     return {
         "orders": len(orders),
@@ -937,6 +1032,8 @@ def audit(
         "double_charges": beyond + len(shared) + len(charged_twice),
         "left_charged": left_charged_rest,
         "left_charged_in_hole": left_in_hole,
+        "left_charged_why": why_left,
+        "left_charged_by_why": dict(collections.Counter(why_left.values())),
         "hole_deaths": [i.label for i in hole_deaths],
         "left_charged_detail": [
             dict(orders[i], holders=holders.get(i, [])) for i in left_charged[:20]
@@ -1095,6 +1192,11 @@ def _member_json(instance: Instance) -> Json:
         "rss": instance.rss,
         "logs": instance.logs,
         "bought_ids": sorted(instance.bought.values()),
+        "errors": [
+            [instance.end_at.get(seq), error]
+            for seq, (outcome, error) in sorted(instance.ends.items())
+            if outcome == "error"
+        ],
     }
 
 
@@ -1251,7 +1353,7 @@ def _events_ok(result: Json) -> bool:
     wipe, failover = _event(result, "wipe"), _event(result, "failover")
     return (
         wipe is not None
-        and wipe["keys_when_back"] == 0
+        and wipe["came_back_empty"]
         and not wipe.get("failed_over", True)
         and failover is not None
         and failover["promoted"] is not None
@@ -1263,8 +1365,9 @@ def _events_line(result: Json) -> str:
     wipe, failover = _event(result, "wipe"), _event(result, "failover")
     if wipe is not None:
         parts.append(
-            f"wipe at {wipe['at']:.0f} s: back after {wipe['back'] - wipe['at']:.1f} s with "
-            f"{wipe['keys_when_back']} keys, "
+            f"wipe at {wipe['at']:.0f} s ({wipe['keys_before']} keys): back after "
+            f"{wipe['back'] - wipe['at']:.1f} s "
+            + ("empty, " if wipe["came_back_empty"] else "NOT empty, ")
             + ("the Sentinels failed over" if wipe.get("failed_over") else "still the primary")
             + (", replica resynced" if wipe.get("replica_linked") else ", replica not linked")
         )
@@ -1297,6 +1400,25 @@ def _fates_line(deaths: Sequence[Json], name: str) -> str:
     )
 
 
+def _probe_row(probe: Json) -> list[str]:
+    if "error" in probe:
+        return [probe["label"], f"{probe['at']:.0f}", "-", "-", probe["error"][:80]]
+
+    def below_zero(kind: str) -> str:
+        counts = [n for per_key in probe[kind].values() for n in per_key.values()]
+        negative = [n for n in counts if n < 0]
+        return f"{len(negative)} of {len(counts)}" + (f" (min {min(negative)})" if negative else "")
+
+    flag = probe["foreign"]
+    return [
+        probe["label"],
+        f"{probe['at']:.0f}",
+        below_zero("wire"),
+        below_zero("lost"),
+        "no" if flag is None else f"yes: {flag['order']} (expires in {flag['ttl']} s)",
+    ]
+
+
 def _verdict(met: bool | None) -> str:
     return "reported" if met is None else "met" if met else "**missed**"
 
@@ -1319,7 +1441,8 @@ def report(result: Json) -> str:
         + (" (smoke: rates and RSS reported, not judged)" if cfg["smoke"] else "")
         + f". Wall {result['wall_s']:.0f} s; settled "
         + (
-            f"{result['settled_after_s']:.0f} s after the stop."
+            f"{result['settled_after_s']:.0f} s after the stop (the ledger unchanged for "
+            f"{cfg['settle_quiet']:g} s)."
             if result["settled_after_s"] is not None
             else f"**not** within {cfg['settle']:g} s."
         ),
@@ -1392,6 +1515,26 @@ def report(result: Json) -> str:
             )
             + f"; refunded while stopped: {len(st['refunded_while_stopped'])}; waits ended "
             f"'taken over by the fleet': {st['taken_over_count']}.",
+        ]
+    if result.get("fleet_in_redis"):
+        lines += [
+            "",
+            "What the fleet kept in Redis (a diagnosis: per-member counts of purchases on the "
+            "wire and whose answer was lost, summed over the keys; the flag that another "
+            "buyer was seen on the API key):",
+            "",
+            markdown_table(
+                ["when", "at s", "wire counts < 0", "lost counts < 0", "another buyer flagged"],
+                [_probe_row(x) for x in result["fleet_in_redis"]],
+                "lrrrl",
+            ),
+        ]
+    if a["left_charged_why"]:
+        lines += [
+            "",
+            "Orders left charged, by what the members' output tells of each: "
+            + "; ".join(f"{v} x {k}" for k, v in a["left_charged_by_why"].items())
+            + ".",
         ]
     deaths = a["deaths"]
     lines += [
@@ -1584,7 +1727,7 @@ async def member(config: Json) -> int:
                 except gsim_async.NoCodeError as exc:
                     say("end", s=seq, outcome="no code", error=str(exc)[:300])
                 except gsim_async.GsimError as exc:
-                    say("end", s=seq, outcome="error", error=repr(exc)[:300])
+                    say("end", s=seq, outcome="error", error=repr(exc)[:2000])
                     await asyncio.sleep(1.0)  # not a tight loop if the server refuses
                 except asyncio.CancelledError:
                     say("end", s=seq, outcome="stopped")
@@ -1674,7 +1817,8 @@ def config_of(args: argparse.Namespace) -> Config:
             delays=(1.0, 10.0),
             timeout=15.0,
             interval=0.5,
-            settle=30.0,
+            settle=60.0,
+            settle_quiet=10.0,
             warmup=10.0,
             rss_every=1.0,
             smoke=True,

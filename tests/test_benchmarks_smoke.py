@@ -7,6 +7,10 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+import pytest
+from redis_server import need_redis
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -77,3 +81,62 @@ def test_benchmark_suite_runs_every_scenario_and_reports_every_target(tmp_path: 
     for run in tel["code_runs"]:
         assert run["codes"] == run["n"] and run["errors"] == 0 and run["wrong_codes"] == 0
     assert tel["code_runs"][-1]["spans"] > 0
+
+
+# -- the soak's smoke (issue 23): every fault, judged on the ledger ---------------------
+
+
+@pytest.fixture(scope="module")
+def soak(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess[str], Any]:
+    """``python -m benchmarks.soak --smoke --file-journals``, run once for the tests below.
+
+    4 fleet members for 75 s on a Sentinel group: a member SIGKILLed every 15 s and
+    started again on its journal file, Redis restarted empty, a member stalled 6 s, a
+    Sentinel failover (about two minutes in all).
+    """
+    need_redis()
+    where = tmp_path_factory.mktemp("soak")
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.soak", "--smoke", "--file-journals",
+         "--json", "soak.json"],
+        cwd=where,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )  # fmt: skip
+    assert (where / "soak.json").exists(), done.stderr[-3000:]
+    return done, json.loads((where / "soak.json").read_text())
+
+
+def test_soak_smoke_runs_every_fault(soak: tuple[Any, Any]) -> None:
+    done, report = soak
+    assert "| soak (design.md, issue 23) |" in done.stdout, done.stderr[-3000:]
+    # A member killed every 15 s, each started again.
+    assert sum(1 for m in report["members"] if m["killed"]) == 4
+    assert len(report["members"]) == 8
+    # Redis restarted empty (the Sentinels did not fail over), then a failover.
+    wipe, failover = report["redis_events"]
+    assert wipe["event"] == "wipe" and wipe["came_back_empty"] is True
+    assert wipe["failed_over"] is False and wipe["replica_linked"] is True
+    assert failover["event"] == "failover" and failover["promoted"] is not None
+    # One member stalled, chosen among those not killed afterwards.
+    stall = report["stall"]
+    assert stall["stall_s"] == pytest.approx(6.0, abs=1.0)
+    assert not next(m for m in report["members"] if m["member"] == stall["member"])["killed"]
+
+
+def test_soak_smoke_loses_no_money_and_no_code(soak: tuple[Any, Any]) -> None:
+    done, report = soak
+    audit, stall = report["audit"], report["stall"]
+    assert audit["double_charges"] == 0
+    assert not audit["wrong_codes"] and not audit["ended_unrefunded"] and audit["balanced"]
+    # The stalled member (6 s < dead_after) got every code, and nothing was taken from it.
+    assert stall["codes_delivered"] > 0
+    assert stall["codes_returned"] == stall["codes_delivered"], stall
+    assert stall["behind_its_back"] == 0, stall
+    deaths = audit["refunds_after_death"]
+    assert deaths["count"] > 0 and deaths["p95_s"] <= 45.0, deaths
+    assert not audit["left_charged"], (audit["left_charged_detail"], done.stdout[-4000:])
+    assert done.returncode == 0, done.stdout[-4000:]
