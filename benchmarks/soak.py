@@ -960,25 +960,30 @@ def audit(
 
     # Without file journals, what a member that died shortly before Redis lost everything
     # owed lived only in Redis: if it was not taken over yet, nobody can refund it.
+    # Not taken over before Redis lost everything: no member logged a takeover between
+    # its death and the event (the deaths are a minute apart: each takeover is its own).
+    takeovers = sorted(
+        at for i in instances for at, _, m in i.logs if "is gone (" in m and "taking over" in m
+    )
+
+    def in_the_hole(died: float) -> bool:
+        for event in redis_events:
+            lost_at = float(event["wall"])
+            if 0 <= lost_at - died <= DEAD_AFTER and not any(
+                died <= at <= lost_at for at in takeovers
+            ):
+                return True
+        return False
+
     hole_deaths = [
         i
         for i in instances
-        if not cfg.file_journals
-        and i.killed_wall is not None
-        and any(0 <= float(e["wall"]) - i.killed_wall <= DEAD_AFTER for e in redis_events)
+        if not cfg.file_journals and i.killed_wall is not None and in_the_hole(i.killed_wall)
     ]
     in_hole = set()
-    for instance in hole_deaths:
-        assert instance.killed_wall is not None
-        in_hole |= set(instance.open_at(instance.killed_wall))
-        # Its purchases on the wire when it died: orders nobody held, bought just before.
-        in_hole |= {
-            i
-            for i in unheld
-            if instance.killed_wall - 30
-            <= float(orders[i]["created_at"])
-            <= instance.killed_wall + 5
-        }
+    for death in deaths:
+        if death["member"] in {i.label for i in hole_deaths}:
+            in_hole |= set(death["open_ids"]) | set(death["on_the_wire_ids"])
     left_in_hole = sorted(i for i in left_charged if i in in_hole)
     # Why each order was left charged, as far as the members' output tells.
     open_at_death = {i for x in deaths for i in x["open_ids"]}
@@ -992,7 +997,7 @@ def audit(
         elif order_id in open_at_death:
             why = "a killed member's order open at its death"
         elif float(orders[order_id]["created_at"]) >= stop_wall:
-            why = "bought after the loops stopped (a stopped loop's purchase)"
+            why = "bought after the loops stopped (a stopped loop's purchase; nobody named it)"
         elif order_id in unknown_text:
             why = "named by an OutcomeUnknownError raised to a loop (its answer was lost)"
         elif order_id in told_text:
