@@ -9,5 +9,5 @@ lost under faults), ``sandbox_throughput`` (the sandbox's request rate), ``journ
 crash journal's cost: CPU per code, requests, purchases per second), and ``_common`` (the
 sandbox subprocess, child processes, tables). Run on their own: ``fleet`` (8 processes on
 one key through Redis) and ``soak`` (a fleet for 10 minutes while members are killed and
-Redis restarts).
+stalled, and Redis restarts empty and fails over).
 """
