@@ -130,8 +130,13 @@ class SharedGate(Protocol):
     def open(self) -> bool:
         """Whether a request may go without asking the fleet (unpaced, no pause)."""
 
-    async def permit(self) -> float:
-        """Take a fleet-wide turn: 0 when granted, else seconds to wait first."""
+    async def permit(self, priority: Priority) -> float:
+        """Take a fleet-wide turn: 0 when granted, else seconds to wait first.
+
+        Refunds and polls go before purchases fleet-wide too, not only within a member:
+        a leader refunding a dead member's orders must not queue behind every member's
+        purchases.
+        """
 
     def throttled(self, sent_at: float, retry_after: float) -> None:
         """A 429 answered a request sent at ``sent_at`` (monotonic): pause the fleet."""
@@ -315,7 +320,7 @@ class Pacing:
             if fleet is not None:
                 # The fleet's limit paces every member; the local queue only orders turns.
                 if wait <= 0 and not fleet.open():
-                    wait = await fleet.permit()
+                    wait = await fleet.permit(self._peek())
             elif wait <= 0 and self._rate is not None:
                 self._refill(now)
                 if self._tokens < 1.0:
@@ -336,6 +341,13 @@ class Pacing:
     def _waiting(self) -> bool:
         refunds, calls, polls = self._queues
         return bool(refunds or calls or polls)
+
+    def _peek(self) -> Priority:
+        """The priority of the request ``_next()`` would give the turn to."""
+        refunds, calls, polls = self._queues
+        if polls and (not (refunds or calls) or self._calls_since_poll >= _POLL_SHARE - 1):
+            return Priority.POLL
+        return Priority.REFUND if refunds else Priority.CALL
 
     def _next(self) -> asyncio.Future[Ticket]:
         refunds, calls, polls = self._queues

@@ -80,6 +80,14 @@ class SharedBook(Protocol):
     async def claim(self, item_id: str) -> bool:
         """Hold ``item_id`` for this member unless a member holds it already."""
 
+    @property
+    def judging_from(self) -> float:
+        """When (monotonic) what ``held`` lacks proves something again (0: now).
+
+        After Redis lost its data, members write their holdings back within a few
+        heartbeats: until then an order missing from ``held`` may be a member's.
+        """
+
 
 class Item(Protocol):
     """What reconciliation reads of an order or a rental."""
@@ -402,6 +410,13 @@ class Reconciler(Generic[T]):
             ownership.stamp(item.id, item.created_at)  # our own purchases pin the clock
         unheld = [i for i in items if not ownership.holds(i.id) and i.id not in self._set_aside]
         lost_here = len(batch)
+        if fleet is not None and fleet.judging_from > time.monotonic():
+            # Redis lost what members hold a moment ago and they are writing it back: an
+            # order missing from it may be another member's (adopted, it would be owned
+            # twice; counted, it would look like another buyer's). Listed again after.
+            for lost in batch:
+                lost.next_check = max(lost.next_check, fleet.judging_from)
+            return
         if fleet is not None:
             held = await fleet.held([i.id for i in unheld])
             unheld = [i for i in unheld if i.id not in held]

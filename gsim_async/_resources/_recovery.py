@@ -320,20 +320,27 @@ class Recovery:
         for entry, reconciler, key, lost in losts:
             groups.setdefault(key, (reconciler, []))[1].append((entry, lost))
 
+        async def resolve(entry: Entry, lost: Lost[Any]) -> None:
+            await lost.done.wait()
+            await self._resolved(entry, lost, at_once)
+
         async def one_key(
             key: tuple[str, ...], reconciler: Reconciler[Any], rows: list[tuple[Entry, Lost[Any]]]
         ) -> None:
-            failures = 0
-            while True:
-                try:
-                    await reconciler.recover(key, [lost for _, lost in rows])
-                    break
-                except GsimError as exc:  # the baseline could not be listed: again, later
-                    failures += 1
-                    log.info("journal: could not reconcile yet (%s); trying again", exc)
-                    await anyio.sleep(min(2.0**failures, C.REFUND_BACKOFF_CAP))
-            for entry, lost in rows:
-                await self._resolved(entry, lost, at_once)
+            # Each purchase is answered for as soon as it is resolved: an order adopted
+            # early must not wait, owed by nobody, for the key's last purchase (minutes
+            # under steady buying), or die unowed with the member that adopted it.
+            async with anyio.create_task_group() as resolving:
+                for entry, lost in rows:
+                    resolving.start_soon(resolve, entry, lost)
+                failures = 0
+                while pending := [lost for _, lost in rows if not lost.done.is_set()]:
+                    try:
+                        await reconciler.recover(key, pending)
+                    except GsimError as exc:  # the baseline could not be listed: again, later
+                        failures += 1
+                        log.info("journal: could not reconcile yet (%s); trying again", exc)
+                        await anyio.sleep(min(2.0**failures, C.REFUND_BACKOFF_CAP))
 
         await asyncio.gather(*(one_key(key, *group) for key, group in groups.items()))
 

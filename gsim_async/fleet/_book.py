@@ -54,6 +54,10 @@ class FleetBook:
         self._foreign_checked = 0.0
         self._foreign_seen = False
         self._judge_from = 0.0  # monotonic
+        #: This member's purchases on the wire and lost, per key: written back when Redis
+        #: loses them (else decrements after a wipe leave counts below zero for good).
+        self._wire: dict[str, int] = {}
+        self._lost: dict[str, int] = {}
         member.on_rejoin(self._rejoined)
 
     @property
@@ -73,13 +77,36 @@ class FleetBook:
         members bought before, or alone while it was down, looked like another buyer's,
         and for an hour no lost purchase answer was matched: each order left charged.)
         """
+        # Every member notices a wipe within a heartbeat and writes back what it holds;
+        # a member joining just after one cannot tell, so every join waits as long.
         grace = max(_REJOIN_GRACE, 5 * self._member.settings.heartbeat)
         self._judge_from = time.monotonic() + grace
         ids = list(self._ownership.held_ids())
-        if not ids:
-            return
-        mapping: dict[Any, Any] = dict.fromkeys(ids, self._member.id)
-        await self._member.call(lambda r: r.hset(self._held, mapping=mapping), None)
+        me = self._member.id
+
+        async def write(r: aioredis.Redis) -> Any:
+            pipe = r.pipeline(transaction=False)
+            if ids:
+                pipe.hset(self._held, mapping=dict.fromkeys(ids, me))
+            for kind, counts in (("wire", self._wire), ("lost", self._lost)):
+                for name, count in counts.items():
+                    pipe.hset(self._member.key(kind, name), me, max(count, 0))
+            return await pipe.execute()
+
+        if ids or self._wire or self._lost:
+            await self._member.call(write, None)
+
+    @property
+    def judging_from(self) -> float:
+        """When (monotonic) an order missing from ``held`` proves something again."""
+        return self._judge_from
+
+    def _count(self, counts: dict[str, int], name: str, delta: int) -> None:
+        count = counts.get(name, 0) + delta
+        if count:
+            counts[name] = count
+        else:
+            counts.pop(name, None)
 
     # -- purchases ------------------------------------------------------------------------
 
@@ -90,11 +117,13 @@ class FleetBook:
         while await self._member.call(lambda r: r.exists(drain), 0):  # noqa: ASYNC110
             await asyncio.sleep(_POLL)
         wire = self._member.key("wire", _name(key))
+        self._count(self._wire, _name(key), 1)
         await self._member.call(lambda r: r.hincrby(wire, self._member.id, 1), 0)
 
     async def end(self, key: Key, item_id: str | None) -> None:
         """Off the wire (holding ``item_id`` for this member first)."""
         wire = self._member.key("wire", _name(key))
+        self._count(self._wire, _name(key), -1)
 
         async def write(r: aioredis.Redis) -> Any:
             pipe = r.pipeline(transaction=True)
@@ -108,6 +137,7 @@ class FleetBook:
     async def lost(self, key: Key, delta: int) -> None:
         """A purchase of ``key`` lost its answer (+1) or was resolved (-1)."""
         lost = self._member.key("lost", _name(key))
+        self._count(self._lost, _name(key), delta)
         await self._member.call(lambda r: r.hincrby(lost, self._member.id, delta), 0)
 
     async def quiet(self, key: Key, timeout: float) -> None:

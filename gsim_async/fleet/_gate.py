@@ -18,7 +18,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from .. import _constants as C
-from .._pacing import Pacing, Phase
+from .._pacing import Pacing, Phase, Priority
 from ._member import Member
 
 log = logging.getLogger("gsim_async")
@@ -55,8 +55,9 @@ return redis.call('HMGET', KEYS[1], 'phase', 'rate', 'until')
 
 # A turn: 0 when granted, else milliseconds to wait; -1 when the gate is gone (Redis
 # lost it): the member brings back what it knows before it takes a turn, or every
-# member would send unpaced until its next heartbeat noticed. Rates and tokens are
-# strings (Lua numbers come back to Redis as integers).
+# member would send unpaced until its next heartbeat noticed. ARGV[1]: '1' for a
+# purchase (or another call), which leaves a token of the bucket to refunds and polls.
+# Rates and tokens are strings (Lua numbers come back to Redis as integers).
 _ACQUIRE = """
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
@@ -70,8 +71,11 @@ local cap = math.max(1, rate * 0.2)
 local tokens = tonumber(g[3]) or cap
 local ts = tonumber(g[4]) or now
 if tokens < cap then tokens = math.min(cap, tokens + (now - ts) * rate / 1000) end
+-- A purchase leaves a token for refunds and polls, whichever member sends them.
+local need = 1
+if ARGV[1] == '1' then need = 1 + math.min(1, cap - 1) end
 local wait = 0
-if tokens >= 1 then tokens = tokens - 1 else wait = math.ceil((1 - tokens) * 1000 / rate) end
+if tokens >= need then tokens = tokens - 1 else wait = math.ceil((need - tokens) * 1000 / rate) end
 redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', now)
 return wait
 """
@@ -148,12 +152,17 @@ class FleetGate:
         """Unpaced and not paused: a request needs no turn from Redis."""
         return self._rate is None and time.monotonic() >= self._pause_until
 
-    async def permit(self) -> float:
-        """A fleet-wide turn: 0 when granted, else seconds to wait."""
-        wait_ms = await self._member.call(lambda r: r.eval(_ACQUIRE, 1, self._key), 0)
+    async def permit(self, priority: Priority) -> float:
+        """A fleet-wide turn: 0 when granted, else seconds to wait.
+
+        A call leaves a token to refunds and polls (see ``_ACQUIRE``): they go first
+        across the fleet, as they do within a member.
+        """
+        call = "1" if priority is Priority.CALL else "0"
+        wait_ms = await self._member.call(lambda r: r.eval(_ACQUIRE, 1, self._key, call), 0)
         if wait_ms == -1:
             await self.sync()
-            wait_ms = await self._member.call(lambda r: r.eval(_ACQUIRE, 1, self._key), 0)
+            wait_ms = await self._member.call(lambda r: r.eval(_ACQUIRE, 1, self._key, call), 0)
             if wait_ms == -1:
                 return _SYNC_WAIT  # still gone: ask again shortly, never unpaced
         return max(0.0, float(wait_ms) / 1000)

@@ -61,7 +61,8 @@ return 1
 # KEYS: epochs, owed:<dead>, owed:<taker>, journaled, leader, members, taken:<dead>,
 # revoked:<dead>, leaving. ARGV: taker, its epoch, the dead member, dead_after (ms), '1'
 # when its process is known to be gone, how long the dead member may learn of it (s),
-# '1' when the taker is the last member of a fleet stopping (it takes members leaving).
+# '1' when the taker is the last member of a fleet stopping (it takes members leaving),
+# then for the last: how recent a beat must be to stay (ms), and the members known dead.
 # The rows go one field at a time: unpack() of thousands would overflow Lua's stack.
 # The dead member loses its epoch (whatever it writes later is refused), and what was
 # taken is kept for it: if it was only stalled, it learns what was done in its name.
@@ -73,10 +74,15 @@ local dead_after = tonumber(ARGV[4])
 local leaving = redis.call('HEXISTS', KEYS[9], ARGV[3]) == 1
 if ARGV[7] == '1' then
   -- The last member of a fleet stopping together: no leader stays to do it. It must be
-  -- leaving itself, with no other member alive and staying.
+  -- leaving itself, with no other member staying (as Member.stopping counts them: a
+  -- beat within ARGV[8] ms, not leaving, not among the dead it names, ARGV[9...]).
   if redis.call('HEXISTS', KEYS[9], ARGV[1]) == 0 then return {} end
-  for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[6], now - dead_after, '+inf')) do
-    if m ~= ARGV[1] and redis.call('HEXISTS', KEYS[9], m) == 0 then return {} end
+  local dead = {}
+  for i = 9, #ARGV do dead[ARGV[i]] = true end
+  for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[6], now - tonumber(ARGV[8]), '+inf')) do
+    if m ~= ARGV[1] and not dead[m] and redis.call('HEXISTS', KEYS[9], m) == 0 then
+      return {}
+    end
   end
 elseif redis.call('GET', KEYS[5]) ~= ARGV[1] .. ':' .. ARGV[2] then
   return {}
@@ -379,7 +385,8 @@ class FleetJournal:
         )
         dead_after = int(self._member.settings.dead_after * 1000)
         flags = ("1" if proven else "0", _TAKEN_KEPT, "1" if last else "0")
-        return await self._member.fenced(_TAKE_OVER, keys, dead, dead_after, *flags)
+        staying = (self._member.staying_window, *self._member.proven_dead) if last else ()
+        return await self._member.fenced(_TAKE_OVER, keys, dead, dead_after, *flags, *staying)
 
 
 def _entry(ref: str, text: str) -> Entry | None:

@@ -91,11 +91,12 @@ local live = redis.call('ZCOUNT', KEYS[3], now - tonumber(ARGV[5]), '+inf')
 return {status, epoch, revoked or '', taken, live}
 """
 
-# Stopping (fenced). KEYS: epochs, members, leaving. ARGV: member, epoch, dead_after
-# (ms), then the members known dead. The member is marked leaving; returns how many other
-# members are alive and staying: when none, nobody will take over what it owes, and it
-# gives its waits up itself. Atomic, so of members stopping together the last to ask
-# knows it is the last (each left to itself, all would leave it to the others).
+# Stopping (fenced). KEYS: epochs, members, leaving. ARGV: member, epoch, how recent a
+# beat must be to stay (ms), then the members known dead. The member is marked leaving;
+# returns how many other members are alive and staying: when none, nobody will take over
+# what it owes, and it gives its waits up itself. Atomic, so of members stopping
+# together the last to ask knows it is the last (each left to itself, all would leave it
+# to the others).
 _STOPPING = """
 if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return -1 end
 local t = redis.call('TIME')
@@ -111,6 +112,12 @@ for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], now - tonumber(ARGV[3]),
 end
 return others
 """
+
+#: Heartbeats within which a member must have beaten to count as staying when another
+#: stops: only a member beating now will take over what the stopping one leaves (one
+#: silent for longer may be dead, or stalled: then the stopping member refunds itself,
+#: the side that loses no money).
+STAYING_BEATS = 3
 
 # Leaving: the heartbeat, the epoch and what the member said of itself go at once, so
 # nobody waits out the death threshold for a member that closed.
@@ -161,6 +168,9 @@ class Member:
         self.highest_epoch = 0
         #: Members alive at the last heartbeat, this one included.
         self.peers = 1
+        self.joined = ""
+        #: Set once the member stops (``stopping()``): it never joins again.
+        self.leaving = False
         self._redis: aioredis.Redis | None = None
         self._opened: Opened | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -260,6 +270,9 @@ class Member:
             return False
         self.peers = max(1, int(live))
         self.epoch = int(epoch)
+        #: How this (re)join found Redis: 'new', 'same', 'lost' (it had lost its data) or
+        #: 'revoked' (the fleet had taken this member over).
+        self.joined = str(status)
         self.highest_epoch = max(self.highest_epoch, self.epoch)
         self._last_beat = time.monotonic()
         was_down = self._warned
@@ -296,19 +309,35 @@ class Member:
             except FAILURES as exc:
                 self._down(exc)
                 return False
+            except Exception:
+                log.exception("fleet: rejoining failed in part; trying again")
+                self._down(None)
+                return False
         return True
 
+    @property
+    def staying_window(self) -> int:
+        """How recent (ms) a member's beat must be for it to count as staying."""
+        return int(max(STAYING_BEATS * self.settings.heartbeat, 2.0) * 1000)
+
     async def stopping(self) -> int | None:
-        """Mark this member leaving; how many others stay alive (``None``: unknown)."""
-        dead_after = int(self.settings.dead_after * 1000)
-        others = await self.fenced(
-            _STOPPING, (self.key("members"), self.key("leaving")), dead_after, *self.proven_dead
-        )
+        """Mark this member leaving; how many others stay alive (``None``: unknown).
+
+        From then on the member never joins again: a refusal (the last member took
+        over what it left) is the end of its membership, not a reason to rejoin.
+        """
+        await self.alive()  # which members are provably dead, fresh
+        self.leaving = True
+        keys = (self.key("members"), self.key("leaving"))
+        others = await self.fenced(_STOPPING, keys, self.staying_window, *self.proven_dead)
         return None if others is None else int(others)
 
     def refused(self) -> None:
         """A fenced script refused this member's epoch: join again, learning why."""
         if self._closed or (self._rejoin_task is not None and not self._rejoin_task.done()):
+            return
+        if self.leaving:
+            self.active = False  # taken over as it left: its membership is over
             return
         self._rejoin_task = self.spawn(self._rejoin(), "rejoin")
 
@@ -468,12 +497,22 @@ class Member:
     async def _heartbeats(self) -> None:
         while not self._closed:
             await asyncio.sleep(self.settings.heartbeat if self.active else _RECONNECT)
-            if self.active:
-                known = await self.call(self._beat, None)
-                if known is False:
-                    await self._rejoin()
-            else:
-                await self._join()
+            if self.leaving and not self.active:
+                continue  # taken over as it left: nothing to join again
+            try:
+                if self.active:
+                    known = await self.call(self._beat, None)
+                    if known is False:
+                        if self.leaving:
+                            self.active = False
+                        else:
+                            await self._rejoin()
+                else:
+                    await self._join()
+            except Exception:
+                # A bug in a rejoin callback must not stop the heartbeats for good (the
+                # member would act while the fleet takes it for dead).
+                log.exception("fleet: a heartbeat failed; trying again")
 
     async def _events(self) -> None:
         while not self._closed:

@@ -415,13 +415,25 @@ class FleetWatcher:
         # ``dead_after`` (or whose process is gone) is taken as dead, and its waits
         # dropped (its waiter died with it); until then its orders are polled.
         alive = await self._member.alive()
+        # Dropped only once the member has no epoch (taken over, or left): one that beat
+        # again in between keeps its epoch, is never taken over, and would never register
+        # again; its waits would be polled by nobody.
+        members: set[str] = set()
+        if any(f.rpartition("|")[2] not in alive for f in entries):
+
+            async def with_epochs(r: aioredis.Redis) -> set[str]:
+                return {str(m) for m in await r.hkeys(self._member.epochs)}
+
+            members = await self._member.call(with_epochs, {f.rpartition("|")[2] for f in entries})
         wanted: dict[str, dict[str, Any]] = {}
         gone: list[str] = []
         for field, raw in entries.items():
             order_id, _, member = str(field).rpartition("|")
-            if member not in alive:
+            if member not in alive and member not in members:
                 gone.append(str(field))
                 continue
+            if member not in alive:
+                continue  # silent, not yet taken over: its orders wait for the takeover
             with contextlib.suppress(ValueError, TypeError):
                 wanted[order_id] = json.loads(raw)
         if gone:
