@@ -70,6 +70,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import signal
 import statistics
 import sys
@@ -514,8 +515,14 @@ class Soak:
         named = await asyncio.to_thread(self.group.primary_port)
         event["failed_over"] = named != port
         replica = self.group.replica if server is self.group.primary else self.group.primary
-        info = await asyncio.to_thread(redis_cli, replica.port, "INFO", "replication")
-        event["replica_linked"] = "master_link_status:up" in info
+        # The replica resyncs from the restarted primary in full: on a loaded machine that
+        # takes a few seconds more.
+        for _ in range(40):
+            info = await asyncio.to_thread(redis_cli, replica.port, "INFO", "replication")
+            event["replica_linked"] = "master_link_status:up" in info
+            if event["replica_linked"]:
+                break
+            await asyncio.sleep(0.5)
 
     async def failover(self) -> None:
         """The primary SIGKILLed and left down until the Sentinels promote the replica."""
@@ -656,6 +663,12 @@ class Soak:
         await asyncio.gather(*(i.tell("stop") for i in running))
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(asyncio.gather(*(i.stopped.wait() for i in running)), 90)
+        # Refunds a member's journal has scheduled (an earlier run's orders, due at a time
+        # it logged) are owed, not lost: the ledger is read once they are due.
+        due = _scheduled_refunds(self.instances)
+        if due > time.time():
+            self.note(f"waiting {due - time.time():.0f} s for the refunds journals scheduled")
+            await asyncio.sleep(min(due - time.time() + 5.0, cfg.settle))
         settled_after = await _settle(self.sb, cfg.settle, cfg.settle_quiet)
         self.note("settled" if settled_after is not None else "not settled")
         # The audit's ledger: the members stopped, the fleet still up.
@@ -795,6 +808,22 @@ async def _settle(sb: Any, within: float, quiet: float) -> float | None:
         if now - started > within:
             return None
         await asyncio.sleep(1.0)
+
+
+_SCHEDULED = re.compile(r"of an earlier run is (?:cancelled|banned) in (\d+) s")
+
+
+def _scheduled_refunds(instances: Sequence[Any]) -> float:
+    """The latest time (Unix) a live member logged one of its journal's refunds as due."""
+    latest = 0.0
+    for instance in instances:
+        if instance.proc.returncode is not None:
+            continue  # died with its schedule: the leader or its restart took it over
+        for at, _level, message in instance.logs:
+            found = _SCHEDULED.search(message)
+            if found is not None:
+                latest = max(latest, at + float(found.group(1)))
+    return latest
 
 
 def _money(value: Any) -> Decimal:
