@@ -34,7 +34,9 @@ import gsim_async  # noqa: E402
 
 
 def say(event: str, **fields: Any) -> None:
-    print(json.dumps({"event": event, **fields}), flush=True)
+    # One write(2) per line: a forked child shares the pipe, and print() in its thread
+    # wrote the line and its newline apart, the parent's line landing between them.
+    os.write(1, (json.dumps({"event": event, **fields}) + "\n").encode())
 
 
 class Lines(logging.Handler):
