@@ -444,8 +444,17 @@ class Recovery:
             sent=sent,
         )
         self._calls.remember(order)
-        if order.id in self._due:
-            return
+        known = self._due.get(order.id)
+        if known is not None:
+            if not at_once or (known.due is not None and known.local <= now):
+                return
+            # This run's journal showed it the order first (its own earlier run's, to be
+            # refunded when that run's wait would have ended, or a grace after the look);
+            # the fleet now hands it over as a dead member's: nobody takes it back, as
+            # whichever member leads would have refunded it. At once, then.
+            if known.timer is not None:
+                known.timer.cancel()
+            del self._due[order.id]
         record = _Due(order, action, due)
         if due is not None:
             record.local = obligations.on_wall(due)

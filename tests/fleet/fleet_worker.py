@@ -55,6 +55,11 @@ async def main(config: dict[str, Any]) -> None:
         on_retry=lambda e: retries.append((time.time(), e.reason)),
         max_requests_per_second=config.get("max_requests_per_second"),
         fleet=fleet,
+        journal=(
+            gsim_async.Journal(config["journal"], grace=config.get("grace", 10.0))
+            if config.get("journal")
+            else None
+        ),
     ) as gsim:
         await gsim.balance()  # joins the fleet
         say("ready")

@@ -12,6 +12,7 @@ import signal
 import uuid
 from collections.abc import AsyncIterator
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -241,6 +242,32 @@ async def test_a_dead_members_waits_are_refunded(
     assert sandbox.balance() == Decimal("100")
     survivor.kill()
     await survivor.process.wait()
+
+
+async def test_a_dead_members_waits_are_refunded_when_it_restarts_on_its_journal(
+    sandbox: Sandbox, redis_server: RedisServer, namespace: str, tmp_path: Path
+) -> None:
+    # The member is started again at once on its journal file and, alone, leads: it
+    # takes its dead run over from the fleet a heartbeat after its journal showed it the
+    # same waits. Before: the journal's schedule won (the waits' own deadline, 600 s, or
+    # an activation's grace after a long look) and the fleet's "at once" was dropped.
+    journal = str(tmp_path / "member.db")
+    fleet = {"heartbeat": 0.3, "dead_after": 600.0, "journal": journal}
+    victim = await start(
+        sandbox, redis_server, namespace, "wait", count=4, timeout=600, on_timeout="ban",
+        **fleet,
+    )  # fmt: skip
+    ids = (await victim.next("bought"))["ids"]
+    await anyio.sleep(1)
+    await victim.killed()
+    again = await start(sandbox, redis_server, namespace, "idle", stay=120, **fleet)
+    try:
+        await until(lambda: _true(refunded(sandbox, ids)), 30, "the dead run's orders refunded")
+        assert sandbox.balance() == Decimal("100")
+        assert {sandbox.order(i).status for i in ids} == {"BANNED"}
+    finally:
+        again.kill()
+        await again.process.wait()
 
 
 async def test_a_member_that_closes_hands_its_orders_over_at_once(
