@@ -33,12 +33,20 @@ MAX_COOLDOWN = timedelta(days=7)
 MICRO = Decimal("0.000001")
 
 _DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|sec|m|min|h|d)?", re.IGNORECASE)
-_UNITS = {"": 1.0, "ms": 0.001, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
-_UNITS["d"] = 86400.0
+_UNITS = {
+    "": 1.0,
+    "ms": 0.001,
+    "s": 1.0,
+    "sec": 1.0,
+    "m": 60.0,
+    "min": 60.0,
+    "h": 3600.0,
+    "d": 86400.0,
+}
 
 
 def parse_duration(name: str, text: str) -> timedelta:
-    """``90``, ``90s``, ``15m``, ``24h``, ``7d`` as a timedelta."""
+    """``90``, ``90s``, ``500ms``, ``15m``, ``24h``, ``7d`` as a timedelta (also the CLI's)."""
     match = _DURATION.fullmatch(text.strip())
     if match is None:
         raise InvalidArgumentError(f"{name} {text!r} is not a duration (e.g. 90s, 15m, 24h, 7d)")

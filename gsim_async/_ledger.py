@@ -144,7 +144,6 @@ class Verdict:
     retry_after: float | None = None
     breaker: BreakerStatus | None = None
     trial: bool = False
-    members: int = 1
     #: Why the counts are not the usual ones (a fleet member cut off from Redis).
     note: str = ""
 
@@ -236,18 +235,6 @@ class Ledger:
     def has(self, ref: str) -> bool:
         """Whether ``ref`` counts now."""
         return ref in self._entries
-
-    def entries(self) -> dict[str, tuple[float, int, bool]]:
-        """Every entry (``ref`` → stamp, amount, whether it is a ticket)."""
-        return {ref: (e.at, e.micro, e.ticket) for ref, e in self._entries.items()}
-
-    def restore(self, ref: str, at: float, micro: int, ticket: bool) -> None:
-        """Put an entry back (after the store lost it), unless it is there already."""
-        self._add(ref, at, micro, ticket)
-
-    def room(self, limit: int | None) -> int | None:
-        """What a purchase may still reserve (``None``: no limit)."""
-        return None if limit is None else limit - self.total
 
     def admit(
         self,

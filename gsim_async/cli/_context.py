@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import re
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Iterator
@@ -28,7 +27,7 @@ from .._exceptions import (
     NotFoundError,
     ValidationError,
 )
-from .._guard_config import Breaker, SpendLimit
+from .._guard_config import Breaker, SpendLimit, parse_duration
 from .._journal import Journal, open_rows
 from ._output import Output
 
@@ -369,19 +368,14 @@ def debug_logging(verbose: int) -> Iterator[None]:
             logger.setLevel(level)
 
 
-_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|min|h)?", re.IGNORECASE)
-_UNITS = {"": 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
-
-
 def duration(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
-    """An option's seconds, given as ``90``, ``90s``, ``5m`` or ``1.5h``."""
+    """An option's seconds, given as ``90``, ``90s``, ``5m``, ``1.5h`` or ``1d``."""
     if value is None:
         return None
-    match = _DURATION.fullmatch(value.strip())
-    if match is None:
-        raise click.BadParameter(f"{value!r} is not a duration (e.g. 90, 90s, 5m, 1h)")
-    number, unit = match.groups()
-    return float(number) * _UNITS[(unit or "").lower()]
+    try:
+        return parse_duration("duration", value).total_seconds()
+    except InvalidArgumentError:
+        raise click.BadParameter(f"{value!r} is not a duration (e.g. 90, 90s, 5m, 1h)") from None
 
 
 def positive_duration(

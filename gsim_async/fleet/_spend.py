@@ -405,10 +405,16 @@ class FleetSpend:
             verdict = attrs.evolve(verdict, note=note)
         return verdict
 
+    def _live_ms(self) -> int:
+        # Members are counted alive as the fleet judges them (dead_after): a member only
+        # stalled still spends its share when it resumes, so the shares of the room left
+        # while Redis is away never add up to more than the room.
+        return int(self._member.settings.dead_after * 1000)
+
     async def _admit(self, r: aioredis.Redis, admission: Admission) -> Verdict:
         limit = self._limit_micro if self._limit_micro is not None else -1
         micro = -1 if admission.micro is None else admission.micro
-        live = int(3 * self._member.settings.heartbeat * 1000)
+        live = self._live_ms()
         keys = (*self._spend, self._breaker_key(admission.key), self._member.key("members"))
         on = "1" if admission.key is not None and self._breaker is not None else "0"
         answer = await r.eval(
@@ -443,9 +449,7 @@ class FleetSpend:
             )
             self._known[admission.key] = state
             status = state.status(admission.key, now, self._wall)
-            return Verdict(
-                False, "breaker", retry_after=status.retry_after, breaker=status, members=members
-            )
+            return Verdict(False, "breaker", retry_after=status.retry_after, breaker=status)
         amount, total, reserved = int(answer[3]), int(answer[4]), int(answer[5])
         self._total = total
         if kind == 1:
@@ -457,7 +461,6 @@ class FleetSpend:
                 total=total,
                 reserved=reserved,
                 retry_after=retry / 1000 if retry >= 0 else None,
-                members=members,
             )
         if not admission.dry and self._limit_micro is not None:
             self._mine[admission.ticket] = (now, amount, True)
@@ -468,7 +471,6 @@ class FleetSpend:
             total=total,
             reserved=reserved,
             trial=bool(int(answer[6])),
-            members=members,
         )
 
     def _cut_off(self) -> Ledger:
@@ -674,7 +676,7 @@ class FleetSpend:
 
         async def read(r: aioredis.Redis) -> Any:
             pipe = r.pipeline(transaction=False)
-            live = int(3 * self._member.settings.heartbeat * 1000)
+            live = self._live_ms()
             keys = (*self._spend, self._member.key("members"))
             pipe.eval(_STATUS, 4, *keys, self._window, live, _KEEP_MS)
             pipe.smembers(self._index)

@@ -47,6 +47,12 @@ def test_a_bad_limit_is_a_usage_error(gsim: Gsim) -> None:
     assert gsim("balance", "--breaker", "0").exit_code == 2
 
 
+def test_a_cooldown_reads_as_the_client_reads_it(gsim: Gsim) -> None:
+    # GSIM_BREAKER_COOLDOWN=1d configured Client() but was a usage error for `gsim`.
+    assert gsim("--breaker", "2", "--breaker-cooldown", "1d", "balance").exit_code == 0
+    assert gsim("--breaker", "2", "--breaker-cooldown", "1 week", "balance").exit_code == 2
+
+
 def test_guard_status_reads_the_options_and_the_environment(served: Served) -> None:
     env = {**served.env, "GSIM_SPEND_LIMIT": "2/6h", "GSIM_BREAKER": "4"}
     gsim = Gsim(env, served.api_key)
