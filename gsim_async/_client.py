@@ -399,7 +399,9 @@ class Client:
         if fleet is not None and self._journal is None and fleet.member.active:
             # Whether the fleet keeps the waits is Redis' to say, atomically: members
             # stopping together must not each leave them to the others (see
-            # ``Binding.stopping``). One round trip; the waits end when it answers.
+            # ``Binding.stopping``). One round trip; the waits end when it answers, and
+            # purchases are refused from now.
+            books.waits.refusing = True
             if self._fleet_stop is None:
                 self._fleet_stop = asyncio.get_running_loop().create_task(self._stop_in_fleet())
             return
@@ -471,7 +473,7 @@ class Client:
         left = sorted(self._books.refunding)
         if left:
             self._report_unrefunded(left)
-        if self._books.waits.asked and self._keeper() is None:
+        if self._books.waits.asked and self._books.waits.keeper is None:
             self._report_held(set(left))
         self._books.background.cancel_all()
         if self._fleet is not None:

@@ -208,6 +208,34 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)
 
 
+def _forked() -> None:
+    """In a forked child: none of the parent's stop-signal state is the child's.
+
+    A fork (multiprocessing's fork start method, a prefork server) copies the live
+    clients, whose loop threads stayed in the parent, and the SIGTERM handler the
+    parent's SyncClients installed. Left as copied, a SIGTERM to the child would
+    "stop" the parent's clients through a loop no thread runs here and leave with
+    ``SystemExit(143)`` instead of ending the child as a plain process, and a
+    SyncClient made in the child would count on top of the parent's users, so its
+    close would never put the default back. The child starts afresh: no live
+    client, no SyncClient user, SIGTERM at its default where it was ours (only
+    then: a handler the program installed is its own and stays).
+    """
+    global _sync_lock, _sync_handler, _sync_users, _sync_stopping
+    _live.clear()
+    _sync_lock = threading.RLock()  # a thread of the parent may have held it
+    _sync_users = 0
+    _sync_stopping = False
+    _sync_handler = None
+    with contextlib.suppress(ValueError):  # not the main interpreter: nothing to undo
+        if signal.getsignal(signal.SIGTERM) is _on_sigterm:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forked)
+
+
 @contextlib.contextmanager
 def closing() -> Iterator[None]:
     """Around a close in this thread: a SIGTERM meanwhile lets it finish first."""

@@ -154,6 +154,9 @@ class Waits:
         self._running: set[Running] = set()
         self._refunds: dict[str, asyncio.Task[Settled]] = {}
         self.stopped = False
+        #: Set as a stop begins, before it knows who keeps the waits (a fleet's answer):
+        #: purchases are refused from then on.
+        self.refusing = False
         #: Whether the program asked for the stop (``stop()``, a stop signal), not a close.
         self.asked = False
         #: Set once the client is closed: nothing can be sent, nor given up, any more.
@@ -182,7 +185,7 @@ class Waits:
         """Give every wait up now (once); ``keeper`` keeps the orders instead."""
         if self.stopped:
             return
-        self.stopped = True
+        self.stopped = self.refusing = True
         self.keeper = keeper
         running, self._running = self._running, set()
         for each in running:
@@ -217,7 +220,7 @@ class Waits:
         """Raise ``ClientClosedError`` if the client has stopped: ``what`` is not begun."""
         if self.closed:
             raise ClientClosedError("this gsim Client is closed; create a new one")
-        if self.stopped:
+        if self.refusing:
             raise ClientClosedError(f"the gsim Client is stopping: {what} was not begun")
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -67,13 +65,13 @@ class Binding:
         self.last = False
 
     def _revoked(self, revocation: Revocation) -> None:
-        """What the fleet took over is the leader's now, no longer this client's to owe."""
-        ids = []
-        for text in revocation.rows.values():
-            with contextlib.suppress(ValueError, AttributeError):
-                item_id = json.loads(text).get("item_id")
-                if isinstance(item_id, str):
-                    ids.append(item_id)
+        """What the fleet took over is the leader's now, no longer this client's to owe.
+
+        A purchase still on the wire as taken is the leader's to reconcile; its waits
+        end, and the client lets go of the orders.
+        """
+        ids = self.journal.revoked(revocation)
+        self.watcher.revoked(revocation, ids)
         self._released(ids)
 
     async def start(self) -> None:

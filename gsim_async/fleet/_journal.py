@@ -149,7 +149,6 @@ class FleetJournal:
         self._rows: dict[str, str] = {}
         self._dirty: dict[str, str | None] = {}
         self._wake = asyncio.Event()
-        member.on_revoked(self._revoked)
         member.on_rejoin(self._rewrite)
 
     def _owed_key(self, member_id: str) -> str:
@@ -311,11 +310,27 @@ class FleetJournal:
 
     # -- custody of the dead -----------------------------------------------------------------
 
-    def _revoked(self, revocation: Revocation) -> None:
-        """The fleet took this member over: the rows it took are no longer this member's."""
-        for ref in revocation.rows:
+    def revoked(self, revocation: Revocation) -> list[str]:
+        """The fleet took this member over: the rows it took are no longer this member's.
+
+        Returns the ids of the orders taken (a purchase taken on the wire is the
+        leader's to reconcile). A row Redis had as a purchase on the wire that this
+        member has since learnt the order of stays this member's, written again: the
+        member holds that order fleet-wide, so the leader's reconciliation, which passes
+        over held orders, would not find it, and nobody would refund it.
+        """
+        ids = []
+        for ref, taken in revocation.rows.items():
+            mine = self._rows.get(ref)
+            if _item_id(taken) is None and mine is not None and _item_id(mine) is not None:
+                self._set(ref, mine)
+                continue
             self._rows.pop(ref, None)
             self._dirty.pop(ref, None)
+            item_id = _item_id(taken)
+            if item_id is not None:
+                ids.append(item_id)
+        return ids
 
     async def _custody(self) -> None:
         while not self._member.closed:
@@ -414,3 +429,13 @@ def _entry(ref: str, text: str) -> Entry | None:
 
 
 __all__ = ["FleetJournal"]
+
+
+def _item_id(text: str) -> str | None:
+    """The order or rental id a row (JSON) names, if any."""
+    try:
+        row = json.loads(text)
+    except ValueError:
+        return None
+    item_id = row.get("item_id") if isinstance(row, dict) else None
+    return item_id if isinstance(item_id, str) else None

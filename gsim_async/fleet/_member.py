@@ -142,9 +142,8 @@ return redis.call('ZRANGEBYSCORE', KEYS[1], now - tonumber(ARGV[1]), '+inf')
 class Revocation:
     """The fleet took over what this member owed while it was silent."""
 
-    #: The member that took over (the leader then), and when (Unix seconds, Redis' clock).
+    #: The member that took over (the leader then).
     by: str
-    at: float | None
     #: Seconds this process went without a heartbeat before it learnt of it.
     unresponsive: float
     #: The rows taken: row reference → the row as this member had written it (JSON).
@@ -168,7 +167,6 @@ class Member:
         self.highest_epoch = 0
         #: Members alive at the last heartbeat, this one included.
         self.peers = 1
-        self.joined = ""
         #: Set once the member stops (``stopping()``): it never joins again.
         self.leaving = False
         self._redis: aioredis.Redis | None = None
@@ -270,9 +268,6 @@ class Member:
             return False
         self.peers = max(1, int(live))
         self.epoch = int(epoch)
-        #: How this (re)join found Redis: 'new', 'same', 'lost' (it had lost its data) or
-        #: 'revoked' (the fleet had taken this member over).
-        self.joined = str(status)
         self.highest_epoch = max(self.highest_epoch, self.epoch)
         self._last_beat = time.monotonic()
         was_down = self._warned
@@ -286,11 +281,9 @@ class Member:
                 "writing what this member holds and owes again"
             )
         if status == "revoked":
-            by, _, at = str(revocation).partition(":")
+            by = str(revocation).partition(":")[0]
             rows = {str(k): str(v) for k, v in zip(taken[0::2], taken[1::2], strict=False)}
-            event = Revocation(
-                by=by, at=float(at) / 1000 if at else None, unresponsive=silent, rows=rows
-            )
+            event = Revocation(by=by, unresponsive=silent, rows=rows)
             log.warning(
                 "fleet: this process was unresponsive for %.0f s; member %s took it for dead "
                 "and took over %d purchase(s) and order(s) it owed (it refunds them)",
@@ -503,10 +496,12 @@ class Member:
                 if self.active:
                     known = await self.call(self._beat, None)
                     if known is False:
-                        if self.leaving:
-                            self.active = False
-                        else:
-                            await self._rejoin()
+                        # One rejoin, whoever saw the refusal first (a journal's flush
+                        # may have): its callbacks write everything back.
+                        self.refused()
+                        rejoin = self._rejoin_task
+                        if rejoin is not None and not rejoin.done():
+                            await rejoin
                 else:
                     await self._join()
             except Exception:

@@ -21,6 +21,7 @@ import logging
 import re
 import time
 from collections import OrderedDict
+from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
@@ -140,7 +141,6 @@ class FleetWatcher:
         #: Orders the fleet took over from this member → why a wait on one ends.
         self._taken: OrderedDict[str, str] = OrderedDict()
         member.listen(self._event)
-        member.on_revoked(self._revoked)
         member.on_rejoin(self._register_all)
 
     def start(self) -> None:
@@ -326,17 +326,10 @@ class FleetWatcher:
         self._handoffs.add(task)
         task.add_done_callback(self._handoffs.discard)
 
-    def _revoked(self, revocation: Revocation) -> None:
+    def revoked(self, revocation: Revocation, order_ids: Iterable[str]) -> None:
         """The fleet took this member over: its waits on the orders taken end at once."""
         seconds = self._member.settings.dead_after
-        for text in revocation.rows.values():
-            try:
-                row = json.loads(text)
-            except ValueError:
-                continue
-            order_id = row.get("item_id") if isinstance(row, dict) else None
-            if not isinstance(order_id, str):
-                continue  # a purchase that was on the wire: the leader reconciles it
+        for order_id in order_ids:
             why = (
                 f"order {order_id} was taken over by the fleet (member {revocation.by}), "
                 f"which refunds it: this process was unresponsive for "

@@ -123,3 +123,20 @@ async def test_a_whole_fleet_stopping_together_refunds_every_wait(
         ids = [o.id for bought in orders.values() for o in bought]
         assert [sb.order(i).status for i in ids] == ["BANNED"] * len(ids)
         assert sb.ledger().balance == Decimal("100")
+
+
+async def test_a_member_refuses_purchases_from_the_moment_it_is_stopped(
+    redis_server: RedisServer,
+) -> None:
+    # Before: while the fleet was asked who keeps the waits (a Redis round trip, up to
+    # seconds when Redis is slow), stop() let new purchases through and charged them.
+    namespace = uuid.uuid4().hex[:8]
+    async with Sandbox(seed=5, auto_deliver=False) as sb:
+        gsim = member(sb, redis_server, namespace)
+        await gsim.balance()  # joined
+        gsim.stop()
+        with pytest.raises(ClientClosedError, match="stopping"):
+            await gsim.orders.create("telegram", "russia")
+        await gsim.aclose()
+        assert sb.orders() == []
+        assert sb.balance() == Decimal("100")
