@@ -556,8 +556,11 @@ class Client:
         """
         service = v.text("service", service)
         v.text("country", country)
-        params = {"service": service, "country": await self._countries.resolve(country)}
-        return await self._transport.request("GET", "/operators", _OPERATORS, params=params)
+        country = await self._countries.resolve(country)
+        params = {"service": service, "country": country}
+        found = await self._transport.request("GET", "/operators", _OPERATORS, params=params)
+        self._books.guard.saw_quote(service, country, found)  # prices for reservations
+        return found
 
 
 #: Set once ``opentelemetry`` proved not importable: not looked for again.

@@ -285,8 +285,8 @@ class Guard:
     def _quoted(
         self, service: str, country: str, operator: str | None, offers: Sequence[Operator]
     ) -> Decimal | None:
-        for offer in offers:
-            self._prices[service, country, offer.id] = offer.price
+        # The quote's prices were kept as it was read (``saw_quote``): a cached quote
+        # must not overwrite a price a purchase taught since.
         wanted = operator or "any"
         listed = next((o.price for o in offers if o.id == wanted), None)
         if listed is None and wanted == "any":

@@ -285,9 +285,7 @@ class OrderCalls:
         """Note which client ``order`` belongs to, while it may still get a code."""
         ref = self._shared.owner_ref
         if is_settled(order):
-            OWNERS.forget(order.id)  # no code will come: nothing to wait for through it
-            self._shared.obligations.ended(order.id, _outcome(order))
-            self._shared.guard.ended(order)
+            self.settled(order)  # no code will come: nothing to wait for through it
         elif ref is not None and not OWNERS.knows(order.id, ref):
             OWNERS.remember(order.id, ref, self.seconds_left(order))
         return order
