@@ -57,7 +57,7 @@ apart, not as a failure of the run; with file journals the restarted member refu
 
 The smoke run keeps the 20 req/s limit and scales the rest down: 75 s, 4 members, a
 kill every 15 s, codes after 1-10 s, a 6 s stall, the same Redis events; it judges the
-money and the codes, and reports the rates and RSS (too short to judge).
+money and the codes, and reports the rates, refund times and RSS (too short to judge).
 """
 
 from __future__ import annotations
@@ -161,7 +161,7 @@ class Config:
     rss_every: float = 5.0
     file_journals: bool = False
     seed: int = 5
-    #: A smoke run: too short to judge rates and RSS, which are reported only.
+    #: A smoke run: too short to judge rates, refund times and RSS, reported only.
     smoke: bool = False
 
     @property
@@ -1314,7 +1314,11 @@ def checks(result: Json) -> list[tuple[str, str, str, bool | None]]:
                 if d["count"]
                 else "no order was open at a death"
             ),
-            bool(d["count"]) and d["p95_s"] is not None and d["p95_s"] <= REFUND_WITHIN,
+            # A smoke run reports the time only: 75 s on a loaded CI machine is no
+            # measure of it (times belong to the full run).
+            None
+            if cfg["smoke"]
+            else bool(d["count"]) and d["p95_s"] is not None and d["p95_s"] <= REFUND_WITHIN,
         ),
     ]
     if st:
@@ -1472,7 +1476,7 @@ def report(result: Json) -> str:
         f"{cfg['wipe_at_s']:g} s, m{cfg['stalled_slot']} stalled {cfg['stall']:g} s at "
         f"{cfg['stall_at_s']:g} s, a failover at {cfg['failover_at_s']:g} s; file journals "
         f"{'on' if cfg['file_journals'] else 'off'}"
-        + (" (smoke: rates and RSS reported, not judged)" if cfg["smoke"] else "")
+        + (" (smoke: rates, refund times and RSS reported, not judged)" if cfg["smoke"] else "")
         + f". Wall {result['wall_s']:.0f} s; settled "
         + (
             f"{result['settled_after_s']:.0f} s after the stop (the ledger unchanged for "

@@ -134,7 +134,8 @@ def test_soak_smoke_runs_every_fault_and_loses_no_money(tmp_path: Path) -> None:
 
     # No money or code lost: nothing charged twice, every code returned is the ledger's,
     # the stalled member (6 s < dead_after) got every code and lost nothing behind its
-    # back, and the dead members' orders were refunded within 45 s of their death.
+    # back, and the dead members' orders were refunded (how soon is the full soak's to
+    # judge: speed lives in benchmarks, never in a test's timed assertion).
     audit = report["audit"]
     assert audit["double_charges"] == 0
     assert not audit["wrong_codes"] and not audit["ended_unrefunded"] and audit["balanced"]
@@ -142,7 +143,7 @@ def test_soak_smoke_runs_every_fault_and_loses_no_money(tmp_path: Path) -> None:
     assert stall["codes_returned"] == stall["codes_delivered"], stall
     assert stall["behind_its_back"] == 0, stall
     deaths = audit["refunds_after_death"]
-    assert deaths["count"] > 0 and deaths["p95_s"] <= 45.0, deaths
+    assert deaths["count"] > 0, deaths
 
     # Orders left charged: none but those of the known fleet defects (an expected
     # failure until they are fixed; anything else fails).
